@@ -1,0 +1,220 @@
+//! Request and response bodies of the node's HTTP API.
+//!
+//! The endpoints themselves are documented in `checkraft-node`'s crate docs;
+//! this module holds only their bodies. JSON unless noted "bincode".
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::Rejection;
+use crate::raft::{LogId, RaftMetrics};
+use crate::types::{GroupId, NodeId, ShardDescriptor};
+
+/// The body of every error response (4xx/5xx other than a rejection or a
+/// leader forward).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Machine-readable class of the error.
+    pub kind: ErrorKind,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// Classes of API errors, each tied to one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// 400: the body or query could not be parsed or is invalid.
+    BadRequest,
+    /// 401: an admin endpoint was called without the right bearer token.
+    Unauthorized,
+    /// 404: no such group on this node, or no such endpoint.
+    NotFound,
+    /// 409: the request conflicts with existing state (for example, creating
+    /// a group that exists with another descriptor).
+    Conflict,
+    /// 413: the body is larger than the node accepts.
+    TooLarge,
+    /// 503: the group cannot serve right now (no leader, shutting down, or
+    /// the outcome is unknown after a timeout; sets are absolute, so retry).
+    Unavailable,
+    /// 500: a bug or a storage failure.
+    Internal,
+}
+
+/// Answer of `POST /shards/{id}/write` and `POST /shards/{id}/restore`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum WriteOutcome {
+    /// HTTP 200. Committed on a quorum (flushed to disk there) and applied.
+    Applied {
+        /// The raft log id of the entry that carried the command.
+        log_id: LogId,
+        /// The shard's change number after this command.
+        seq: u64,
+        /// How many boxes changed value.
+        changed: u32,
+    },
+    /// HTTP 409. Committed but refused by the state machine; nothing changed.
+    Rejected {
+        /// Why.
+        rejection: Rejection,
+    },
+    /// HTTP 421. This node does not lead the shard; retry at the leader.
+    ForwardToLeader {
+        /// The leader's node id, when known.
+        leader_id: Option<NodeId>,
+        /// The leader's `HOST:PORT`, when known.
+        leader_addr: Option<String>,
+    },
+}
+
+/// Answer of `GET /shards/{id}/read` (bincode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRead {
+    /// The shard's descriptor at read time.
+    pub descriptor: ShardDescriptor,
+    /// The change number the bitmap reflects.
+    pub seq: u64,
+    /// The raft log index the bitmap reflects (0 before anything applied).
+    pub applied_index: u64,
+    /// First index of the returned sub-range.
+    pub start: u64,
+    /// One past the last index of the returned sub-range.
+    pub end: u64,
+    /// croaring `Portable` bytes of the checked indices in `[start, end)`.
+    pub bitmap: Vec<u8>,
+}
+
+/// The data of a shard snapshot (bincode), as stored, shipped to followers
+/// and downloaded for backups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardSnapshot {
+    /// Format version of this struct; currently 1.
+    pub version: u32,
+    /// The shard's descriptor.
+    pub descriptor: ShardDescriptor,
+    /// The change number the bitmap reflects.
+    pub seq: u64,
+    /// croaring `Portable` bytes (after `run_optimize`) of the checked
+    /// indices.
+    pub bitmap: Vec<u8>,
+}
+
+/// Body of `POST /admin/groups`: host a shard group on this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateGroup {
+    /// The shard's descriptor (its id is the group id).
+    pub descriptor: ShardDescriptor,
+    /// Initial voters: node id → `HOST:PORT`. Used only with `initialize`.
+    #[serde(default)]
+    pub members: BTreeMap<NodeId, String>,
+    /// Initialize the raft group with `members` from this node. Set it on
+    /// exactly one node when creating a new group; leave it unset when
+    /// preparing a node to join an existing group as a learner.
+    #[serde(default)]
+    pub initialize: bool,
+}
+
+/// Answer of `POST /admin/groups`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCreated {
+    /// False when the group already existed here with the same descriptor.
+    pub created: bool,
+    /// True when this call initialized the raft membership.
+    pub initialized: bool,
+}
+
+/// Body of `POST /admin/groups/{id}/learners`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddLearner {
+    /// The new member's node id.
+    pub node_id: NodeId,
+    /// The new member's `HOST:PORT`.
+    pub addr: String,
+}
+
+/// Body of `POST /admin/groups/{id}/membership`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeMembership {
+    /// The complete new voter set. Every id must already be a member
+    /// (voter or learner).
+    pub voters: BTreeSet<NodeId>,
+    /// Keep removed voters as learners instead of dropping them.
+    #[serde(default)]
+    pub retain: bool,
+}
+
+/// Answer of the membership endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipChanged {
+    /// Log id of the (last) membership entry.
+    pub log_id: LogId,
+    /// Voters after the change.
+    pub voters: BTreeSet<NodeId>,
+    /// Learners after the change.
+    pub learners: BTreeSet<NodeId>,
+}
+
+/// Answer of `POST /admin/groups/{id}/snapshot`, and the header part of a
+/// snapshot download.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// openraft's snapshot id.
+    pub snapshot_id: String,
+    /// The last log id the snapshot covers.
+    pub last_log_id: Option<LogId>,
+    /// The change number the snapshot reflects.
+    pub seq: u64,
+    /// Size of the snapshot data in bytes.
+    pub bytes: u64,
+}
+
+/// Answer of `GET /admin/groups/{id}/snapshot` (bincode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotDownload {
+    /// Which snapshot this is.
+    pub info: SnapshotInfo,
+    /// Its content.
+    pub snapshot: ShardSnapshot,
+}
+
+/// Answer of `GET /admin/groups/{id}/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// The shard's descriptor as applied on this node.
+    pub descriptor: ShardDescriptor,
+    /// The shard's change number as applied on this node.
+    pub seq: u64,
+    /// Number of checked boxes in the shard.
+    pub checked: u64,
+    /// openraft's metrics for the group on this node.
+    pub raft: RaftMetrics,
+}
+
+/// One group in [`NodeStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSummary {
+    /// The shard's descriptor as applied on this node.
+    pub descriptor: ShardDescriptor,
+    /// The shard's change number as applied on this node.
+    pub seq: u64,
+    /// Current raft term.
+    pub term: u64,
+    /// The leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// Last applied log index (0 when none).
+    pub applied_index: u64,
+}
+
+/// Answer of `GET /status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// The address peers reach this node at.
+    pub addr: String,
+    /// Every group hosted here, by id.
+    pub groups: BTreeMap<GroupId, GroupSummary>,
+}

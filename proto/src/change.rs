@@ -1,0 +1,66 @@
+//! Events of a shard's change stream.
+//!
+//! Every applied [`crate::Command`] bumps the shard's `seq` by exactly one
+//! and produces one event with that `seq`, so a subscriber that tracks the
+//! last `seq` it saw can detect any gap and resume exactly where it left off.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{BoxSet, ShardId};
+
+/// One frame of `GET /shards/{id}/changes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeEvent {
+    /// The boxes that changed value in change number `seq`. Sets that did
+    /// not change anything are left out, so `sets` may be empty; the event is
+    /// still sent to keep the `seq` sequence gap-free.
+    Changes {
+        /// The shard.
+        shard: ShardId,
+        /// The shard's epoch when the change applied.
+        epoch: u64,
+        /// The change's sequence number (previous event's `seq` + 1).
+        seq: u64,
+        /// `(index, checked)` of each box whose value changed.
+        sets: Vec<BoxSet>,
+    },
+    /// The shard's full state as of `seq`. Sent first when the requested
+    /// `seq` is no longer retained, and in place of a `Restore` command.
+    /// Everything before and including `seq` is covered by it.
+    Snapshot {
+        /// The shard.
+        shard: ShardId,
+        /// The shard's epoch.
+        epoch: u64,
+        /// The change number the state reflects.
+        seq: u64,
+        /// First index of the shard's range.
+        start: u64,
+        /// One past the last index of the shard's range.
+        end: u64,
+        /// croaring `Portable` bytes of the checked (absolute) indices.
+        bitmap: Vec<u8>,
+    },
+    /// Sent periodically while the shard is idle: "nothing happened up to
+    /// and including `seq`". Lets subscribers tell a quiet shard from a dead
+    /// stream.
+    Progress {
+        /// The shard.
+        shard: ShardId,
+        /// The shard's epoch.
+        epoch: u64,
+        /// The shard's current change number.
+        seq: u64,
+    },
+}
+
+impl ChangeEvent {
+    /// The event's change number.
+    pub fn seq(&self) -> u64 {
+        match self {
+            ChangeEvent::Changes { seq, .. }
+            | ChangeEvent::Snapshot { seq, .. }
+            | ChangeEvent::Progress { seq, .. } => *seq,
+        }
+    }
+}

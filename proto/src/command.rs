@@ -1,0 +1,110 @@
+//! Raft log commands for a shard, and what applying them answers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{BoxIndex, BoxSet};
+
+/// Many absolute sets in one raft entry.
+///
+/// The gateway batches its clients' sets per shard into one of these, so one
+/// log entry (and one fsync) carries many user actions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetBatch {
+    /// The shard epoch the sender routed under; must equal the shard's.
+    pub epoch: u64,
+    /// `(index, checked)` pairs, applied in order. Every index must lie in
+    /// the shard's range, or the whole batch is rejected.
+    pub sets: Vec<BoxSet>,
+}
+
+/// Replace a shard's whole state (used by grid restore).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restore {
+    /// The shard epoch the sender routed under; must equal the shard's.
+    pub epoch: u64,
+    /// The new state: croaring `Portable` bytes of absolute indices, all of
+    /// which must lie in the shard's range.
+    pub bitmap: Vec<u8>,
+}
+
+/// The application data of a shard's raft log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Set boxes to absolute values.
+    SetBatch(SetBatch),
+    /// Replace the shard's state.
+    Restore(Restore),
+}
+
+impl Command {
+    /// The epoch the command was routed under.
+    pub fn epoch(&self) -> u64 {
+        match self {
+            Command::SetBatch(b) => b.epoch,
+            Command::Restore(r) => r.epoch,
+        }
+    }
+}
+
+/// Why the state machine refused a command. Deterministic: every replica
+/// that applies the same entry reaches the same rejection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Rejection {
+    /// The command's epoch is not the shard's current epoch; refresh the
+    /// shard map and retry.
+    StaleEpoch {
+        /// The shard's epoch.
+        current: u64,
+        /// The epoch the command carried.
+        got: u64,
+    },
+    /// An index lies outside the shard's range `[start, end)`.
+    OutOfRange {
+        /// The first offending index.
+        index: BoxIndex,
+        /// The shard's first index.
+        start: u64,
+        /// One past the shard's last index.
+        end: u64,
+    },
+    /// A `Restore` bitmap could not be decoded as croaring `Portable` bytes.
+    BadBitmap {
+        /// What the decoder said.
+        detail: String,
+    },
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::StaleEpoch { current, got } => {
+                write!(f, "stale epoch {got}: the shard is at epoch {current}")
+            }
+            Rejection::OutOfRange { index, start, end } => {
+                write!(f, "index {index} is outside the shard's range [{start}, {end})")
+            }
+            Rejection::BadBitmap { detail } => write!(f, "bad bitmap: {detail}"),
+        }
+    }
+}
+
+/// What applying one raft entry answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CommandResponse {
+    /// The command was applied and became change number `seq`.
+    Applied {
+        /// The shard's change sequence number after this command.
+        seq: u64,
+        /// How many boxes actually changed value.
+        changed: u32,
+    },
+    /// The command was refused; the state is unchanged.
+    Rejected {
+        /// Why.
+        rejection: Rejection,
+    },
+    /// A blank or membership entry: nothing for a client to see.
+    Internal,
+}

@@ -1,0 +1,41 @@
+//! # checkraft-proto: the wire types every checkraft process shares
+//!
+//! Nodes, gateways and `raftctl` talk to each other with the types in this
+//! crate and nothing else, so no binary ever depends on another binary's
+//! crate. Every type that crosses a process boundary lives here, with a doc
+//! comment on each field.
+//!
+//! ## Map
+//! - [`types`]: identifiers, box indices and the [`ShardDescriptor`].
+//! - [`command`]: what goes into a shard's raft log ([`Command`]) and what
+//!   applying it answers ([`CommandResponse`], [`Rejection`]).
+//! - [`change`]: the events of a shard's change stream ([`ChangeEvent`]).
+//! - [`api`]: request and response bodies of the node's HTTP API.
+//! - [`raft`]: the openraft type configuration ([`TypeConfig`]).
+//! - [`codec`]: the one place that calls bincode, plus the length-prefixed
+//!   framing of the change stream.
+//!
+//! ## Encodings
+//! - Raft RPCs, raft log entries, snapshots, shard reads and the change
+//!   stream are bincode 2 (standard config, serde mode), through [`codec`].
+//! - Admin and shard-write bodies are JSON, so that `curl` can drive them.
+//!
+//! ## Bit order
+//! A shard's state is a croaring bitmap of **absolute** box indices (a box
+//! `i` is checked iff `i` is in the bitmap). Bitmaps travel in croaring's
+//! `Portable` format (the RoaringFormatSpec), which is readable from Java,
+//! Go and JavaScript and has no endianness ambiguity.
+
+pub mod api;
+pub mod change;
+pub mod codec;
+pub mod command;
+pub mod raft;
+pub mod types;
+
+pub use api::*;
+pub use change::ChangeEvent;
+pub use codec::CodecError;
+pub use command::{Command, CommandResponse, Rejection, Restore, SetBatch};
+pub use raft::TypeConfig;
+pub use types::*;
