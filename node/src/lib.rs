@@ -1,1 +1,111 @@
-pub fn x(){}
+//! # checkraft-node: raft-replicated bitmap shards
+//!
+//! A `checkraft-node` process hosts many small raft groups ("shards"). Each
+//! shard owns the box indices `[start, end)` and replicates their state, a
+//! croaring bitmap, on (usually) three nodes with openraft 0.9. All groups
+//! of a process share one sled database, one flush task and one HTTP
+//! client per peer.
+//!
+//! ## Write path
+//! 1. A client (a gateway) `POST`s a [`checkraft_proto::SetBatch`] to
+//!    `/shards/{id}/write` on the shard's leader ([`http`] → [`group`]).
+//!    A follower answers 421 `ForwardToLeader` with the leader's id and
+//!    address.
+//! 2. The leader appends the command as one raft entry. [`storage::LogStore`]
+//!    writes it to the group's sled tree and hands openraft's callback to
+//!    the [`storage::Flusher`]; followers do the same when the entry
+//!    arrives, and answer the leader only after their flush.
+//! 3. Once a quorum has flushed the entry, it is committed and applied:
+//!    [`state_machine::StateMachine`] runs [`state::ShardState::apply`],
+//!    which checks the epoch and the range (a failed check is a
+//!    [`checkraft_proto::Rejection`] value, never an error), sets the bits,
+//!    bumps `seq`, and pushes a change event into [`changes::ChangeLog`].
+//! 4. The HTTP answer is `{log_id, seq}`: the write is durable on a quorum.
+//!
+//! ## The durability rule
+//! Nothing is reported durable before a flush covers it. sled's `flush` is
+//! database-wide, so [`storage::Flusher`] batches every waiter (append
+//! callbacks of all groups, votes, truncates, purges, snapshots) behind one
+//! flush: group commit. openraft 0.9 waits for the append callback before
+//! it replies to the leader or counts its own vote, so an acknowledged
+//! write is on disk on a quorum, and kill -9 at any instant loses none.
+//!
+//! ## Snapshot format
+//! The bitmap lives in memory. A snapshot is bincode of
+//! [`checkraft_proto::ShardSnapshot`]: format version, descriptor `{shard,
+//! start, end, epoch}`, `seq`, and the bitmap in croaring `Portable` bytes
+//! after `run_optimize`. openraft builds one every
+//! [`config::NodeConfig::snapshot_every`] entries (and on demand through
+//! the admin API), stores it in the group's tree with its meta and flushes
+//! it before purging the log it covers. A restart loads the latest
+//! snapshot and re-applies the committed entries after it
+//! (`save_committed`/`read_committed`), so restart time is bounded by
+//! `snapshot_every`, not by the log's history. Lagging or new followers
+//! receive the snapshot through openraft's `install_snapshot` RPC.
+//!
+//! ## The change stream
+//! `GET /shards/{id}/changes?from=SEQ` ([`subscription`]) streams
+//! length-prefixed bincode [`checkraft_proto::ChangeEvent`] frames: the
+//! retained events after `SEQ` (or a full `Snapshot` event when they are
+//! no longer retained), then live events, with a `Progress` marker while
+//! idle. Every accepted command is exactly one event and `seq` is
+//! replicated state, so any replica can serve the stream and a subscriber
+//! can resume anywhere from its last `seq` with no gap and no duplicate.
+//!
+//! ## HTTP API
+//! Errors are JSON [`checkraft_proto::ApiError`] `{kind, message}` with
+//! status 400 (malformed body or query), 401 (admin token), 404 (unknown
+//! group or path), 409 (conflict), 413 (body too large), 503 (no leader,
+//! timeout: retry is safe since sets are absolute).
+//!
+//! | endpoint | request | response |
+//! |---|---|---|
+//! | `GET /health` | | `ok` |
+//! | `GET /status` | | JSON [`checkraft_proto::NodeStatus`] |
+//! | `POST /raft/{g}/append` | bincode `AppendEntriesRequest` | bincode `Result<AppendEntriesResponse, RaftError>` |
+//! | `POST /raft/{g}/vote` | bincode `VoteRequest` | bincode `Result<VoteResponse, RaftError>` |
+//! | `POST /raft/{g}/snapshot` | bincode `InstallSnapshotRequest` | bincode `Result<InstallSnapshotResponse, RaftError>` |
+//! | `POST /admin/groups` | JSON [`checkraft_proto::CreateGroup`] | 201/200 JSON [`checkraft_proto::GroupCreated`]; 409 if the id exists with another range |
+//! | `POST /admin/groups/{g}/learners` | JSON [`checkraft_proto::AddLearner`] | JSON [`checkraft_proto::MembershipChanged`] once the learner caught up; 409 if not leader |
+//! | `POST /admin/groups/{g}/membership` | JSON [`checkraft_proto::ChangeMembership`] | JSON [`checkraft_proto::MembershipChanged`]; 409 if not leader or ids unknown |
+//! | `POST /admin/groups/{g}/snapshot` | | JSON [`checkraft_proto::SnapshotInfo`] of the new snapshot |
+//! | `GET /admin/groups/{g}/snapshot` | | bincode [`checkraft_proto::SnapshotDownload`]; 404 if none yet |
+//! | `GET /admin/groups/{g}/metrics` | | JSON [`checkraft_proto::GroupStatus`] |
+//! | `POST /shards/{g}/write` | JSON [`checkraft_proto::SetBatch`] | JSON [`checkraft_proto::WriteOutcome`]: 200 applied `{log_id, seq, changed}`, 409 rejected, 421 forward, 503 no leader |
+//! | `POST /shards/{g}/restore` | bincode [`checkraft_proto::Restore`] | as write |
+//! | `GET /shards/{g}/read?start=&end=&linearizable=` | | bincode [`checkraft_proto::ShardRead`]; 421 forward when linearizable on a follower |
+//! | `GET /shards/{g}/changes?from=SEQ` | | stream of frames (see [`checkraft_proto::codec`]) |
+//!
+//! `/admin/*` requires `Authorization: Bearer <admin_token>` when
+//! [`config::NodeConfig::admin_token`] is set. Creating a group: `POST
+//! /admin/groups` on every member with the same descriptor, with
+//! `initialize: true` and the member map on exactly one. Adding a replica:
+//! create the group on the new node (no `initialize`), then `learners` and
+//! `membership` on the leader.
+//!
+//! ## Caveats
+//! - Raft RPC endpoints are not authenticated; run nodes on a private
+//!   network.
+//! - sled has open reports of corruption after abrupt stops; the kill -9
+//!   cluster test is our evidence that our use is safe. Storage stays behind
+//!   the [`storage`] module so an engine swap stays local.
+//! - A shard's descriptor comes from the create call until the first
+//!   snapshot carries it; range changes (split/merge) arrive with the
+//!   metadata group.
+
+pub mod changes;
+pub mod config;
+pub mod error;
+pub mod group;
+pub mod http;
+pub mod network;
+pub mod node;
+pub mod server;
+pub mod state;
+pub mod state_machine;
+pub mod storage;
+pub mod subscription;
+
+pub use config::NodeConfig;
+pub use error::{Error, Result};
+pub use server::run;

@@ -1,1 +1,65 @@
-fn main(){}
+//! `checkraft-node`: hosts checkraft shard raft groups. See the crate docs.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use checkraft_node::config::{NodeConfig, Overrides};
+
+/// A checkraft shard node: many raft-replicated bitmap shards over one sled
+/// database, served over HTTP.
+///
+/// Settings come from defaults, then the TOML file given by --config, then
+/// CHECKRAFT_NODE_<FIELD> environment variables, then these flags.
+/// Logging follows RUST_LOG (default "info").
+#[derive(Parser, Debug)]
+#[command(name = "checkraft-node", version)]
+struct Args {
+    /// This node's id: a positive integer, unique in the cluster and never
+    /// reused.
+    #[arg(long)]
+    id: Option<u64>,
+    /// Address to listen on, HOST:PORT (default 127.0.0.1:7001).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Address peers use to reach this node, HOST:PORT (default: --listen).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Directory of the node's database (default data/node).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file; see testdata/node.toml for every field.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .init();
+    let args = Args::parse();
+    let overrides =
+        Overrides { id: args.id, listen: args.listen, advertise: args.advertise, data_dir: args.data_dir };
+    let config = NodeConfig::load(args.config.as_deref(), overrides)?;
+    checkraft_node::run(config, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,163 @@
+//! The node's typed configuration.
+//!
+//! Precedence, lowest first: the defaults in [`NodeConfig::default`], a TOML
+//! file (`--config`), environment variables `CHECKRAFT_NODE_<FIELD>` (for
+//! example `CHECKRAFT_NODE_HEARTBEAT_MS=200`), then command-line flags. A
+//! commented sample is `testdata/node.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Everything a node needs to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id; must be set, and never reused by another node.
+    pub id: u64,
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// `HOST:PORT` peers and clients use to reach this node; defaults to
+    /// `listen`.
+    pub advertise: Option<String>,
+    /// Directory of the node's sled database.
+    pub data_dir: PathBuf,
+    /// Bearer token required by `/admin/*` endpoints; none means open.
+    pub admin_token: Option<String>,
+    /// Raft heartbeat interval, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomized raft election timeout, in milliseconds.
+    pub election_min_ms: u64,
+    /// Upper bound of the randomized raft election timeout, in milliseconds.
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot, for followers that lag a little.
+    pub keep_logs: u64,
+    /// Change events retained per shard for change-stream replay.
+    pub retained_changes: usize,
+    /// Interval of progress markers on an idle change stream, in ms.
+    pub progress_ms: u64,
+    /// How long a shard write waits for commit before answering 503, in ms.
+    pub write_timeout_ms: u64,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest number of sets in one write batch.
+    pub max_batch_sets: usize,
+    /// sled page cache size, in MiB.
+    pub cache_mb: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            id: 0,
+            listen: "127.0.0.1:7001".parse().expect("valid default address"),
+            advertise: None,
+            data_dir: PathBuf::from("data/node"),
+            admin_token: None,
+            heartbeat_ms: 150,
+            election_min_ms: 800,
+            election_max_ms: 1600,
+            snapshot_every: 2000,
+            keep_logs: 500,
+            retained_changes: 4096,
+            progress_ms: 1000,
+            write_timeout_ms: 10_000,
+            max_body_bytes: 16 << 20,
+            max_batch_sets: 65_536,
+            cache_mb: 64,
+        }
+    }
+}
+
+/// Command-line values that override everything else when present.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--id`
+    pub id: Option<u64>,
+    /// `--listen`
+    pub listen: Option<SocketAddr>,
+    /// `--advertise`
+    pub advertise: Option<String>,
+    /// `--data-dir`
+    pub data_dir: Option<PathBuf>,
+}
+
+impl NodeConfig {
+    /// Loads defaults, then `file`, then the environment, then `overrides`,
+    /// and validates the result.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(NodeConfig::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(Error::Config(format!("config file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("CHECKRAFT_NODE_"));
+        let mut config: NodeConfig = figment.extract().map_err(|e| Error::Config(e.to_string()))?;
+        if let Some(id) = overrides.id {
+            config.id = id;
+        }
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if overrides.advertise.is_some() {
+            config.advertise = overrides.advertise;
+        }
+        if let Some(dir) = overrides.data_dir {
+            config.data_dir = dir;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the invariants that defaults cannot guarantee.
+    pub fn validate(&self) -> Result<()> {
+        if self.id == 0 {
+            return Err(Error::Config("node id must be set (--id) and non-zero".into()));
+        }
+        if self.heartbeat_ms == 0 || self.election_min_ms <= self.heartbeat_ms {
+            return Err(Error::Config("election_min_ms must exceed heartbeat_ms > 0".into()));
+        }
+        if self.election_max_ms <= self.election_min_ms {
+            return Err(Error::Config("election_max_ms must exceed election_min_ms".into()));
+        }
+        if self.snapshot_every == 0 || self.retained_changes == 0 || self.max_batch_sets == 0 {
+            return Err(Error::Config("snapshot_every, retained_changes and max_batch_sets must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The address peers use to reach this node.
+    pub fn advertise_addr(&self) -> String {
+        self.advertise.clone().unwrap_or_else(|| self.listen.to_string())
+    }
+
+    /// The openraft configuration every group on this node uses.
+    pub fn raft_config(&self) -> Result<openraft::Config> {
+        let config = openraft::Config {
+            cluster_name: "checkraft".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_min_ms,
+            election_timeout_max: self.election_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.keep_logs,
+            install_snapshot_timeout: 5_000,
+            ..Default::default()
+        };
+        config.validate().map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// [`Self::progress_ms`] as a duration.
+    pub fn progress_interval(&self) -> Duration {
+        Duration::from_millis(self.progress_ms.max(10))
+    }
+}

@@ -1,0 +1,239 @@
+//! One hosted shard: its `Raft` handle, its live state, and the operations
+//! the HTTP API exposes on it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use checkraft_proto::{
+    codec, AddLearner, ChangeMembership, Command, CommandResponse, GroupStatus, GroupSummary, MembershipChanged,
+    Restore, SetBatch, ShardDescriptor, ShardRead, ShardSnapshot, SnapshotDownload, SnapshotInfo, TypeConfig,
+    WriteOutcome,
+};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft};
+
+use crate::error::{Error, Result};
+use crate::network::{GroupNetwork, Peers};
+use crate::state::decode_bitmap;
+use crate::state_machine::{Shard, StateMachine};
+use crate::storage::{LogStore, SnapshotStore, Storage};
+
+/// Settings every group on a node shares.
+pub struct GroupContext {
+    /// This node's id.
+    pub node_id: u64,
+    /// The process's storage.
+    pub storage: Storage,
+    /// The shared peer clients.
+    pub peers: Arc<Peers>,
+    /// openraft settings.
+    pub raft_config: Arc<openraft::Config>,
+    /// Change events retained per shard.
+    pub retained_changes: usize,
+    /// How long a write waits for commit.
+    pub write_timeout: Duration,
+}
+
+/// A shard group hosted on this node.
+pub struct ShardGroup {
+    /// The group (shard) id.
+    pub id: u64,
+    /// The group's raft.
+    pub raft: Raft<TypeConfig>,
+    /// The group's live state.
+    pub shard: Arc<Shard>,
+    write_timeout: Duration,
+}
+
+/// A leader forward, from any openraft API error.
+fn forward(leader_id: Option<u64>, leader_node: Option<BasicNode>) -> WriteOutcome {
+    WriteOutcome::ForwardToLeader { leader_id, leader_addr: leader_node.map(|n| n.addr) }
+}
+
+impl ShardGroup {
+    /// Opens the group's storage and starts its raft. `descriptor` is used
+    /// only when the group has no snapshot yet.
+    pub async fn open(ctx: &GroupContext, descriptor: ShardDescriptor) -> Result<Self> {
+        let id = descriptor.shard;
+        let tree = ctx.storage.group_tree(id)?;
+        let flusher = ctx.storage.flusher().clone();
+        let log = LogStore::new(tree.clone(), flusher.clone());
+        let sm = StateMachine::open(descriptor, SnapshotStore::new(tree, flusher), ctx.retained_changes)?;
+        let shard = sm.shard();
+        let network = GroupNetwork::new(id, ctx.peers.clone());
+        let raft = Raft::new(ctx.node_id, ctx.raft_config.clone(), network, log, sm)
+            .await
+            .map_err(|e| Error::Unavailable(format!("raft for group {id} did not start: {e}")))?;
+        Ok(Self { id, raft, shard, write_timeout: ctx.write_timeout })
+    }
+
+    /// Initializes the group's membership (on one node, once).
+    pub async fn initialize(&self, members: &BTreeMap<u64, String>) -> Result<bool> {
+        let nodes: BTreeMap<u64, BasicNode> =
+            members.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+        match self.raft.initialize(nodes).await {
+            Ok(()) => Ok(true),
+            Err(RaftError::APIError(e)) => {
+                tracing::info!(group = self.id, error = %e, "initialize refused: already initialized");
+                Ok(false)
+            }
+            Err(RaftError::Fatal(e)) => Err(Error::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Proposes a command and waits until it is committed and applied.
+    pub async fn propose(&self, command: Command) -> Result<WriteOutcome> {
+        let write = self.raft.client_write(command);
+        let result = tokio::time::timeout(self.write_timeout, write).await.map_err(|_| {
+            Error::Unavailable("write timed out before commit; its outcome is unknown, retrying is safe".into())
+        })?;
+        match result {
+            Ok(resp) => match resp.data {
+                CommandResponse::Applied { seq, changed } => {
+                    Ok(WriteOutcome::Applied { log_id: resp.log_id, seq, changed })
+                }
+                CommandResponse::Rejected { rejection } => Ok(WriteOutcome::Rejected { rejection }),
+                CommandResponse::Internal => Err(Error::Corrupt("client write answered as internal".into())),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Ok(forward(f.leader_id, f.leader_node)),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Err(Error::Conflict(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(Error::Unavailable(e.to_string())),
+        }
+    }
+
+    /// `SetBatch` write with the size limit applied.
+    pub async fn write(&self, batch: SetBatch, max_sets: usize) -> Result<WriteOutcome> {
+        if batch.sets.len() > max_sets {
+            return Err(Error::BadRequest(format!("{} sets exceed the limit of {max_sets}", batch.sets.len())));
+        }
+        self.propose(Command::SetBatch(batch)).await
+    }
+
+    /// `Restore` write. Undecodable bytes are refused before they reach
+    /// the log.
+    pub async fn restore(&self, restore: Restore) -> Result<WriteOutcome> {
+        decode_bitmap(&restore.bitmap)?;
+        self.propose(Command::Restore(restore)).await
+    }
+
+    /// Reads `[start, end)` (default: the whole shard). With `linearizable`,
+    /// first confirms leadership and waits for the read index to apply;
+    /// otherwise serves this replica's applied state.
+    pub async fn read(&self, start: Option<u64>, end: Option<u64>, linearizable: bool) -> Result<Result<ShardRead, WriteOutcome>> {
+        if linearizable {
+            match self.raft.ensure_linearizable().await {
+                Ok(_) => {}
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    return Ok(Err(forward(f.leader_id, f.leader_node)))
+                }
+                Err(RaftError::APIError(e)) => return Err(Error::Unavailable(e.to_string())),
+                Err(RaftError::Fatal(e)) => return Err(Error::Unavailable(e.to_string())),
+            }
+        }
+        let core = self.shard.lock();
+        let d = &core.state.descriptor;
+        let (start, end) = (start.unwrap_or(d.start), end.unwrap_or(d.end));
+        if start < d.start || end > d.end || start >= end {
+            return Err(Error::BadRequest(format!(
+                "range [{start}, {end}) is not a non-empty part of the shard's [{}, {})",
+                d.start, d.end
+            )));
+        }
+        Ok(Ok(ShardRead {
+            descriptor: d.clone(),
+            seq: core.state.seq,
+            applied_index: core.last_applied.map(|l| l.index).unwrap_or(0),
+            start,
+            end,
+            bitmap: core.state.read_range(start, end),
+        }))
+    }
+
+    /// A one-line summary for `/status`.
+    pub fn summary(&self) -> GroupSummary {
+        let m = self.raft.metrics().borrow().clone();
+        let core = self.shard.lock();
+        GroupSummary {
+            descriptor: core.state.descriptor.clone(),
+            seq: core.state.seq,
+            term: m.current_term,
+            leader: m.current_leader,
+            applied_index: core.last_applied.map(|l| l.index).unwrap_or(0),
+        }
+    }
+
+    /// Full metrics for `/admin/groups/{id}/metrics`.
+    pub fn status(&self) -> GroupStatus {
+        let raft = self.raft.metrics().borrow().clone();
+        let core = self.shard.lock();
+        GroupStatus {
+            descriptor: core.state.descriptor.clone(),
+            seq: core.state.seq,
+            checked: core.state.bitmap.cardinality(),
+            raft,
+        }
+    }
+
+    /// Adds a learner and waits until it has caught up.
+    pub async fn add_learner(&self, req: AddLearner) -> Result<MembershipChanged> {
+        let resp = self
+            .raft
+            .add_learner(req.node_id, BasicNode { addr: req.addr }, true)
+            .await
+            .map_err(membership_error)?;
+        Ok(membership_changed(resp.log_id, resp.membership.as_ref()))
+    }
+
+    /// Changes the voter set (joint consensus, both phases).
+    pub async fn change_membership(&self, req: ChangeMembership) -> Result<MembershipChanged> {
+        let resp = self.raft.change_membership(req.voters, req.retain).await.map_err(membership_error)?;
+        Ok(membership_changed(resp.log_id, resp.membership.as_ref()))
+    }
+
+    /// Builds a snapshot now and waits for it.
+    pub async fn trigger_snapshot(&self) -> Result<SnapshotInfo> {
+        let applied = self.raft.metrics().borrow().last_applied;
+        self.raft.trigger().snapshot().await.map_err(|e| Error::Unavailable(e.to_string()))?;
+        self.raft
+            .wait(Some(Duration::from_secs(30)))
+            .metrics(|m| m.snapshot >= applied, "snapshot covers the applied index")
+            .await
+            .map_err(|e| Error::Unavailable(format!("snapshot not built: {e}")))?;
+        Ok(self.current_snapshot().await?.info)
+    }
+
+    /// The latest stored snapshot.
+    pub async fn current_snapshot(&self) -> Result<SnapshotDownload> {
+        let snap = self
+            .raft
+            .get_snapshot()
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?
+            .ok_or_else(|| Error::NotFound(format!("group {} has no snapshot yet", self.id)))?;
+        let data = snap.snapshot.into_inner();
+        let snapshot: ShardSnapshot = codec::decode(&data)?;
+        Ok(SnapshotDownload {
+            info: SnapshotInfo {
+                snapshot_id: snap.meta.snapshot_id,
+                last_log_id: snap.meta.last_log_id,
+                seq: snapshot.seq,
+                bytes: data.len() as u64,
+            },
+            snapshot,
+        })
+    }
+}
+
+fn membership_error<E: std::fmt::Display>(e: RaftError<u64, E>) -> Error {
+    match e {
+        RaftError::APIError(e) => Error::Conflict(e.to_string()),
+        RaftError::Fatal(e) => Error::Unavailable(e.to_string()),
+    }
+}
+
+fn membership_changed(log_id: checkraft_proto::raft::LogId, m: Option<&openraft::Membership<u64, BasicNode>>) -> MembershipChanged {
+    let voters: BTreeSet<u64> = m.map(|m| m.voter_ids().collect()).unwrap_or_default();
+    let learners: BTreeSet<u64> = m.map(|m| m.learner_ids().collect()).unwrap_or_default();
+    MembershipChanged { log_id, voters, learners }
+}

@@ -1,0 +1,57 @@
+//! `/admin/*`: group lifecycle, membership, snapshots and metrics.
+//! All require the bearer token when one is configured.
+
+use checkraft_proto::{AddLearner, ChangeMembership, CreateGroup};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use super::{parse_json, reply, Request};
+use crate::error::{Error, Result};
+use crate::node::Node;
+
+/// Checks `Authorization: Bearer <token>` against the configured token.
+pub fn authorize(node: &Node, req: &Request) -> Result<()> {
+    let Some(expected) = node.config.admin_token.as_deref() else {
+        return Ok(());
+    };
+    let given = req.authorization.as_deref().and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("");
+    // Compare in constant time over the expected length.
+    let matches = given.len() == expected.len()
+        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if matches {
+        Ok(())
+    } else {
+        Err(Error::Unauthorized)
+    }
+}
+
+/// `POST /admin/groups`.
+pub async fn create_group(node: &Node, req: &Request) -> Result<Response> {
+    let body: CreateGroup = parse_json(&req.body)?;
+    let created = node.create_group(body).await?;
+    let status = if created.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(reply::json(status, &created))
+}
+
+/// `/admin/groups/{id}/{action}`.
+pub async fn group_action(node: &Node, id: u64, action: &str, req: &Request) -> Result<Response> {
+    let group = node.group(id)?;
+    let get = req.method == warp::http::Method::GET;
+    match (get, action) {
+        (true, "metrics") => Ok(reply::json(StatusCode::OK, &group.status())),
+        (false, "learners") => {
+            let body: AddLearner = parse_json(&req.body)?;
+            Ok(reply::json(StatusCode::OK, &group.add_learner(body).await?))
+        }
+        (false, "membership") => {
+            let body: ChangeMembership = parse_json(&req.body)?;
+            if body.voters.is_empty() {
+                return Err(Error::BadRequest("voters must not be empty".into()));
+            }
+            Ok(reply::json(StatusCode::OK, &group.change_membership(body).await?))
+        }
+        (false, "snapshot") => Ok(reply::json(StatusCode::OK, &group.trigger_snapshot().await?)),
+        (true, "snapshot") => Ok(reply::bincode(StatusCode::OK, &group.current_snapshot().await?)),
+        _ => Err(Error::NotFound(format!("{} /admin/groups/{id}/{action}", req.method))),
+    }
+}

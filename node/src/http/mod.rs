@@ -1,0 +1,122 @@
+//! The node's HTTP server: one warp filter that gathers the request, and a
+//! plain `match` router over method and path.
+//!
+//! Routing by hand keeps every endpoint visible in one place ([`route`]) and
+//! every error a JSON [`checkraft_proto::ApiError`] with the right status.
+
+mod admin;
+mod raft;
+mod reply;
+mod shard;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::error::{Error, Result};
+use crate::node::Node;
+
+/// A request as the handlers see it.
+pub struct Request {
+    /// HTTP method.
+    pub method: Method,
+    /// Decoded query parameters.
+    pub query: HashMap<String, String>,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// The whole body (bounded by `max_body_bytes`).
+    pub body: Bytes,
+    /// Flips to true when the server shuts down (ends long-lived streams).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Parses a JSON body into `T`, as a 400 on failure.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+async fn collect_body(
+    mut body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin,
+    limit: usize,
+) -> Result<Bytes> {
+    let mut out = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| Error::BadRequest(format!("reading body: {e}")))?;
+        if out.len() + chunk.remaining() > limit {
+            return Err(Error::TooLarge(limit));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            out.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// The warp filter serving every endpoint.
+pub fn filter(
+    node: Arc<Node>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let query = warp::query::<HashMap<String, String>>().or(warp::any().map(HashMap::new)).unify();
+    warp::method()
+        .and(warp::path::full())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(move |method: Method, path: warp::path::FullPath, query, headers: HeaderMap, body| {
+            let node = node.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                let body = match collect_body(Box::pin(body), node.config.max_body_bytes).await {
+                    Ok(b) => b,
+                    Err(e) => return reply::error(&e),
+                };
+                let authorization =
+                    headers.get(warp::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(String::from);
+                let req = Request { method, query, authorization, body, shutdown };
+                match route(&node, path.as_str(), &req).await {
+                    Ok(response) => response,
+                    Err(e) => {
+                        if e.kind() == checkraft_proto::ErrorKind::Internal {
+                            tracing::error!(node_id = node.config.id, path = path.as_str(), error = %e, "request failed");
+                        }
+                        reply::error(&e)
+                    }
+                }
+            }
+        })
+}
+
+fn group_id(s: &str) -> Result<u64> {
+    s.parse().map_err(|_| Error::BadRequest(format!("group id {s:?} is not a number")))
+}
+
+/// Every endpoint, by method and path.
+async fn route(node: &Node, path: &str, req: &Request) -> Result<Response> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let get = req.method == Method::GET;
+    let post = req.method == Method::POST;
+    match segments.as_slice() {
+        ["health"] if get => Ok(reply::text(StatusCode::OK, "ok\n")),
+        ["status"] if get => Ok(reply::json(StatusCode::OK, &node.status())),
+        ["raft", group, rpc] if post => raft::handle(&*node.group(group_id(group)?)?, rpc, &req.body).await,
+        ["admin", rest @ ..] => {
+            admin::authorize(node, req)?;
+            match rest {
+                ["groups"] if post => admin::create_group(node, req).await,
+                ["groups", group, action] => admin::group_action(node, group_id(group)?, action, req).await,
+                _ => Err(Error::NotFound(format!("{} {path}", req.method))),
+            }
+        }
+        ["shards", group, action] => shard::handle(node, group_id(group)?, action, req).await,
+        _ => Err(Error::NotFound(format!("{} {path}", req.method))),
+    }
+}

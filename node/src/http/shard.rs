@@ -1,0 +1,68 @@
+//! `/shards/{id}/*`: the data plane (write, restore, read, changes).
+
+use std::sync::Arc;
+
+use checkraft_proto::{codec, Restore, SetBatch};
+use futures::StreamExt;
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::{Reply, Response};
+
+use super::{parse_json, reply, Request};
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::subscription;
+
+fn query_u64(req: &Request, key: &str) -> Result<Option<u64>> {
+    req.query
+        .get(key)
+        .map(|v| v.parse::<u64>().map_err(|_| Error::BadRequest(format!("query {key}={v:?} is not a number"))))
+        .transpose()
+}
+
+fn query_bool(req: &Request, key: &str) -> Result<bool> {
+    match req.query.get(key).map(String::as_str) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("") | Some("true") | Some("1") => Ok(true),
+        Some(v) => Err(Error::BadRequest(format!("query {key}={v:?} is not a boolean"))),
+    }
+}
+
+/// Dispatches `/shards/{id}/{action}`.
+pub async fn handle(node: &Node, id: u64, action: &str, req: &Request) -> Result<Response> {
+    let group = node.group(id)?;
+    let span = tracing::debug_span!("shard", node_id = node.config.id, shard_id = id);
+    let _entered = span.enter();
+    let get = req.method == warp::http::Method::GET;
+    match (get, action) {
+        (false, "write") => {
+            let batch: SetBatch = parse_json(&req.body)?;
+            Ok(reply::outcome(&group.write(batch, node.config.max_batch_sets).await?))
+        }
+        (false, "restore") => {
+            let restore: Restore = codec::decode(&req.body)?;
+            Ok(reply::outcome(&group.restore(restore).await?))
+        }
+        (true, "read") => {
+            let linearizable = query_bool(req, "linearizable")?;
+            match group.read(query_u64(req, "start")?, query_u64(req, "end")?, linearizable).await? {
+                Ok(read) => Ok(reply::bincode(StatusCode::OK, &read)),
+                Err(forward) => Ok(reply::outcome(&forward)),
+            }
+        }
+        (true, "changes") => {
+            let from = query_u64(req, "from")?.unwrap_or(0);
+            let events = subscription::subscribe(
+                group.shard.clone(),
+                from,
+                node.config.progress_interval(),
+                req.shutdown.clone(),
+            );
+            let frames = events.map(|e: Arc<_>| Ok::<_, std::convert::Infallible>(codec::frame(&*e)));
+            let mut response = warp::reply::stream(frames).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(reply::FRAMES));
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(response)
+        }
+        _ => Err(Error::NotFound(format!("{} /shards/{id}/{action}", req.method))),
+    }
+}

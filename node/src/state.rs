@@ -1,0 +1,234 @@
+//! The pure shard state: a bitmap, a descriptor and a change counter.
+//!
+//! No I/O and no locking here: [`ShardState::apply`] is a deterministic
+//! function of the state and the command, which is what lets every replica
+//! reach byte-identical bitmaps, and what the property tests check.
+
+use checkraft_proto::codec;
+use checkraft_proto::{
+    BoxSet, ChangeEvent, Command, CommandResponse, Rejection, Restore, SetBatch, ShardDescriptor,
+    ShardSnapshot,
+};
+use croaring::{Bitmap, Portable};
+
+use crate::error::{Error, Result};
+
+/// Version written into [`ShardSnapshot::version`].
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// One shard's replicated state.
+#[derive(Debug, Clone)]
+pub struct ShardState {
+    /// Which boxes the shard owns, and in which epoch.
+    pub descriptor: ShardDescriptor,
+    /// The checked boxes, by absolute index.
+    pub bitmap: Bitmap,
+    /// Number of commands applied (accepted) so far.
+    pub seq: u64,
+}
+
+impl ShardState {
+    /// An empty shard.
+    pub fn new(descriptor: ShardDescriptor) -> Self {
+        Self { descriptor, bitmap: Bitmap::new(), seq: 0 }
+    }
+
+    /// Applies one command. Returns the response for the client and, when
+    /// the command was accepted, the change event it produced.
+    pub fn apply(&mut self, command: &Command) -> (CommandResponse, Option<ChangeEvent>) {
+        if let Err(rejection) = self.check(command) {
+            return (CommandResponse::Rejected { rejection }, None);
+        }
+        self.seq += 1;
+        let d = &self.descriptor;
+        match command {
+            Command::SetBatch(SetBatch { sets, .. }) => {
+                let mut changed: Vec<BoxSet> = Vec::new();
+                for &(index, checked) in sets {
+                    let flipped = if checked {
+                        self.bitmap.add_checked(index)
+                    } else {
+                        self.bitmap.remove_checked(index)
+                    };
+                    if flipped {
+                        changed.push((index, checked));
+                    }
+                }
+                // A batch may set the same box twice; report the final value
+                // of each box once, so the event is itself absolute.
+                changed.reverse();
+                let mut seen = std::collections::HashSet::new();
+                changed.retain(|(i, _)| seen.insert(*i));
+                changed.retain(|&(i, c)| self.bitmap.contains(i) == c);
+                changed.reverse();
+                let response = CommandResponse::Applied { seq: self.seq, changed: changed.len() as u32 };
+                let event =
+                    ChangeEvent::Changes { shard: d.shard, epoch: d.epoch, seq: self.seq, sets: changed };
+                (response, Some(event))
+            }
+            Command::Restore(Restore { bitmap, .. }) => {
+                let new = Bitmap::try_deserialize::<Portable>(bitmap).expect("checked above");
+                let changed = self.bitmap.xor_cardinality(&new);
+                self.bitmap = new;
+                let response = CommandResponse::Applied {
+                    seq: self.seq,
+                    changed: u32::try_from(changed).unwrap_or(u32::MAX),
+                };
+                (response, Some(self.snapshot_event()))
+            }
+        }
+    }
+
+    /// The deterministic admission check: epoch, then range.
+    fn check(&self, command: &Command) -> std::result::Result<(), Rejection> {
+        let d = &self.descriptor;
+        if command.epoch() != d.epoch {
+            return Err(Rejection::StaleEpoch { current: d.epoch, got: command.epoch() });
+        }
+        let out_of_range = |index| Rejection::OutOfRange { index, start: d.start, end: d.end };
+        match command {
+            Command::SetBatch(b) => match b.sets.iter().find(|(i, _)| !d.contains(*i)) {
+                Some(&(index, _)) => Err(out_of_range(index)),
+                None => Ok(()),
+            },
+            Command::Restore(r) => {
+                let bitmap = decode_bitmap(&r.bitmap)
+                    .map_err(|e| Rejection::BadBitmap { detail: e.to_string() })?;
+                match (bitmap.minimum(), bitmap.maximum()) {
+                    (Some(min), _) if !d.contains(min) => Err(out_of_range(min)),
+                    (_, Some(max)) if !d.contains(max) => Err(out_of_range(max)),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// The whole state as a change-stream event.
+    pub fn snapshot_event(&self) -> ChangeEvent {
+        let d = &self.descriptor;
+        ChangeEvent::Snapshot {
+            shard: d.shard,
+            epoch: d.epoch,
+            seq: self.seq,
+            start: d.start,
+            end: d.end,
+            bitmap: portable_bytes(&self.bitmap),
+        }
+    }
+
+    /// The checked boxes in `[start, end)` as `Portable` bytes.
+    pub fn read_range(&self, start: u64, end: u64) -> Vec<u8> {
+        if start >= end {
+            return portable_bytes(&Bitmap::new());
+        }
+        let last = (end - 1).min(u64::from(u32::MAX)) as u32;
+        let mut part = Bitmap::from_range(start as u32..=last);
+        part.and_inplace(&self.bitmap);
+        portable_bytes(&part)
+    }
+
+    /// Encodes the state as snapshot data (bincode of [`ShardSnapshot`]).
+    pub fn to_snapshot_bytes(&self) -> Vec<u8> {
+        codec::encode(&ShardSnapshot {
+            version: SNAPSHOT_VERSION,
+            descriptor: self.descriptor.clone(),
+            seq: self.seq,
+            bitmap: portable_bytes(&self.bitmap),
+        })
+    }
+
+    /// Decodes snapshot data written by [`Self::to_snapshot_bytes`].
+    pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<Self> {
+        let snap: ShardSnapshot = codec::decode(bytes)?;
+        if snap.version != SNAPSHOT_VERSION {
+            return Err(Error::Corrupt(format!("unknown snapshot version {}", snap.version)));
+        }
+        snap.descriptor.validate().map_err(Error::Corrupt)?;
+        let bitmap = decode_bitmap(&snap.bitmap)?;
+        Ok(Self { descriptor: snap.descriptor, bitmap, seq: snap.seq })
+    }
+}
+
+/// `Portable` bytes of a bitmap, run-optimized first (on a copy, so the
+/// live bitmap's layout never depends on when snapshots were taken).
+pub fn portable_bytes(bitmap: &Bitmap) -> Vec<u8> {
+    let mut copy = bitmap.clone();
+    copy.run_optimize();
+    copy.serialize::<Portable>()
+}
+
+/// Decodes untrusted `Portable` bytes.
+pub fn decode_bitmap(bytes: &[u8]) -> Result<Bitmap> {
+    Bitmap::try_deserialize::<Portable>(bytes)
+        .ok_or_else(|| Error::BadRequest("bitmap is not valid croaring Portable bytes".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard() -> ShardState {
+        ShardState::new(ShardDescriptor { shard: 7, start: 100, end: 200, epoch: 2 })
+    }
+
+    fn set(epoch: u64, sets: Vec<BoxSet>) -> Command {
+        Command::SetBatch(SetBatch { epoch, sets })
+    }
+
+    #[test]
+    fn stale_epoch_and_out_of_range_are_rejected_without_change() {
+        let mut s = shard();
+        let (r, e) = s.apply(&set(1, vec![(150, true)]));
+        assert_eq!(r, CommandResponse::Rejected { rejection: Rejection::StaleEpoch { current: 2, got: 1 } });
+        assert!(e.is_none());
+        let (r, _) = s.apply(&set(2, vec![(150, true), (200, true)]));
+        assert_eq!(
+            r,
+            CommandResponse::Rejected {
+                rejection: Rejection::OutOfRange { index: 200, start: 100, end: 200 }
+            }
+        );
+        assert_eq!(s.seq, 0);
+        assert!(s.bitmap.is_empty());
+    }
+
+    #[test]
+    fn sets_are_absolute_and_events_carry_only_changes() {
+        let mut s = shard();
+        let (r, e) = s.apply(&set(2, vec![(150, true), (151, false), (150, true)]));
+        assert_eq!(r, CommandResponse::Applied { seq: 1, changed: 1 });
+        assert_eq!(e, Some(ChangeEvent::Changes { shard: 7, epoch: 2, seq: 1, sets: vec![(150, true)] }));
+        // Replaying the same batch changes nothing but still takes a seq.
+        let (r, _) = s.apply(&set(2, vec![(150, true)]));
+        assert_eq!(r, CommandResponse::Applied { seq: 2, changed: 0 });
+        // Set then clear in one batch: the final value wins.
+        let (_, e) = s.apply(&set(2, vec![(160, true), (160, false)]));
+        assert_eq!(e, Some(ChangeEvent::Changes { shard: 7, epoch: 2, seq: 3, sets: vec![] }));
+    }
+
+    #[test]
+    fn restore_checks_bytes_and_range() {
+        let mut s = shard();
+        let garbage = Command::Restore(Restore { epoch: 2, bitmap: vec![1, 2, 3] });
+        assert!(matches!(
+            s.apply(&garbage).0,
+            CommandResponse::Rejected { rejection: Rejection::BadBitmap { .. } }
+        ));
+        let outside = Command::Restore(Restore { epoch: 2, bitmap: portable_bytes(&Bitmap::of(&[150, 250])) });
+        assert!(matches!(
+            s.apply(&outside).0,
+            CommandResponse::Rejected { rejection: Rejection::OutOfRange { index: 250, .. } }
+        ));
+        let good = Command::Restore(Restore { epoch: 2, bitmap: portable_bytes(&Bitmap::of(&[100, 199])) });
+        assert_eq!(s.apply(&good).0, CommandResponse::Applied { seq: 1, changed: 2 });
+        assert_eq!(s.bitmap.cardinality(), 2);
+    }
+
+    #[test]
+    fn read_range_clips() {
+        let mut s = shard();
+        s.apply(&set(2, vec![(100, true), (150, true), (199, true)]));
+        let part = decode_bitmap(&s.read_range(120, 160)).unwrap();
+        assert_eq!(part.iter().collect::<Vec<_>>(), vec![150]);
+    }
+}

@@ -1,0 +1,180 @@
+//! openraft's state machine for one shard: [`ShardState`] behind a lock,
+//! its change log, and snapshots persisted through [`SnapshotStore`].
+//!
+//! The bitmap lives in memory only. It is persisted through snapshots: on
+//! restart the state machine loads the latest snapshot and openraft
+//! re-applies the committed entries after it (`read_committed`). Snapshots
+//! are written and flushed before openraft may purge the log they cover.
+
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use checkraft_proto::raft::{Entry, LogId};
+use checkraft_proto::{CommandResponse, ShardDescriptor, TypeConfig};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StoredMembership,
+};
+
+use crate::changes::ChangeLog;
+use crate::error::Result;
+use crate::state::ShardState;
+use crate::storage::{read_err, write_err, SnapshotStore, StoredSnapshot};
+
+/// Everything about a shard that changes as entries apply.
+pub struct ShardCore {
+    /// Bitmap, descriptor and seq.
+    pub state: ShardState,
+    /// The last applied log id.
+    pub last_applied: Option<LogId>,
+    /// The last applied membership.
+    pub membership: StoredMembership<u64, BasicNode>,
+    /// Recent events and the live broadcast.
+    pub changes: ChangeLog,
+}
+
+/// A shard's live state, shared by the state machine, reads and the change
+/// stream.
+pub struct Shard {
+    core: Mutex<ShardCore>,
+}
+
+impl Shard {
+    /// Locks the shard. Critical sections are short and never await.
+    pub fn lock(&self) -> MutexGuard<'_, ShardCore> {
+        // A panic while holding the lock would be a bug in `apply`; the
+        // state is still consistent per entry, so keep serving.
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The openraft state machine of one shard.
+#[derive(Clone)]
+pub struct StateMachine {
+    shard: Arc<Shard>,
+    snapshots: SnapshotStore,
+}
+
+impl StateMachine {
+    /// Opens the state machine from the latest stored snapshot, or empty
+    /// with `descriptor` when there is none.
+    pub fn open(descriptor: ShardDescriptor, snapshots: SnapshotStore, retained: usize) -> Result<Self> {
+        let (state, last_applied, membership) = match snapshots.load()? {
+            Some(s) => (
+                ShardState::from_snapshot_bytes(&s.data)?,
+                s.meta.last_log_id,
+                s.meta.last_membership,
+            ),
+            None => (ShardState::new(descriptor), None, StoredMembership::default()),
+        };
+        let core = ShardCore { state, last_applied, membership, changes: ChangeLog::new(retained) };
+        Ok(Self { shard: Arc::new(Shard { core: Mutex::new(core) }), snapshots })
+    }
+
+    /// The shared live state.
+    pub fn shard(&self) -> Arc<Shard> {
+        self.shard.clone()
+    }
+}
+
+fn snapshot_id(last: &Option<LogId>, seq: u64) -> String {
+    match last {
+        Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, seq),
+        None => format!("0-0-{seq}"),
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let (meta, data) = {
+            let core = self.shard.lock();
+            let meta = SnapshotMeta {
+                last_log_id: core.last_applied,
+                last_membership: core.membership.clone(),
+                snapshot_id: snapshot_id(&core.last_applied, core.state.seq),
+            };
+            (meta, core.state.to_snapshot_bytes())
+        };
+        let stored = StoredSnapshot { meta: meta.clone(), data };
+        self.snapshots.save(&stored).await.map_err(write_err)?;
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = stored.data.len(), "snapshot built");
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+        let core = self.shard.lock();
+        Ok((core.last_applied, core.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut core = self.shard.lock();
+        let core = &mut *core;
+        let mut responses = Vec::new();
+        for entry in entries {
+            core.last_applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => CommandResponse::Internal,
+                EntryPayload::Membership(m) => {
+                    core.membership = StoredMembership::new(Some(entry.log_id), m);
+                    CommandResponse::Internal
+                }
+                EntryPayload::Normal(command) => {
+                    let (response, event) = core.state.apply(&command);
+                    if let Some(event) = event {
+                        core.changes.push(event);
+                    }
+                    response
+                }
+            };
+            responses.push(response);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let data = snapshot.into_inner();
+        let state = ShardState::from_snapshot_bytes(&data).map_err(read_err)?;
+        self.snapshots
+            .save(&StoredSnapshot { meta: meta.clone(), data })
+            .await
+            .map_err(write_err)?;
+        let mut core = self.shard.lock();
+        let event = state.snapshot_event();
+        core.state = state;
+        core.last_applied = meta.last_log_id;
+        core.membership = meta.last_membership.clone();
+        core.changes.reset(event);
+        tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        Ok(self.snapshots.load().map_err(read_err)?.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}

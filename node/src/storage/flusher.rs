@@ -1,0 +1,101 @@
+//! Group commit over sled's database-wide flush.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use checkraft_proto::TypeConfig;
+use openraft::storage::LogFlushed;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+
+/// Something waiting for the next flush.
+enum Waiter {
+    /// openraft's append callback.
+    Log(LogFlushed<TypeConfig>),
+    /// An `await`ing caller (vote, truncate, purge, snapshot).
+    Notify(oneshot::Sender<Result<(), String>>),
+}
+
+/// Counters for observability.
+#[derive(Default, Debug)]
+pub struct FlushStats {
+    /// Flushes run.
+    pub flushes: AtomicU64,
+    /// Waiters completed (append calls plus awaited flushes).
+    pub waiters: AtomicU64,
+    /// Total flush time, in microseconds.
+    pub micros: AtomicU64,
+}
+
+/// Handle to the background flush task. Cloning shares the task.
+#[derive(Clone)]
+pub struct Flusher {
+    tx: mpsc::UnboundedSender<Waiter>,
+    stats: Arc<FlushStats>,
+}
+
+impl Flusher {
+    /// Starts the flush task for `db`.
+    pub fn start(db: sled::Db) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(FlushStats::default());
+        tokio::spawn(run(db, rx, stats.clone()));
+        Self { tx, stats }
+    }
+
+    /// Calls `callback` once a flush that starts after this call completes.
+    pub fn after_flush(&self, callback: LogFlushed<TypeConfig>) {
+        if let Err(mpsc::error::SendError(Waiter::Log(cb))) = self.tx.send(Waiter::Log(callback)) {
+            cb.log_io_completed(Err(std::io::Error::other("flusher stopped")));
+        }
+    }
+
+    /// Returns once everything written before this call is on disk.
+    pub async fn flush(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Waiter::Notify(tx))
+            .map_err(|_| Error::Unavailable("flusher stopped".into()))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Corrupt(format!("flush failed: {e}"))),
+            Err(_) => Err(Error::Unavailable("flusher stopped".into())),
+        }
+    }
+
+    /// Flush counters.
+    pub fn stats(&self) -> &FlushStats {
+        &self.stats
+    }
+}
+
+async fn run(db: sled::Db, mut rx: mpsc::UnboundedReceiver<Waiter>, stats: Arc<FlushStats>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 4096).await > 0 {
+        // Everything in `batch` was written before it was queued, and the
+        // flush below starts after it was queued, so it covers all of it.
+        let started = Instant::now();
+        let db2 = db.clone();
+        let result = match tokio::task::spawn_blocking(move || db2.flush()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("flush task panicked: {e}")),
+        };
+        stats.flushes.fetch_add(1, Ordering::Relaxed);
+        stats.waiters.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "sled flush failed; waiters get the error");
+        }
+        for waiter in batch.drain(..) {
+            match waiter {
+                Waiter::Log(cb) => cb.log_io_completed(result.clone().map_err(std::io::Error::other)),
+                Waiter::Notify(tx) => {
+                    let _ = tx.send(result.clone());
+                }
+            }
+        }
+    }
+}
