@@ -43,24 +43,25 @@ impl ShardState {
         let d = &self.descriptor;
         match command {
             Command::SetBatch(SetBatch { sets, .. }) => {
-                let mut changed: Vec<BoxSet> = Vec::new();
+                // Remember each touched box's value before the batch, so
+                // the event carries net changes only (a box set and cleared
+                // in one batch did not change), in index order.
+                let mut before = std::collections::BTreeMap::new();
                 for &(index, checked) in sets {
-                    let flipped = if checked {
-                        self.bitmap.add_checked(index)
+                    before.entry(index).or_insert_with(|| self.bitmap.contains(index));
+                    if checked {
+                        self.bitmap.add(index);
                     } else {
-                        self.bitmap.remove_checked(index)
-                    };
-                    if flipped {
-                        changed.push((index, checked));
+                        self.bitmap.remove(index);
                     }
                 }
-                // A batch may set the same box twice; report the final value
-                // of each box once, so the event is itself absolute.
-                changed.reverse();
-                let mut seen = std::collections::HashSet::new();
-                changed.retain(|(i, _)| seen.insert(*i));
-                changed.retain(|&(i, c)| self.bitmap.contains(i) == c);
-                changed.reverse();
+                let changed: Vec<BoxSet> = before
+                    .into_iter()
+                    .filter_map(|(index, was)| {
+                        let now = self.bitmap.contains(index);
+                        (now != was).then_some((index, now))
+                    })
+                    .collect();
                 let response = CommandResponse::Applied { seq: self.seq, changed: changed.len() as u32 };
                 let event =
                     ChangeEvent::Changes { shard: d.shard, epoch: d.epoch, seq: self.seq, sets: changed };
