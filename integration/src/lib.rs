@@ -1,1 +1,41 @@
-pub fn x(){}
+//! # checkraft-integration: real processes, real disks, loopback only
+//!
+//! The harness behind every multi-process test. [`Cluster`] starts real
+//! `checkraft-node` binaries, each with its own sled directory in a temp
+//! dir and its own free port on 127.0.0.1, and can `kill` (SIGKILL, the
+//! kill -9 of the chaos tests) and `restart` them. Dropping the cluster
+//! kills every process it started; if the test is panicking, it first
+//! prints the tail of each node's log.
+//!
+//! [`NodeClient`] speaks the node's HTTP API with the shared wire types
+//! from `checkraft-proto`.
+//!
+//! The binaries are looked up in `$CHECKRAFT_BIN_DIR`, else in the
+//! workspace's `target/debug`; `integration/run-tests` builds them first.
+
+mod client;
+mod cluster;
+
+pub use client::{ChangeStream, NodeClient};
+pub use cluster::{Cluster, NodeSpec};
+
+use std::time::Duration;
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `limit`
+/// with `what` in the message.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

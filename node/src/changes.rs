@@ -37,7 +37,11 @@ impl ChangeLog {
     /// An empty log retaining at most `capacity` events.
     pub fn new(capacity: usize) -> Self {
         let (live, _) = broadcast::channel(BROADCAST_CAPACITY);
-        Self { retained: VecDeque::new(), capacity: capacity.max(1), live }
+        Self {
+            retained: VecDeque::new(),
+            capacity: capacity.max(1),
+            live,
+        }
     }
 
     /// Records and broadcasts an event. Its `seq` must follow the last one,
@@ -69,7 +73,11 @@ impl ChangeLog {
         }
         match self.retained.front() {
             Some(first) if first.seq() <= from + 1 => Start::Replay(
-                self.retained.iter().filter(|e| e.seq() > from).cloned().collect(),
+                self.retained
+                    .iter()
+                    .filter(|e| e.seq() > from)
+                    .cloned()
+                    .collect(),
             ),
             _ => Start::NeedSnapshot,
         }
@@ -91,7 +99,12 @@ mod tests {
     use super::*;
 
     fn ev(seq: u64) -> ChangeEvent {
-        ChangeEvent::Changes { shard: 1, epoch: 1, seq, sets: vec![] }
+        ChangeEvent::Changes {
+            shard: 1,
+            epoch: 1,
+            seq,
+            sets: vec![],
+        }
     }
 
     #[test]
@@ -103,7 +116,9 @@ mod tests {
         // Retained: 3, 4, 5.
         assert!(matches!(log.replay_from(1, 5), Start::NeedSnapshot));
         match log.replay_from(2, 5) {
-            Start::Replay(v) => assert_eq!(v.iter().map(|e| e.seq()).collect::<Vec<_>>(), vec![3, 4, 5]),
+            Start::Replay(v) => {
+                assert_eq!(v.iter().map(|e| e.seq()).collect::<Vec<_>>(), vec![3, 4, 5])
+            }
             Start::NeedSnapshot => panic!("3..=5 is retained"),
         }
         match log.replay_from(5, 5) {

@@ -97,12 +97,17 @@ impl NodeConfig {
         let mut figment = Figment::from(Serialized::defaults(NodeConfig::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(Error::Config(format!("config file {} does not exist", path.display())));
+                return Err(Error::Config(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
             }
             figment = figment.merge(Toml::file(path));
         }
         figment = figment.merge(Env::prefixed("CHECKRAFT_NODE_"));
-        let mut config: NodeConfig = figment.extract().map_err(|e| Error::Config(e.to_string()))?;
+        let mut config: NodeConfig = figment
+            .extract()
+            .map_err(|e| Error::Config(e.to_string()))?;
         if let Some(id) = overrides.id {
             config.id = id;
         }
@@ -122,23 +127,33 @@ impl NodeConfig {
     /// Checks the invariants that defaults cannot guarantee.
     pub fn validate(&self) -> Result<()> {
         if self.id == 0 {
-            return Err(Error::Config("node id must be set (--id) and non-zero".into()));
+            return Err(Error::Config(
+                "node id must be set (--id) and non-zero".into(),
+            ));
         }
         if self.heartbeat_ms == 0 || self.election_min_ms <= self.heartbeat_ms {
-            return Err(Error::Config("election_min_ms must exceed heartbeat_ms > 0".into()));
+            return Err(Error::Config(
+                "election_min_ms must exceed heartbeat_ms > 0".into(),
+            ));
         }
         if self.election_max_ms <= self.election_min_ms {
-            return Err(Error::Config("election_max_ms must exceed election_min_ms".into()));
+            return Err(Error::Config(
+                "election_max_ms must exceed election_min_ms".into(),
+            ));
         }
         if self.snapshot_every == 0 || self.retained_changes == 0 || self.max_batch_sets == 0 {
-            return Err(Error::Config("snapshot_every, retained_changes and max_batch_sets must be positive".into()));
+            return Err(Error::Config(
+                "snapshot_every, retained_changes and max_batch_sets must be positive".into(),
+            ));
         }
         Ok(())
     }
 
     /// The address peers use to reach this node.
     pub fn advertise_addr(&self) -> String {
-        self.advertise.clone().unwrap_or_else(|| self.listen.to_string())
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
     }
 
     /// The openraft configuration every group on this node uses.

@@ -65,7 +65,9 @@ impl Error {
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::TooLarge(_) => ErrorKind::TooLarge,
             Error::Unavailable(_) => ErrorKind::Unavailable,
-            Error::Storage(_) | Error::Corrupt(_) | Error::Config(_) | Error::Io(_) => ErrorKind::Internal,
+            Error::Storage(_) | Error::Corrupt(_) | Error::Config(_) | Error::Io(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 }

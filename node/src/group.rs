@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use checkraft_proto::{
-    codec, AddLearner, ChangeMembership, Command, CommandResponse, GroupStatus, GroupSummary, MembershipChanged,
-    Restore, SetBatch, ShardDescriptor, ShardRead, ShardSnapshot, SnapshotDownload, SnapshotInfo, TypeConfig,
-    WriteOutcome,
+    codec, AddLearner, ChangeMembership, Command, CommandResponse, GroupStatus, GroupSummary,
+    MembershipChanged, Restore, SetBatch, ShardDescriptor, ShardRead, ShardSnapshot,
+    SnapshotDownload, SnapshotInfo, TypeConfig, WriteOutcome,
 };
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft};
@@ -48,7 +48,10 @@ pub struct ShardGroup {
 
 /// A leader forward, from any openraft API error.
 fn forward(leader_id: Option<u64>, leader_node: Option<BasicNode>) -> WriteOutcome {
-    WriteOutcome::ForwardToLeader { leader_id, leader_addr: leader_node.map(|n| n.addr) }
+    WriteOutcome::ForwardToLeader {
+        leader_id,
+        leader_addr: leader_node.map(|n| n.addr),
+    }
 }
 
 impl ShardGroup {
@@ -59,19 +62,30 @@ impl ShardGroup {
         let tree = ctx.storage.group_tree(id)?;
         let flusher = ctx.storage.flusher().clone();
         let log = LogStore::new(tree.clone(), flusher.clone());
-        let sm = StateMachine::open(descriptor, SnapshotStore::new(tree, flusher), ctx.retained_changes)?;
+        let sm = StateMachine::open(
+            descriptor,
+            SnapshotStore::new(tree, flusher),
+            ctx.retained_changes,
+        )?;
         let shard = sm.shard();
         let network = GroupNetwork::new(id, ctx.peers.clone());
         let raft = Raft::new(ctx.node_id, ctx.raft_config.clone(), network, log, sm)
             .await
             .map_err(|e| Error::Unavailable(format!("raft for group {id} did not start: {e}")))?;
-        Ok(Self { id, raft, shard, write_timeout: ctx.write_timeout })
+        Ok(Self {
+            id,
+            raft,
+            shard,
+            write_timeout: ctx.write_timeout,
+        })
     }
 
     /// Initializes the group's membership (on one node, once).
     pub async fn initialize(&self, members: &BTreeMap<u64, String>) -> Result<bool> {
-        let nodes: BTreeMap<u64, BasicNode> =
-            members.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+        let nodes: BTreeMap<u64, BasicNode> = members
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+            .collect();
         match self.raft.initialize(nodes).await {
             Ok(()) => Ok(true),
             Err(RaftError::APIError(e)) => {
@@ -85,19 +99,32 @@ impl ShardGroup {
     /// Proposes a command and waits until it is committed and applied.
     pub async fn propose(&self, command: Command) -> Result<WriteOutcome> {
         let write = self.raft.client_write(command);
-        let result = tokio::time::timeout(self.write_timeout, write).await.map_err(|_| {
-            Error::Unavailable("write timed out before commit; its outcome is unknown, retrying is safe".into())
-        })?;
+        let result = tokio::time::timeout(self.write_timeout, write)
+            .await
+            .map_err(|_| {
+                Error::Unavailable(
+                    "write timed out before commit; its outcome is unknown, retrying is safe"
+                        .into(),
+                )
+            })?;
         match result {
             Ok(resp) => match resp.data {
-                CommandResponse::Applied { seq, changed } => {
-                    Ok(WriteOutcome::Applied { log_id: resp.log_id, seq, changed })
-                }
+                CommandResponse::Applied { seq, changed } => Ok(WriteOutcome::Applied {
+                    log_id: resp.log_id,
+                    seq,
+                    changed,
+                }),
                 CommandResponse::Rejected { rejection } => Ok(WriteOutcome::Rejected { rejection }),
-                CommandResponse::Internal => Err(Error::Corrupt("client write answered as internal".into())),
+                CommandResponse::Internal => {
+                    Err(Error::Corrupt("client write answered as internal".into()))
+                }
             },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Ok(forward(f.leader_id, f.leader_node)),
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Err(Error::Conflict(e.to_string())),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Ok(forward(f.leader_id, f.leader_node))
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(Error::Conflict(e.to_string()))
+            }
             Err(RaftError::Fatal(e)) => Err(Error::Unavailable(e.to_string())),
         }
     }
@@ -105,7 +132,10 @@ impl ShardGroup {
     /// `SetBatch` write with the size limit applied.
     pub async fn write(&self, batch: SetBatch, max_sets: usize) -> Result<WriteOutcome> {
         if batch.sets.len() > max_sets {
-            return Err(Error::BadRequest(format!("{} sets exceed the limit of {max_sets}", batch.sets.len())));
+            return Err(Error::BadRequest(format!(
+                "{} sets exceed the limit of {max_sets}",
+                batch.sets.len()
+            )));
         }
         self.propose(Command::SetBatch(batch)).await
     }
@@ -120,7 +150,12 @@ impl ShardGroup {
     /// Reads `[start, end)` (default: the whole shard). With `linearizable`,
     /// first confirms leadership and waits for the read index to apply;
     /// otherwise serves this replica's applied state.
-    pub async fn read(&self, start: Option<u64>, end: Option<u64>, linearizable: bool) -> Result<Result<ShardRead, WriteOutcome>> {
+    pub async fn read(
+        &self,
+        start: Option<u64>,
+        end: Option<u64>,
+        linearizable: bool,
+    ) -> Result<Result<ShardRead, WriteOutcome>> {
         if linearizable {
             match self.raft.ensure_linearizable().await {
                 Ok(_) => {}
@@ -187,17 +222,28 @@ impl ShardGroup {
 
     /// Changes the voter set (joint consensus, both phases).
     pub async fn change_membership(&self, req: ChangeMembership) -> Result<MembershipChanged> {
-        let resp = self.raft.change_membership(req.voters, req.retain).await.map_err(membership_error)?;
+        let resp = self
+            .raft
+            .change_membership(req.voters, req.retain)
+            .await
+            .map_err(membership_error)?;
         Ok(membership_changed(resp.log_id, resp.membership.as_ref()))
     }
 
     /// Builds a snapshot now and waits for it.
     pub async fn trigger_snapshot(&self) -> Result<SnapshotInfo> {
         let applied = self.raft.metrics().borrow().last_applied;
-        self.raft.trigger().snapshot().await.map_err(|e| Error::Unavailable(e.to_string()))?;
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
         self.raft
             .wait(Some(Duration::from_secs(30)))
-            .metrics(|m| m.snapshot >= applied, "snapshot covers the applied index")
+            .metrics(
+                |m| m.snapshot >= applied,
+                "snapshot covers the applied index",
+            )
             .await
             .map_err(|e| Error::Unavailable(format!("snapshot not built: {e}")))?;
         Ok(self.current_snapshot().await?.info)
@@ -232,8 +278,15 @@ fn membership_error<E: std::fmt::Display>(e: RaftError<u64, E>) -> Error {
     }
 }
 
-fn membership_changed(log_id: checkraft_proto::raft::LogId, m: Option<&openraft::Membership<u64, BasicNode>>) -> MembershipChanged {
+fn membership_changed(
+    log_id: checkraft_proto::raft::LogId,
+    m: Option<&openraft::Membership<u64, BasicNode>>,
+) -> MembershipChanged {
     let voters: BTreeSet<u64> = m.map(|m| m.voter_ids().collect()).unwrap_or_default();
     let learners: BTreeSet<u64> = m.map(|m| m.learner_ids().collect()).unwrap_or_default();
-    MembershipChanged { log_id, voters, learners }
+    MembershipChanged {
+        log_id,
+        voters,
+        learners,
+    }
 }

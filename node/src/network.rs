@@ -13,11 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use checkraft_proto::{codec, GroupId, TypeConfig};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::{AnyError, BasicNode};
 use serde::de::DeserializeOwned;
@@ -101,7 +103,10 @@ impl PeerConnection {
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| unreachable(e.to_string()))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
         if !status.is_success() {
             return Err(unreachable(format!(
                 "{rpc} to node {}: HTTP {status}: {}",
@@ -128,7 +133,10 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
         self.call("snapshot", &rpc, &option).await
     }
 

@@ -55,12 +55,18 @@ impl Node {
 
     /// Starts a group's raft after a random delay within one heartbeat, so
     /// that groups started together do not tick in lockstep.
-    async fn start_group(&self, descriptor: checkraft_proto::ShardDescriptor) -> Result<Arc<ShardGroup>> {
+    async fn start_group(
+        &self,
+        descriptor: checkraft_proto::ShardDescriptor,
+    ) -> Result<Arc<ShardGroup>> {
         let jitter = rand::thread_rng().gen_range(0..self.config.heartbeat_ms.max(1));
         tokio::time::sleep(Duration::from_millis(jitter)).await;
         let id = descriptor.shard;
         let group = Arc::new(ShardGroup::open(&self.ctx, descriptor).await?);
-        self.groups.write().unwrap_or_else(|p| p.into_inner()).insert(id, group.clone());
+        self.groups
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, group.clone());
         tracing::info!(shard_id = id, "group started");
         Ok(group)
     }
@@ -77,7 +83,12 @@ impl Node {
 
     /// Every hosted group.
     pub fn groups(&self) -> Vec<Arc<ShardGroup>> {
-        self.groups.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Hosts a new group (idempotent for an identical descriptor) and
@@ -85,7 +96,9 @@ impl Node {
     pub async fn create_group(&self, req: CreateGroup) -> Result<GroupCreated> {
         req.descriptor.validate().map_err(Error::BadRequest)?;
         if req.initialize && req.members.is_empty() {
-            return Err(Error::BadRequest("initialize needs at least one member".into()));
+            return Err(Error::BadRequest(
+                "initialize needs at least one member".into(),
+            ));
         }
         let _guard = self.create_lock.lock().await;
         let id = req.descriptor.shard;
@@ -105,8 +118,15 @@ impl Node {
                 (self.start_group(req.descriptor.clone()).await?, true)
             }
         };
-        let initialized = if req.initialize { group.initialize(&req.members).await? } else { false };
-        Ok(GroupCreated { created, initialized })
+        let initialized = if req.initialize {
+            group.initialize(&req.members).await?
+        } else {
+            false
+        };
+        Ok(GroupCreated {
+            created,
+            initialized,
+        })
     }
 
     /// The node's summary for `/status`.

@@ -9,7 +9,10 @@ use crate::node::Node;
 
 /// Runs a node until `shutdown` completes, then stops every group and
 /// flushes. Long-lived change streams end at shutdown.
-pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let span = tracing::info_span!("node", node_id = config.id);
     let _entered = span.enter();

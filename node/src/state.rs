@@ -30,7 +30,11 @@ pub struct ShardState {
 impl ShardState {
     /// An empty shard.
     pub fn new(descriptor: ShardDescriptor) -> Self {
-        Self { descriptor, bitmap: Bitmap::new(), seq: 0 }
+        Self {
+            descriptor,
+            bitmap: Bitmap::new(),
+            seq: 0,
+        }
     }
 
     /// Applies one command. Returns the response for the client and, when
@@ -48,7 +52,9 @@ impl ShardState {
                 // in one batch did not change), in index order.
                 let mut before = std::collections::BTreeMap::new();
                 for &(index, checked) in sets {
-                    before.entry(index).or_insert_with(|| self.bitmap.contains(index));
+                    before
+                        .entry(index)
+                        .or_insert_with(|| self.bitmap.contains(index));
                     if checked {
                         self.bitmap.add(index);
                     } else {
@@ -62,9 +68,16 @@ impl ShardState {
                         (now != was).then_some((index, now))
                     })
                     .collect();
-                let response = CommandResponse::Applied { seq: self.seq, changed: changed.len() as u32 };
-                let event =
-                    ChangeEvent::Changes { shard: d.shard, epoch: d.epoch, seq: self.seq, sets: changed };
+                let response = CommandResponse::Applied {
+                    seq: self.seq,
+                    changed: changed.len() as u32,
+                };
+                let event = ChangeEvent::Changes {
+                    shard: d.shard,
+                    epoch: d.epoch,
+                    seq: self.seq,
+                    sets: changed,
+                };
                 (response, Some(event))
             }
             Command::Restore(Restore { bitmap, .. }) => {
@@ -84,17 +97,25 @@ impl ShardState {
     fn check(&self, command: &Command) -> std::result::Result<(), Rejection> {
         let d = &self.descriptor;
         if command.epoch() != d.epoch {
-            return Err(Rejection::StaleEpoch { current: d.epoch, got: command.epoch() });
+            return Err(Rejection::StaleEpoch {
+                current: d.epoch,
+                got: command.epoch(),
+            });
         }
-        let out_of_range = |index| Rejection::OutOfRange { index, start: d.start, end: d.end };
+        let out_of_range = |index| Rejection::OutOfRange {
+            index,
+            start: d.start,
+            end: d.end,
+        };
         match command {
             Command::SetBatch(b) => match b.sets.iter().find(|(i, _)| !d.contains(*i)) {
                 Some(&(index, _)) => Err(out_of_range(index)),
                 None => Ok(()),
             },
             Command::Restore(r) => {
-                let bitmap = decode_bitmap(&r.bitmap)
-                    .map_err(|e| Rejection::BadBitmap { detail: e.to_string() })?;
+                let bitmap = decode_bitmap(&r.bitmap).map_err(|e| Rejection::BadBitmap {
+                    detail: e.to_string(),
+                })?;
                 match (bitmap.minimum(), bitmap.maximum()) {
                     (Some(min), _) if !d.contains(min) => Err(out_of_range(min)),
                     (_, Some(max)) if !d.contains(max) => Err(out_of_range(max)),
@@ -142,11 +163,18 @@ impl ShardState {
     pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<Self> {
         let snap: ShardSnapshot = codec::decode(bytes)?;
         if snap.version != SNAPSHOT_VERSION {
-            return Err(Error::Corrupt(format!("unknown snapshot version {}", snap.version)));
+            return Err(Error::Corrupt(format!(
+                "unknown snapshot version {}",
+                snap.version
+            )));
         }
         snap.descriptor.validate().map_err(Error::Corrupt)?;
         let bitmap = decode_bitmap(&snap.bitmap)?;
-        Ok(Self { descriptor: snap.descriptor, bitmap, seq: snap.seq })
+        Ok(Self {
+            descriptor: snap.descriptor,
+            bitmap,
+            seq: snap.seq,
+        })
     }
 }
 
@@ -169,7 +197,12 @@ mod tests {
     use super::*;
 
     fn shard() -> ShardState {
-        ShardState::new(ShardDescriptor { shard: 7, start: 100, end: 200, epoch: 2 })
+        ShardState::new(ShardDescriptor {
+            shard: 7,
+            start: 100,
+            end: 200,
+            epoch: 2,
+        })
     }
 
     fn set(epoch: u64, sets: Vec<BoxSet>) -> Command {
@@ -180,13 +213,22 @@ mod tests {
     fn stale_epoch_and_out_of_range_are_rejected_without_change() {
         let mut s = shard();
         let (r, e) = s.apply(&set(1, vec![(150, true)]));
-        assert_eq!(r, CommandResponse::Rejected { rejection: Rejection::StaleEpoch { current: 2, got: 1 } });
+        assert_eq!(
+            r,
+            CommandResponse::Rejected {
+                rejection: Rejection::StaleEpoch { current: 2, got: 1 }
+            }
+        );
         assert!(e.is_none());
         let (r, _) = s.apply(&set(2, vec![(150, true), (200, true)]));
         assert_eq!(
             r,
             CommandResponse::Rejected {
-                rejection: Rejection::OutOfRange { index: 200, start: 100, end: 200 }
+                rejection: Rejection::OutOfRange {
+                    index: 200,
+                    start: 100,
+                    end: 200
+                }
             }
         );
         assert_eq!(s.seq, 0);
@@ -198,30 +240,62 @@ mod tests {
         let mut s = shard();
         let (r, e) = s.apply(&set(2, vec![(150, true), (151, false), (150, true)]));
         assert_eq!(r, CommandResponse::Applied { seq: 1, changed: 1 });
-        assert_eq!(e, Some(ChangeEvent::Changes { shard: 7, epoch: 2, seq: 1, sets: vec![(150, true)] }));
+        assert_eq!(
+            e,
+            Some(ChangeEvent::Changes {
+                shard: 7,
+                epoch: 2,
+                seq: 1,
+                sets: vec![(150, true)]
+            })
+        );
         // Replaying the same batch changes nothing but still takes a seq.
         let (r, _) = s.apply(&set(2, vec![(150, true)]));
         assert_eq!(r, CommandResponse::Applied { seq: 2, changed: 0 });
         // Set then clear in one batch: the final value wins.
         let (_, e) = s.apply(&set(2, vec![(160, true), (160, false)]));
-        assert_eq!(e, Some(ChangeEvent::Changes { shard: 7, epoch: 2, seq: 3, sets: vec![] }));
+        assert_eq!(
+            e,
+            Some(ChangeEvent::Changes {
+                shard: 7,
+                epoch: 2,
+                seq: 3,
+                sets: vec![]
+            })
+        );
     }
 
     #[test]
     fn restore_checks_bytes_and_range() {
         let mut s = shard();
-        let garbage = Command::Restore(Restore { epoch: 2, bitmap: vec![1, 2, 3] });
+        let garbage = Command::Restore(Restore {
+            epoch: 2,
+            bitmap: vec![1, 2, 3],
+        });
         assert!(matches!(
             s.apply(&garbage).0,
-            CommandResponse::Rejected { rejection: Rejection::BadBitmap { .. } }
+            CommandResponse::Rejected {
+                rejection: Rejection::BadBitmap { .. }
+            }
         ));
-        let outside = Command::Restore(Restore { epoch: 2, bitmap: portable_bytes(&Bitmap::of(&[150, 250])) });
+        let outside = Command::Restore(Restore {
+            epoch: 2,
+            bitmap: portable_bytes(&Bitmap::of(&[150, 250])),
+        });
         assert!(matches!(
             s.apply(&outside).0,
-            CommandResponse::Rejected { rejection: Rejection::OutOfRange { index: 250, .. } }
+            CommandResponse::Rejected {
+                rejection: Rejection::OutOfRange { index: 250, .. }
+            }
         ));
-        let good = Command::Restore(Restore { epoch: 2, bitmap: portable_bytes(&Bitmap::of(&[100, 199])) });
-        assert_eq!(s.apply(&good).0, CommandResponse::Applied { seq: 1, changed: 2 });
+        let good = Command::Restore(Restore {
+            epoch: 2,
+            bitmap: portable_bytes(&Bitmap::of(&[100, 199])),
+        });
+        assert_eq!(
+            s.apply(&good).0,
+            CommandResponse::Applied { seq: 1, changed: 2 }
+        );
         assert_eq!(s.bitmap.cardinality(), 2);
     }
 

@@ -59,17 +59,35 @@ pub struct StateMachine {
 impl StateMachine {
     /// Opens the state machine from the latest stored snapshot, or empty
     /// with `descriptor` when there is none.
-    pub fn open(descriptor: ShardDescriptor, snapshots: SnapshotStore, retained: usize) -> Result<Self> {
+    pub fn open(
+        descriptor: ShardDescriptor,
+        snapshots: SnapshotStore,
+        retained: usize,
+    ) -> Result<Self> {
         let (state, last_applied, membership) = match snapshots.load()? {
             Some(s) => (
                 ShardState::from_snapshot_bytes(&s.data)?,
                 s.meta.last_log_id,
                 s.meta.last_membership,
             ),
-            None => (ShardState::new(descriptor), None, StoredMembership::default()),
+            None => (
+                ShardState::new(descriptor),
+                None,
+                StoredMembership::default(),
+            ),
         };
-        let core = ShardCore { state, last_applied, membership, changes: ChangeLog::new(retained) };
-        Ok(Self { shard: Arc::new(Shard { core: Mutex::new(core) }), snapshots })
+        let core = ShardCore {
+            state,
+            last_applied,
+            membership,
+            changes: ChangeLog::new(retained),
+        };
+        Ok(Self {
+            shard: Arc::new(Shard {
+                core: Mutex::new(core),
+            }),
+            snapshots,
+        })
     }
 
     /// The shared live state.
@@ -96,10 +114,16 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             };
             (meta, core.state.to_snapshot_bytes())
         };
-        let stored = StoredSnapshot { meta: meta.clone(), data };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
         self.snapshots.save(&stored).await.map_err(write_err)?;
         tracing::info!(snapshot = %meta.snapshot_id, bytes = stored.data.len(), "snapshot built");
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
     }
 }
 
@@ -146,7 +170,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -158,7 +184,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         let state = ShardState::from_snapshot_bytes(&data).map_err(read_err)?;
         self.snapshots
-            .save(&StoredSnapshot { meta: meta.clone(), data })
+            .save(&StoredSnapshot {
+                meta: meta.clone(),
+                data,
+            })
             .await
             .map_err(write_err)?;
         let mut core = self.shard.lock();
@@ -171,7 +200,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
         Ok(self.snapshots.load().map_err(read_err)?.map(|s| Snapshot {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),

@@ -25,7 +25,10 @@ use crate::state_machine::Shard;
 
 /// Takes a consistent start point: events to send now, and the receiver
 /// for everything after them.
-fn start_from(shard: &Shard, from: u64) -> (Vec<Arc<ChangeEvent>>, broadcast::Receiver<Arc<ChangeEvent>>) {
+fn start_from(
+    shard: &Shard,
+    from: u64,
+) -> (Vec<Arc<ChangeEvent>>, broadcast::Receiver<Arc<ChangeEvent>>) {
     let core = shard.lock();
     let first = match core.changes.replay_from(from, core.state.seq) {
         Start::Replay(events) => events,
@@ -36,7 +39,11 @@ fn start_from(shard: &Shard, from: u64) -> (Vec<Arc<ChangeEvent>>, broadcast::Re
 
 fn shard_epoch_seq(shard: &Shard) -> (u64, u64, u64) {
     let core = shard.lock();
-    (core.state.descriptor.shard, core.state.descriptor.epoch, core.state.seq)
+    (
+        core.state.descriptor.shard,
+        core.state.descriptor.epoch,
+        core.state.seq,
+    )
 }
 
 /// Events of `shard` after `from`, until `shutdown` flips to true.
@@ -102,6 +109,8 @@ where
     stream
 }
 
-fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl Stream<Item = T> + Send + 'static {
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

@@ -13,7 +13,9 @@ use std::io::Cursor;
 use checkraft_node::state::{decode_bitmap, portable_bytes, ShardState};
 use checkraft_node::state_machine::StateMachine;
 use checkraft_node::storage::{SnapshotStore, Storage};
-use checkraft_proto::{ChangeEvent, Command, CommandResponse, Rejection, Restore, SetBatch, ShardDescriptor};
+use checkraft_proto::{
+    ChangeEvent, Command, CommandResponse, Rejection, Restore, SetBatch, ShardDescriptor,
+};
 use croaring::Bitmap;
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, LogId, RaftSnapshotBuilder};
@@ -23,7 +25,12 @@ const START: u64 = 50;
 const END: u64 = 250;
 
 fn descriptor() -> ShardDescriptor {
-    ShardDescriptor { shard: 3, start: START, end: END, epoch: 2 }
+    ShardDescriptor {
+        shard: 3,
+        start: START,
+        end: END,
+        epoch: 2,
+    }
 }
 
 /// An operation as generated: indices may fall outside the range and the
@@ -48,12 +55,18 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn command(op: &Op) -> Command {
     match op {
-        Op::Sets { epoch, sets } => Command::SetBatch(SetBatch { epoch: *epoch, sets: sets.clone() }),
+        Op::Sets { epoch, sets } => Command::SetBatch(SetBatch {
+            epoch: *epoch,
+            sets: sets.clone(),
+        }),
         Op::Restore { epoch, boxes } => Command::Restore(Restore {
             epoch: *epoch,
             bitmap: portable_bytes(&boxes.iter().copied().collect::<Bitmap>()),
         }),
-        Op::RestoreGarbage { bytes } => Command::Restore(Restore { epoch: 2, bitmap: bytes.clone() }),
+        Op::RestoreGarbage { bytes } => Command::Restore(Restore {
+            epoch: 2,
+            bitmap: bytes.clone(),
+        }),
     }
 }
 
@@ -118,7 +131,9 @@ fn replay(events: &[ChangeEvent]) -> BTreeSet<u32> {
                     }
                 }
             }
-            ChangeEvent::Snapshot { bitmap, .. } => boxes = decode_bitmap(bitmap).unwrap().iter().collect(),
+            ChangeEvent::Snapshot { bitmap, .. } => {
+                boxes = decode_bitmap(bitmap).unwrap().iter().collect()
+            }
             ChangeEvent::Progress { .. } => {}
         }
     }
@@ -175,7 +190,12 @@ fn entry(index: u64, command: Command) -> checkraft_proto::raft::Entry {
 
 fn open_sm(storage: &Storage, group: u64) -> StateMachine {
     let tree = storage.group_tree(group).unwrap();
-    StateMachine::open(descriptor(), SnapshotStore::new(tree, storage.flusher().clone()), 64).unwrap()
+    StateMachine::open(
+        descriptor(),
+        SnapshotStore::new(tree, storage.flusher().clone()),
+        64,
+    )
+    .unwrap()
 }
 
 proptest! {

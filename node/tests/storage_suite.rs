@@ -10,14 +10,22 @@ use openraft::StorageError;
 struct SledBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for SledBuilder {
-    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let storage = Storage::open(dir.path(), 8).expect("open sled");
         let tree = storage.group_tree(1).expect("tree");
         let flusher = storage.flusher().clone();
         let log = LogStore::new(tree.clone(), flusher.clone());
-        let descriptor = ShardDescriptor { shard: 1, start: 0, end: 1 << 20, epoch: 1 };
-        let sm = StateMachine::open(descriptor, SnapshotStore::new(tree, flusher), 128).expect("state machine");
+        let descriptor = ShardDescriptor {
+            shard: 1,
+            start: 0,
+            end: 1 << 20,
+            epoch: 1,
+        };
+        let sm = StateMachine::open(descriptor, SnapshotStore::new(tree, flusher), 128)
+            .expect("state machine");
         Ok((dir, log, sm))
     }
 }

@@ -85,7 +85,7 @@ impl FrameReader {
 
     /// Returns the next complete frame decoded as `T`, or `Ok(None)` when
     /// more bytes are needed.
-    pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, CodecError> {
+    pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, CodecError> {
         if self.buf.len() < 4 {
             return Ok(None);
         }
@@ -109,12 +109,18 @@ mod tests {
 
     #[test]
     fn round_trip_and_trailing_bytes() {
-        let c = Command::SetBatch(SetBatch { epoch: 3, sets: vec![(7, true), (9, false)] });
+        let c = Command::SetBatch(SetBatch {
+            epoch: 3,
+            sets: vec![(7, true), (9, false)],
+        });
         let bytes = encode(&c);
         assert_eq!(decode::<Command>(&bytes).unwrap(), c);
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(matches!(decode::<Command>(&longer), Err(CodecError::Trailing(1))));
+        assert!(matches!(
+            decode::<Command>(&longer),
+            Err(CodecError::Trailing(1))
+        ));
         assert!(decode::<Command>(&bytes[..bytes.len() - 1]).is_err());
         assert!(decode::<Command>(&[0xff; 16]).is_err());
     }
@@ -122,7 +128,12 @@ mod tests {
     #[test]
     fn frames_survive_any_split() {
         let events: Vec<ChangeEvent> = (1..=5)
-            .map(|seq| ChangeEvent::Changes { shard: 1, epoch: 1, seq, sets: vec![(seq as u32, true)] })
+            .map(|seq| ChangeEvent::Changes {
+                shard: 1,
+                epoch: 1,
+                seq,
+                sets: vec![(seq as u32, true)],
+            })
             .collect();
         let stream: Vec<u8> = events.iter().flat_map(frame).collect();
         for split in 1..stream.len() {
@@ -130,7 +141,7 @@ mod tests {
             let mut got = Vec::new();
             for chunk in stream.chunks(split) {
                 r.push(chunk);
-                while let Some(e) = r.next::<ChangeEvent>().unwrap() {
+                while let Some(e) = r.next_frame::<ChangeEvent>().unwrap() {
                     got.push(e);
                 }
             }
@@ -142,6 +153,9 @@ mod tests {
     fn oversized_frame_is_refused() {
         let mut r = FrameReader::new();
         r.push(&(u32::MAX).to_le_bytes());
-        assert!(matches!(r.next::<ChangeEvent>(), Err(CodecError::FrameTooLarge(_))));
+        assert!(matches!(
+            r.next_frame::<ChangeEvent>(),
+            Err(CodecError::FrameTooLarge(_))
+        ));
     }
 }

@@ -82,7 +82,10 @@ impl std::fmt::Display for Rejection {
                 write!(f, "stale epoch {got}: the shard is at epoch {current}")
             }
             Rejection::OutOfRange { index, start, end } => {
-                write!(f, "index {index} is outside the shard's range [{start}, {end})")
+                write!(
+                    f,
+                    "index {index} is outside the shard's range [{start}, {end})"
+                )
             }
             Rejection::BadBitmap { detail } => write!(f, "bad bitmap: {detail}"),
         }

@@ -69,7 +69,12 @@ mod tests {
 
     #[test]
     fn contains_is_half_open() {
-        let d = ShardDescriptor { shard: 1, start: 10, end: 20, epoch: 1 };
+        let d = ShardDescriptor {
+            shard: 1,
+            start: 10,
+            end: 20,
+            epoch: 1,
+        };
         assert!(!d.contains(9));
         assert!(d.contains(10));
         assert!(d.contains(19));
@@ -78,10 +83,25 @@ mod tests {
 
     #[test]
     fn validate_rejects_bad_descriptors() {
-        let ok = ShardDescriptor { shard: 1, start: 0, end: MAX_BOX_END, epoch: 1 };
+        let ok = ShardDescriptor {
+            shard: 1,
+            start: 0,
+            end: MAX_BOX_END,
+            epoch: 1,
+        };
         assert!(ok.validate().is_ok());
-        assert!(ShardDescriptor { end: 0, ..ok.clone() }.validate().is_err());
-        assert!(ShardDescriptor { end: MAX_BOX_END + 1, ..ok.clone() }.validate().is_err());
+        assert!(ShardDescriptor {
+            end: 0,
+            ..ok.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(ShardDescriptor {
+            end: MAX_BOX_END + 1,
+            ..ok.clone()
+        }
+        .validate()
+        .is_err());
         assert!(ShardDescriptor { epoch: 0, ..ok }.validate().is_err());
     }
 }

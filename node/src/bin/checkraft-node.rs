@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
 use checkraft_node::config::{NodeConfig, Overrides};
+use clap::Parser;
 
 /// A checkraft shard node: many raft-replicated bitmap shards over one sled
 /// database, served over HTTP.
@@ -41,8 +41,12 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let overrides =
-        Overrides { id: args.id, listen: args.listen, advertise: args.advertise, data_dir: args.data_dir };
+    let overrides = Overrides {
+        id: args.id,
+        listen: args.listen,
+        advertise: args.advertise,
+        data_dir: args.data_dir,
+    };
     let config = NodeConfig::load(args.config.as_deref(), overrides)?;
     checkraft_node::run(config, shutdown_signal()).await?;
     Ok(())

@@ -14,10 +14,18 @@ pub fn authorize(node: &Node, req: &Request) -> Result<()> {
     let Some(expected) = node.config.admin_token.as_deref() else {
         return Ok(());
     };
-    let given = req.authorization.as_deref().and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("");
+    let given = req
+        .authorization
+        .as_deref()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
     // Compare in constant time over the expected length.
     let matches = given.len() == expected.len()
-        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
     if matches {
         Ok(())
     } else {
@@ -29,7 +37,11 @@ pub fn authorize(node: &Node, req: &Request) -> Result<()> {
 pub async fn create_group(node: &Node, req: &Request) -> Result<Response> {
     let body: CreateGroup = parse_json(&req.body)?;
     let created = node.create_group(body).await?;
-    let status = if created.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok(reply::json(status, &created))
 }
 
@@ -48,10 +60,22 @@ pub async fn group_action(node: &Node, id: u64, action: &str, req: &Request) -> 
             if body.voters.is_empty() {
                 return Err(Error::BadRequest("voters must not be empty".into()));
             }
-            Ok(reply::json(StatusCode::OK, &group.change_membership(body).await?))
+            Ok(reply::json(
+                StatusCode::OK,
+                &group.change_membership(body).await?,
+            ))
         }
-        (false, "snapshot") => Ok(reply::json(StatusCode::OK, &group.trigger_snapshot().await?)),
-        (true, "snapshot") => Ok(reply::bincode(StatusCode::OK, &group.current_snapshot().await?)),
-        _ => Err(Error::NotFound(format!("{} /admin/groups/{id}/{action}", req.method))),
+        (false, "snapshot") => Ok(reply::json(
+            StatusCode::OK,
+            &group.trigger_snapshot().await?,
+        )),
+        (true, "snapshot") => Ok(reply::bincode(
+            StatusCode::OK,
+            &group.current_snapshot().await?,
+        )),
+        _ => Err(Error::NotFound(format!(
+            "{} /admin/groups/{id}/{action}",
+            req.method
+        ))),
     }
 }

@@ -65,7 +65,9 @@ pub fn filter(
     node: Arc<Node>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    let query = warp::query::<HashMap<String, String>>().or(warp::any().map(HashMap::new)).unify();
+    let query = warp::query::<HashMap<String, String>>()
+        .or(warp::any().map(HashMap::new))
+        .unify();
     warp::method()
         .and(warp::path::full())
         .and(query)
@@ -96,7 +98,8 @@ pub fn filter(
 }
 
 fn group_id(s: &str) -> Result<u64> {
-    s.parse().map_err(|_| Error::BadRequest(format!("group id {s:?} is not a number")))
+    s.parse()
+        .map_err(|_| Error::BadRequest(format!("group id {s:?} is not a number")))
 }
 
 /// Every endpoint, by method and path.
@@ -107,12 +110,16 @@ async fn route(node: &Node, path: &str, req: &Request) -> Result<Response> {
     match segments.as_slice() {
         ["health"] if get => Ok(reply::text(StatusCode::OK, "ok\n")),
         ["status"] if get => Ok(reply::json(StatusCode::OK, &node.status())),
-        ["raft", group, rpc] if post => raft::handle(&*node.group(group_id(group)?)?, rpc, &req.body).await,
+        ["raft", group, rpc] if post => {
+            raft::handle(&*node.group(group_id(group)?)?, rpc, &req.body).await
+        }
         ["admin", rest @ ..] => {
             admin::authorize(node, req)?;
             match rest {
                 ["groups"] if post => admin::create_group(node, req).await,
-                ["groups", group, action] => admin::group_action(node, group_id(group)?, action, req).await,
+                ["groups", group, action] => {
+                    admin::group_action(node, group_id(group)?, action, req).await
+                }
                 _ => Err(Error::NotFound(format!("{} {path}", req.method))),
             }
         }

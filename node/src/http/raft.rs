@@ -18,7 +18,10 @@ pub async fn handle(group: &ShardGroup, rpc: &str, body: &[u8]) -> Result<Respon
     match rpc {
         "append" => {
             let req: AppendEntriesRequest<TypeConfig> = codec::decode(body)?;
-            Ok(reply::bincode(StatusCode::OK, &group.raft.append_entries(req).await))
+            Ok(reply::bincode(
+                StatusCode::OK,
+                &group.raft.append_entries(req).await,
+            ))
         }
         "vote" => {
             let req: VoteRequest<u64> = codec::decode(body)?;
@@ -26,7 +29,10 @@ pub async fn handle(group: &ShardGroup, rpc: &str, body: &[u8]) -> Result<Respon
         }
         "snapshot" => {
             let req: InstallSnapshotRequest<TypeConfig> = codec::decode(body)?;
-            Ok(reply::bincode(StatusCode::OK, &group.raft.install_snapshot(req).await))
+            Ok(reply::bincode(
+                StatusCode::OK,
+                &group.raft.install_snapshot(req).await,
+            ))
         }
         other => Err(Error::NotFound(format!("no raft rpc {other:?}"))),
     }

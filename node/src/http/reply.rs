@@ -15,7 +15,9 @@ pub const FRAMES: &str = "application/x-checkraft-frames";
 fn with_body(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
     let mut response = Response::new(body.into());
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -32,7 +34,11 @@ pub fn bincode<T: Serialize>(status: StatusCode, value: &T) -> Response {
 
 /// A plain-text response.
 pub fn text(status: StatusCode, body: &str) -> Response {
-    with_body(status, "text/plain; charset=utf-8", body.as_bytes().to_vec())
+    with_body(
+        status,
+        "text/plain; charset=utf-8",
+        body.as_bytes().to_vec(),
+    )
 }
 
 /// The HTTP status of an error class.
@@ -51,9 +57,17 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 /// An error as a JSON [`ApiError`] with its status.
 pub fn error(e: &Error) -> Response {
     let kind = e.kind();
-    let mut response = json(status_of(kind), &ApiError { kind, message: e.to_string() });
+    let mut response = json(
+        status_of(kind),
+        &ApiError {
+            kind,
+            message: e.to_string(),
+        },
+    );
     if kind == ErrorKind::Unauthorized {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }
@@ -64,8 +78,12 @@ pub fn outcome(outcome: &WriteOutcome) -> Response {
     let status = match outcome {
         WriteOutcome::Applied { .. } => StatusCode::OK,
         WriteOutcome::Rejected { .. } => StatusCode::CONFLICT,
-        WriteOutcome::ForwardToLeader { leader_id: Some(_), .. } => StatusCode::MISDIRECTED_REQUEST,
-        WriteOutcome::ForwardToLeader { leader_id: None, .. } => StatusCode::SERVICE_UNAVAILABLE,
+        WriteOutcome::ForwardToLeader {
+            leader_id: Some(_), ..
+        } => StatusCode::MISDIRECTED_REQUEST,
+        WriteOutcome::ForwardToLeader {
+            leader_id: None, ..
+        } => StatusCode::SERVICE_UNAVAILABLE,
     };
     json(status, outcome)
 }

@@ -15,7 +15,10 @@ use crate::subscription;
 fn query_u64(req: &Request, key: &str) -> Result<Option<u64>> {
     req.query
         .get(key)
-        .map(|v| v.parse::<u64>().map_err(|_| Error::BadRequest(format!("query {key}={v:?} is not a number"))))
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| Error::BadRequest(format!("query {key}={v:?} is not a number")))
+        })
         .transpose()
 }
 
@@ -23,7 +26,9 @@ fn query_bool(req: &Request, key: &str) -> Result<bool> {
     match req.query.get(key).map(String::as_str) {
         None | Some("false") | Some("0") => Ok(false),
         Some("") | Some("true") | Some("1") => Ok(true),
-        Some(v) => Err(Error::BadRequest(format!("query {key}={v:?} is not a boolean"))),
+        Some(v) => Err(Error::BadRequest(format!(
+            "query {key}={v:?} is not a boolean"
+        ))),
     }
 }
 
@@ -36,7 +41,9 @@ pub async fn handle(node: &Node, id: u64, action: &str, req: &Request) -> Result
     match (get, action) {
         (false, "write") => {
             let batch: SetBatch = parse_json(&req.body)?;
-            Ok(reply::outcome(&group.write(batch, node.config.max_batch_sets).await?))
+            Ok(reply::outcome(
+                &group.write(batch, node.config.max_batch_sets).await?,
+            ))
         }
         (false, "restore") => {
             let restore: Restore = codec::decode(&req.body)?;
@@ -44,7 +51,14 @@ pub async fn handle(node: &Node, id: u64, action: &str, req: &Request) -> Result
         }
         (true, "read") => {
             let linearizable = query_bool(req, "linearizable")?;
-            match group.read(query_u64(req, "start")?, query_u64(req, "end")?, linearizable).await? {
+            match group
+                .read(
+                    query_u64(req, "start")?,
+                    query_u64(req, "end")?,
+                    linearizable,
+                )
+                .await?
+            {
                 Ok(read) => Ok(reply::bincode(StatusCode::OK, &read)),
                 Err(forward) => Ok(reply::outcome(&forward)),
             }
@@ -57,12 +71,21 @@ pub async fn handle(node: &Node, id: u64, action: &str, req: &Request) -> Result
                 node.config.progress_interval(),
                 req.shutdown.clone(),
             );
-            let frames = events.map(|e: Arc<_>| Ok::<_, std::convert::Infallible>(codec::frame(&*e)));
+            let frames =
+                events.map(|e: Arc<_>| Ok::<_, std::convert::Infallible>(codec::frame(&*e)));
             let mut response = warp::reply::stream(frames).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(reply::FRAMES));
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(reply::FRAMES),
+            );
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             Ok(response)
         }
-        _ => Err(Error::NotFound(format!("{} /shards/{id}/{action}", req.method))),
+        _ => Err(Error::NotFound(format!(
+            "{} /shards/{id}/{action}",
+            req.method
+        ))),
     }
 }

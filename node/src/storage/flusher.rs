@@ -84,14 +84,20 @@ async fn run(db: sled::Db, mut rx: mpsc::UnboundedReceiver<Waiter>, stats: Arc<F
             Err(e) => Err(format!("flush task panicked: {e}")),
         };
         stats.flushes.fetch_add(1, Ordering::Relaxed);
-        stats.waiters.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        stats.micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        stats
+            .waiters
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats
+            .micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if let Err(e) = &result {
             tracing::error!(error = %e, "sled flush failed; waiters get the error");
         }
         for waiter in batch.drain(..) {
             match waiter {
-                Waiter::Log(cb) => cb.log_io_completed(result.clone().map_err(std::io::Error::other)),
+                Waiter::Log(cb) => {
+                    cb.log_io_completed(result.clone().map_err(std::io::Error::other))
+                }
                 Waiter::Notify(tx) => {
                     let _ = tx.send(result.clone());
                 }

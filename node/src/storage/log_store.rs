@@ -1,5 +1,9 @@
 //! openraft's log storage for one group, in that group's sled tree.
 
+// openraft's trait methods return its large `StorageError`; our helpers
+// return the same type so `?` flows straight through.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 
@@ -44,7 +48,9 @@ impl LogStore {
     }
 
     fn put<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StorageError<u64>> {
-        self.tree.insert(key, codec::encode(value)).map_err(write_err)?;
+        self.tree
+            .insert(key, codec::encode(value))
+            .map_err(write_err)?;
         Ok(())
     }
 
@@ -54,12 +60,21 @@ impl LogStore {
 
     /// Removes every log key in `range` in one atomic batch, together with
     /// `extra` (key, value) writes.
-    fn remove_logs(&self, from: u64, to_inclusive: u64, extra: Option<(&[u8], Vec<u8>)>) -> Result<(), StorageError<u64>> {
+    fn remove_logs(
+        &self,
+        from: u64,
+        to_inclusive: u64,
+        extra: Option<(&[u8], Vec<u8>)>,
+    ) -> Result<(), StorageError<u64>> {
         let mut batch = sled::Batch::default();
         if let Some((k, v)) = extra {
             batch.insert(k, v);
         }
-        for key in self.tree.range(log_key(from)..=log_key(to_inclusive)).keys() {
+        for key in self
+            .tree
+            .range(log_key(from)..=log_key(to_inclusive))
+            .keys()
+        {
             batch.remove(key.map_err(read_err)?);
         }
         self.tree.apply_batch(batch).map_err(write_err)
@@ -105,8 +120,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
         let last_purged: Option<LogId> = self.get(PURGED)?;
-        let last = self.last_log_id()?.or_else(|| last_purged.clone());
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+        let last = self.last_log_id()?.or(last_purged);
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -132,7 +150,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get::<Option<LogId>>(COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<u64>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<u64>>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,

@@ -52,7 +52,11 @@ impl Storage {
             .open()?;
         let groups = db.open_tree("groups")?;
         let flusher = Flusher::start(db.clone());
-        Ok(Self { db, groups, flusher })
+        Ok(Self {
+            db,
+            groups,
+            flusher,
+        })
     }
 
     /// The tree holding one group's log, vote and snapshot.
@@ -67,7 +71,8 @@ impl Storage {
 
     /// Records that this node hosts `descriptor.shard`, durably.
     pub async fn record_group(&self, descriptor: &ShardDescriptor) -> Result<()> {
-        self.groups.insert(descriptor.shard.to_be_bytes(), codec::encode(descriptor))?;
+        self.groups
+            .insert(descriptor.shard.to_be_bytes(), codec::encode(descriptor))?;
         self.flusher.flush().await
     }
 

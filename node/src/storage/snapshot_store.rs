@@ -35,7 +35,9 @@ impl SnapshotStore {
     /// The latest snapshot, if any.
     pub fn load(&self) -> Result<Option<StoredSnapshot>> {
         match self.tree.get(SNAPSHOT)? {
-            Some(v) => codec::decode(&v).map(Some).map_err(|e| Error::Corrupt(format!("stored snapshot: {e}"))),
+            Some(v) => codec::decode(&v)
+                .map(Some)
+                .map_err(|e| Error::Corrupt(format!("stored snapshot: {e}"))),
             None => Ok(None),
         }
     }

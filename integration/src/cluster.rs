@@ -1,0 +1,191 @@
+//! Starting, killing and restarting real node processes.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::client::NodeClient;
+use crate::eventually;
+
+/// Where the workspace's binaries are.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("CHECKRAFT_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug")
+}
+
+/// A free port on 127.0.0.1 (bound, read, released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind port 0")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// One node of a test cluster.
+pub struct NodeSpec {
+    /// Node id.
+    pub id: u64,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A set of real `checkraft-node` processes under one temp dir.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    nodes: BTreeMap<u64, NodeSpec>,
+    env: Vec<(String, String)>,
+}
+
+impl Cluster {
+    /// Starts nodes `1..=n` with test-friendly raft timings plus `env`
+    /// (`CHECKRAFT_NODE_*` overrides), and waits until each answers.
+    pub async fn start(n: u64, extra_env: &[(&str, &str)]) -> Self {
+        let defaults = [
+            ("CHECKRAFT_NODE_HEARTBEAT_MS", "100"),
+            ("CHECKRAFT_NODE_ELECTION_MIN_MS", "500"),
+            ("CHECKRAFT_NODE_ELECTION_MAX_MS", "1000"),
+        ];
+        // Later entries win when a test overrides a default.
+        let env = defaults
+            .iter()
+            .chain(extra_env)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut cluster = Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            nodes: BTreeMap::new(),
+            env,
+        };
+        for id in 1..=n {
+            cluster.add_node(id).await;
+        }
+        cluster
+    }
+
+    /// Starts a new node with id `id` on a fresh port and directory.
+    pub async fn add_node(&mut self, id: u64) -> NodeClient {
+        let spec = NodeSpec {
+            id,
+            addr: format!("127.0.0.1:{}", free_port()),
+            data_dir: self.dir.path().join(format!("node-{id}")),
+            log: self.dir.path().join(format!("node-{id}.log")),
+            child: None,
+        };
+        self.nodes.insert(id, spec);
+        self.restart(id).await
+    }
+
+    /// The client of node `id`.
+    pub fn client(&self, id: u64) -> NodeClient {
+        NodeClient::new(&self.nodes[&id].addr)
+    }
+
+    /// Every node's id and address.
+    pub fn members(&self) -> BTreeMap<u64, String> {
+        self.nodes
+            .values()
+            .map(|n| (n.id, n.addr.clone()))
+            .collect()
+    }
+
+    /// Ids of nodes currently running.
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes
+            .values()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// SIGKILLs node `id` (kill -9) and reaps it.
+    pub fn kill(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).expect("known node");
+        if let Some(mut child) = node.child.take() {
+            child.kill().expect("SIGKILL node");
+            child.wait().expect("reap node");
+        }
+    }
+
+    /// (Re)starts node `id` on its port and data dir; waits for `/health`.
+    pub async fn restart(&mut self, id: u64) -> NodeClient {
+        let node = self.nodes.get_mut(&id).expect("known node");
+        assert!(node.child.is_none(), "node {id} is already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .expect("log file");
+        let binary = bin_dir().join("checkraft-node");
+        assert!(
+            binary.exists(),
+            "{} is missing: build it first (integration/run-tests does)",
+            binary.display()
+        );
+        let child = Command::new(binary)
+            .arg("--id")
+            .arg(id.to_string())
+            .arg("--listen")
+            .arg(&node.addr)
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env(
+                "RUST_LOG",
+                std::env::var("CHECKRAFT_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn checkraft-node");
+        node.child = Some(child);
+        let client = NodeClient::new(&node.addr);
+        let probe = client.clone();
+        eventually(
+            Duration::from_secs(20),
+            &format!("node {id} to answer /health"),
+            || {
+                let probe = probe.clone();
+                async move { probe.health().await.then_some(()) }
+            },
+        )
+        .await;
+        client
+    }
+
+    /// The last `lines` lines of node `id`'s log.
+    pub fn log_tail(&self, id: u64, lines: usize) -> String {
+        let Ok(f) = File::open(&self.nodes[&id].log) else {
+            return String::new();
+        };
+        let all: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        if std::thread::panicking() {
+            for id in &ids {
+                eprintln!("----- node {id} log tail -----\n{}", self.log_tail(*id, 40));
+            }
+        }
+        for id in ids {
+            self.kill(id);
+        }
+    }
+}

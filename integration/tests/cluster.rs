@@ -1,0 +1,265 @@
+//! The chaos test of the shard tier: three real `checkraft-node` processes,
+//! one shard replicated on all three, 10,000 sets, then at least five
+//! cycles of "kill -9 the leader while a writer keeps writing, write on to
+//! the new leader, restart the killed node". Snapshots are taken every 100
+//! entries, so restarted nodes also exercise snapshot load, log purge and
+//! snapshot install.
+//!
+//! At the end every acknowledged set is present, and all three replicas
+//! report the same applied index and byte-identical bitmaps.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use checkraft_integration::{eventually, Cluster, NodeClient};
+use checkraft_proto::{SetBatch, ShardDescriptor, WriteOutcome};
+use croaring::{Bitmap, Portable};
+use rand::{Rng, SeedableRng};
+
+const SHARD: u64 = 1;
+const BOXES: u32 = 200_000;
+
+/// What the writer knows: the last acknowledged value of each box, and the
+/// boxes whose latest attempt was not acknowledged (it may or may not have
+/// landed; it can only have landed before any later acknowledged write).
+#[derive(Default)]
+struct Ledger {
+    acked: HashMap<u32, bool>,
+    uncertain: HashMap<u32, bool>,
+    acked_sets: usize,
+    unacked_batches: usize,
+}
+
+impl Ledger {
+    fn record(&mut self, sets: &[(u32, bool)], acked: bool) {
+        for &(i, c) in sets {
+            if acked {
+                self.acked.insert(i, c);
+                self.uncertain.remove(&i);
+            } else {
+                self.uncertain.insert(i, c);
+            }
+        }
+        if acked {
+            self.acked_sets += sets.len();
+        } else {
+            self.unacked_batches += 1;
+        }
+    }
+}
+
+/// The current leader of the shard, as agreed by the running nodes.
+async fn leader(cluster: &Cluster) -> u64 {
+    let clients: Vec<NodeClient> = cluster
+        .running()
+        .into_iter()
+        .map(|id| cluster.client(id))
+        .collect();
+    let running = cluster.running();
+    eventually(
+        Duration::from_secs(30),
+        "a shard leader among running nodes",
+        || {
+            let clients = clients.clone();
+            let running = running.clone();
+            async move {
+                for c in &clients {
+                    if let Ok(s) = c.status().await {
+                        if let Some(l) = s.groups.get(&SHARD).and_then(|g| g.leader) {
+                            if running.contains(&l) && s.node_id == l {
+                                return Some(l);
+                            }
+                        }
+                    }
+                }
+                None
+            }
+        },
+    )
+    .await
+}
+
+/// Writes one batch to `client`; true when acknowledged as applied.
+async fn write_batch(client: &NodeClient, sets: Vec<(u32, bool)>) -> anyhow::Result<bool> {
+    match client.write(SHARD, &SetBatch { epoch: 1, sets }).await? {
+        WriteOutcome::Applied { .. } => Ok(true),
+        WriteOutcome::Rejected { rejection } => panic!("a valid batch was rejected: {rejection}"),
+        WriteOutcome::ForwardToLeader { .. } => Ok(false),
+    }
+}
+
+fn random_batch(rng: &mut impl Rng, n: usize) -> Vec<(u32, bool)> {
+    // Mostly checks, some unchecks, so both directions are verified.
+    (0..n)
+        .map(|_| (rng.gen_range(0..BOXES), rng.gen_bool(0.8)))
+        .collect()
+}
+
+/// Writes batches to whichever node leads, until `stop` flips.
+async fn writer(
+    members: BTreeMap<u64, String>,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    seed: u64,
+) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let clients: Vec<NodeClient> = members.values().map(|a| NodeClient::new(a)).collect();
+    let mut target = 0usize;
+    while !*stop.borrow() {
+        let sets = random_batch(&mut rng, 50);
+        let acked = matches!(write_batch(&clients[target], sets.clone()).await, Ok(true));
+        ledger.lock().unwrap().record(&sets, acked);
+        if !acked {
+            // Try the next node; back off briefly while an election runs.
+            target = (target + 1) % clients.len();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_leader_cycles_lose_no_acknowledged_write() {
+    tokio::time::timeout(Duration::from_secs(420), run())
+        .await
+        .expect("cluster test exceeded its time bound");
+}
+
+async fn run() {
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            ("CHECKRAFT_NODE_SNAPSHOT_EVERY", "100"),
+            ("CHECKRAFT_NODE_KEEP_LOGS", "20"),
+        ],
+    )
+    .await;
+    let members = cluster.members();
+    let descriptor = ShardDescriptor {
+        shard: SHARD,
+        start: 0,
+        end: u64::from(BOXES),
+        epoch: 1,
+    };
+    for id in members.keys() {
+        let created = cluster
+            .client(*id)
+            .create_group(descriptor.clone(), members.clone(), *id == 1)
+            .await
+            .unwrap();
+        assert!(created.created);
+    }
+
+    // 10,000 sets through the leader.
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let first = leader(&cluster).await;
+    let client = cluster.client(first);
+    for _ in 0..100 {
+        let sets = random_batch(&mut rng, 100);
+        assert!(
+            write_batch(&client, sets.clone()).await.unwrap(),
+            "write to a settled leader must apply"
+        );
+        ledger.lock().unwrap().record(&sets, true);
+    }
+    assert_eq!(ledger.lock().unwrap().acked_sets, 10_000);
+
+    // Kill the leader under load, five times.
+    for cycle in 0..5u64 {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let writing = tokio::spawn(writer(
+            members.clone(),
+            ledger.clone(),
+            stop_rx,
+            100 + cycle,
+        ));
+        let before = ledger.lock().unwrap().acked_sets;
+        eventually(
+            Duration::from_secs(30),
+            "the writer to get acks before the kill",
+            || {
+                let ledger = ledger.clone();
+                async move { (ledger.lock().unwrap().acked_sets >= before + 500).then_some(()) }
+            },
+        )
+        .await;
+        let victim = leader(&cluster).await;
+        cluster.kill(victim);
+        let next = leader(&cluster).await;
+        assert_ne!(next, victim);
+        // Keep writing to the new leader.
+        let after_kill = ledger.lock().unwrap().acked_sets;
+        eventually(Duration::from_secs(60), "acks from the new leader", || {
+            let ledger = ledger.clone();
+            async move { (ledger.lock().unwrap().acked_sets >= after_kill + 1000).then_some(()) }
+        })
+        .await;
+        cluster.restart(victim).await;
+        stop_tx.send(true).unwrap();
+        writing.await.unwrap();
+        eprintln!("cycle {cycle}: killed leader {victim}, new leader {next}");
+    }
+
+    // Let every replica catch up to the leader's applied index.
+    let lead = leader(&cluster).await;
+    let target = cluster
+        .client(lead)
+        .read(SHARD, true)
+        .await
+        .unwrap()
+        .applied_index;
+    let clients: Vec<NodeClient> = members.keys().map(|id| cluster.client(*id)).collect();
+    let reads = eventually(
+        Duration::from_secs(60),
+        "all replicas at the same applied index",
+        || {
+            let clients = clients.clone();
+            async move {
+                let mut reads = Vec::new();
+                for c in &clients {
+                    let r = c.read(SHARD, false).await.ok()?;
+                    reads.push(r);
+                }
+                let same = reads.iter().all(|r| {
+                    r.applied_index == reads[0].applied_index && r.applied_index >= target
+                });
+                same.then_some(reads)
+            }
+        },
+    )
+    .await;
+    for r in &reads[1..] {
+        assert_eq!(r.seq, reads[0].seq, "replicas disagree on seq");
+        assert_eq!(
+            r.bitmap, reads[0].bitmap,
+            "replica bitmaps are not byte-identical"
+        );
+    }
+
+    // Every acknowledged set is present.
+    let bitmap = Bitmap::try_deserialize::<Portable>(&reads[0].bitmap).expect("portable bitmap");
+    let ledger = ledger.lock().unwrap();
+    let mut checked = 0;
+    for (&index, &value) in &ledger.acked {
+        match ledger.uncertain.get(&index) {
+            // An unacknowledged later attempt may have landed.
+            Some(&maybe) => {
+                assert!(bitmap.contains(index) == value || bitmap.contains(index) == maybe)
+            }
+            None => {
+                assert_eq!(
+                    bitmap.contains(index),
+                    value,
+                    "acknowledged set of box {index} to {value} was lost"
+                );
+                checked += 1;
+            }
+        }
+    }
+    eprintln!(
+        "verified {checked} boxes ({} acknowledged sets, {} unacknowledged batches, applied index {})",
+        ledger.acked_sets, ledger.unacked_batches, reads[0].applied_index
+    );
+    assert!(ledger.acked_sets >= 10_000 + 5 * 1500);
+}

@@ -1,0 +1,42 @@
+//! The commented sample config in testdata/ parses and matches the
+//! defaults, so it cannot drift from the code.
+
+use checkraft_node::config::{NodeConfig, Overrides};
+
+#[test]
+fn sample_config_matches_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/node.toml");
+    let loaded = NodeConfig::load(
+        Some(&path),
+        Overrides {
+            id: Some(1),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        loaded,
+        NodeConfig {
+            id: 1,
+            ..NodeConfig::default()
+        }
+    );
+}
+
+#[test]
+fn missing_id_and_unknown_fields_are_errors() {
+    assert!(
+        NodeConfig::load(None, Overrides::default()).is_err(),
+        "id 0 must be refused"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "id = 3\nheartbeat = 5\n").unwrap();
+    let err = NodeConfig::load(Some(&file), Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("heartbeat"),
+        "unknown field should be named: {err}"
+    );
+}
