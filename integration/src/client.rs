@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use checkraft_proto::codec::{self, FrameReader};
 use checkraft_proto::{
-    ChangeEvent, CreateGroup, GroupCreated, GroupStatus, NodeStatus, SetBatch, ShardDescriptor,
-    ShardRead, WriteOutcome,
+    AddLearner, ChangeEvent, ChangeMembership, CreateGroup, GroupCreated, GroupStatus,
+    MembershipChanged, NodeStatus, SetBatch, ShardDescriptor, ShardRead, SnapshotInfo,
+    WriteOutcome,
 };
 
 /// Client of one node.
@@ -86,6 +87,52 @@ impl NodeClient {
             initialize,
         };
         let rb = self.admin(self.http.post(self.url("/admin/groups")).json(&body));
+        Ok(rb.send().await?.error_for_status()?.json().await?)
+    }
+
+    /// `POST /admin/groups/{id}/learners`; waits until the learner caught up.
+    pub async fn add_learner(
+        &self,
+        group: u64,
+        node_id: u64,
+        addr: &str,
+    ) -> anyhow::Result<MembershipChanged> {
+        let body = AddLearner {
+            node_id,
+            addr: addr.to_string(),
+        };
+        let rb = self.admin(
+            self.http
+                .post(self.url(&format!("/admin/groups/{group}/learners")))
+                .json(&body),
+        );
+        Ok(rb.send().await?.error_for_status()?.json().await?)
+    }
+
+    /// `POST /admin/groups/{id}/membership`.
+    pub async fn change_membership(
+        &self,
+        group: u64,
+        voters: &[u64],
+    ) -> anyhow::Result<MembershipChanged> {
+        let body = ChangeMembership {
+            voters: voters.iter().copied().collect(),
+            retain: false,
+        };
+        let rb = self.admin(
+            self.http
+                .post(self.url(&format!("/admin/groups/{group}/membership")))
+                .json(&body),
+        );
+        Ok(rb.send().await?.error_for_status()?.json().await?)
+    }
+
+    /// `POST /admin/groups/{id}/snapshot`.
+    pub async fn snapshot(&self, group: u64) -> anyhow::Result<SnapshotInfo> {
+        let rb = self.admin(
+            self.http
+                .post(self.url(&format!("/admin/groups/{group}/snapshot"))),
+        );
         Ok(rb.send().await?.error_for_status()?.json().await?)
     }
 

@@ -2,6 +2,8 @@
 
 use std::future::Future;
 
+use tracing::Instrument;
+
 use crate::config::NodeConfig;
 use crate::error::Result;
 use crate::http;
@@ -13,9 +15,15 @@ pub async fn run(
     config: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let span = tracing::info_span!("node", node_id = config.id);
-    let _entered = span.enter();
+    serve(config, shutdown).instrument(span).await
+}
+
+async fn serve(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(listen = %config.listen, advertise = %config.advertise_addr(), data_dir = %config.data_dir.display(), "starting");
     let node = Node::open(config).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -105,21 +105,25 @@ fn snapshot_id(last: &Option<LogId>, seq: u64) -> String {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        let (meta, data) = {
+        let (meta, data, shard_id) = {
             let core = self.shard.lock();
             let meta = SnapshotMeta {
                 last_log_id: core.last_applied,
                 last_membership: core.membership.clone(),
                 snapshot_id: snapshot_id(&core.last_applied, core.state.seq),
             };
-            (meta, core.state.to_snapshot_bytes())
+            (
+                meta,
+                core.state.to_snapshot_bytes(),
+                core.state.descriptor.shard,
+            )
         };
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data,
         };
         self.snapshots.save(&stored).await.map_err(write_err)?;
-        tracing::info!(snapshot = %meta.snapshot_id, bytes = stored.data.len(), "snapshot built");
+        tracing::info!(shard_id, snapshot = %meta.snapshot_id, bytes = stored.data.len(), "snapshot built");
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(stored.data)),
@@ -196,7 +200,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         core.last_applied = meta.last_log_id;
         core.membership = meta.last_membership.clone();
         core.changes.reset(event);
-        tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
+        tracing::info!(shard_id = core.state.descriptor.shard, snapshot = %meta.snapshot_id, "snapshot installed");
         Ok(())
     }
 

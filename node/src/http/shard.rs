@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use checkraft_proto::{codec, Restore, SetBatch};
 use futures::StreamExt;
+use tracing::Instrument;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::{Reply, Response};
 
@@ -34,9 +35,12 @@ fn query_bool(req: &Request, key: &str) -> Result<bool> {
 
 /// Dispatches `/shards/{id}/{action}`.
 pub async fn handle(node: &Node, id: u64, action: &str, req: &Request) -> Result<Response> {
-    let group = node.group(id)?;
     let span = tracing::debug_span!("shard", node_id = node.config.id, shard_id = id);
-    let _entered = span.enter();
+    dispatch(node, id, action, req).instrument(span).await
+}
+
+async fn dispatch(node: &Node, id: u64, action: &str, req: &Request) -> Result<Response> {
+    let group = node.group(id)?;
     let get = req.method == warp::http::Method::GET;
     match (get, action) {
         (false, "write") => {
