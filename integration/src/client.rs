@@ -201,7 +201,8 @@ pub struct ChangeStream {
 }
 
 impl ChangeStream {
-    /// The next event, or `None` when the stream ended or `limit` passed.
+    /// The next event, `None` when `limit` passed first, and an error when
+    /// the server ended the stream.
     pub async fn next(&mut self, limit: Duration) -> anyhow::Result<Option<ChangeEvent>> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -212,7 +213,7 @@ impl ChangeStream {
                 Err(_) => return Ok(None),
                 Ok(chunk) => match chunk? {
                     Some(bytes) => self.reader.push(&bytes),
-                    None => return Ok(None),
+                    None => anyhow::bail!("the server ended the change stream"),
                 },
             }
         }

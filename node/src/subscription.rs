@@ -10,7 +10,8 @@
 //! subscriber falls so far behind that the broadcast drops events for it,
 //! the stream re-derives its position the same way (replay or snapshot)
 //! and carries on. While the shard is idle, a `Progress` event goes out
-//! every `progress` interval. Any replica can serve it: `seq` is part of
+//! every `progress` interval, carrying the `seq` this replica has applied
+//! and the subscriber has been sent (the smaller of the two). Any replica can serve it: `seq` is part of
 //! the replicated state.
 
 use std::sync::Arc;
@@ -81,8 +82,13 @@ pub fn subscribe(
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = tick.tick() => {
-                    let (shard_id, epoch, _) = shard_epoch_seq(&shard);
-                    let marker = Arc::new(ChangeEvent::Progress { shard: shard_id, epoch, seq: last });
+                    // Normally `current == last`. If events are still queued
+                    // for us, `current > last` and we vouch only for `last`;
+                    // if this replica lags the subscriber's `from`, the
+                    // marker says so (`current < last`) and the subscriber
+                    // can go to another replica.
+                    let (shard_id, epoch, current) = shard_epoch_seq(&shard);
+                    let marker = Arc::new(ChangeEvent::Progress { shard: shard_id, epoch, seq: current.min(last) });
                     if tx.send(marker).await.is_err() {
                         return;
                     }

@@ -43,13 +43,15 @@ pub enum ChangeEvent {
     },
     /// Sent periodically while the shard is idle: "nothing happened up to
     /// and including `seq`". Lets subscribers tell a quiet shard from a dead
-    /// stream.
+    /// stream. `seq` is what the serving replica has applied, capped at what
+    /// this stream has sent; a `seq` below the subscriber's own position
+    /// means the replica lags it, and the subscriber should try another.
     Progress {
         /// The shard.
         shard: ShardId,
         /// The shard's epoch.
         epoch: u64,
-        /// The shard's current change number.
+        /// The change number the replica vouches for (see above).
         seq: u64,
     },
 }
