@@ -187,5 +187,20 @@ impl Drop for Cluster {
         for id in ids {
             self.kill(id);
         }
+        // For post-mortems: keep a failed test's data dirs and logs.
+        if std::thread::panicking() {
+            if let Ok(keep) = std::env::var("CHECKRAFT_KEEP_FAILED") {
+                let dest = Path::new(&keep).join(format!("cluster-{}", std::process::id()));
+                let copied = Command::new("cp")
+                    .arg("-a")
+                    .arg(self.dir.path())
+                    .arg(&dest)
+                    .status();
+                eprintln!(
+                    "kept the failed cluster's files at {} ({copied:?})",
+                    dest.display()
+                );
+            }
+        }
     }
 }

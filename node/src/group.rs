@@ -129,6 +129,12 @@ impl ShardGroup {
         }
     }
 
+    /// Commits a no-op entry (see [`Command::Barrier`]); once it answers,
+    /// everything before it in the leader's log is applied.
+    pub async fn barrier(&self) -> Result<WriteOutcome> {
+        self.propose(Command::Barrier).await
+    }
+
     /// `SetBatch` write with the size limit applied.
     pub async fn write(&self, batch: SetBatch, max_sets: usize) -> Result<WriteOutcome> {
         if batch.sets.len() > max_sets {
@@ -148,8 +154,17 @@ impl ShardGroup {
     }
 
     /// Reads `[start, end)` (default: the whole shard). With `linearizable`,
-    /// first confirms leadership and waits for the read index to apply;
-    /// otherwise serves this replica's applied state.
+    /// first confirms leadership; then, if the leader's log holds entries it
+    /// has not applied, commits a [`Command::Barrier`] and waits for it.
+    /// Without `linearizable`, serves this replica's applied state.
+    ///
+    /// Why not openraft's read index alone: a leader restarted without
+    /// losing leadership takes `max(its old noop entry, committed as last
+    /// persisted)` as read index, which can lie below writes it had already
+    /// acknowledged before the crash (found by the kill-all chaos test).
+    /// Every acknowledged write is in the leader's log (Leader
+    /// Completeness), so once a barrier after all of it applies, the read
+    /// reflects them all. Stale metrics only cause an unneeded barrier.
     pub async fn read(
         &self,
         start: Option<u64>,
@@ -164,6 +179,15 @@ impl ShardGroup {
                 }
                 Err(RaftError::APIError(e)) => return Err(Error::Unavailable(e.to_string())),
                 Err(RaftError::Fatal(e)) => return Err(Error::Unavailable(e.to_string())),
+            }
+            let (last, applied) = {
+                let m = self.raft.metrics().borrow().clone();
+                (m.last_log_index, m.last_applied.map(|l| l.index))
+            };
+            if applied < last {
+                if let forward @ WriteOutcome::ForwardToLeader { .. } = self.barrier().await? {
+                    return Ok(Err(forward));
+                }
             }
         }
         let core = self.shard.lock();

@@ -43,6 +43,16 @@
 //! `snapshot_every`, not by the log's history. Lagging or new followers
 //! receive the snapshot through openraft's `install_snapshot` RPC.
 //!
+//! ## Reads
+//! `GET /shards/{id}/read` serves the replica's applied state (any
+//! replica, possibly stale). With `linearizable=true` the leader first
+//! confirms its leadership with a quorum, then, if its log holds entries it
+//! has not applied, commits a no-op [`checkraft_proto::Command::Barrier`]
+//! and waits for it. openraft 0.9's read index alone is not enough: a
+//! leader that restarted without losing leadership can take a read index
+//! below writes it acknowledged before the crash (see
+//! [`group::ShardGroup::read`]).
+//!
 //! ## The change stream
 //! `GET /shards/{id}/changes?from=SEQ` ([`subscription`]) streams
 //! length-prefixed bincode [`checkraft_proto::ChangeEvent`] frames: the

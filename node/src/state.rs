@@ -40,12 +40,26 @@ impl ShardState {
     /// Applies one command. Returns the response for the client and, when
     /// the command was accepted, the change event it produced.
     pub fn apply(&mut self, command: &Command) -> (CommandResponse, Option<ChangeEvent>) {
-        if let Err(rejection) = self.check(command) {
+        let epoch = match command {
+            Command::SetBatch(b) => b.epoch,
+            Command::Restore(r) => r.epoch,
+            Command::Barrier => {
+                return (
+                    CommandResponse::Applied {
+                        seq: self.seq,
+                        changed: 0,
+                    },
+                    None,
+                )
+            }
+        };
+        if let Err(rejection) = self.check(epoch, command) {
             return (CommandResponse::Rejected { rejection }, None);
         }
         self.seq += 1;
         let d = &self.descriptor;
         match command {
+            Command::Barrier => unreachable!("answered above"),
             Command::SetBatch(SetBatch { sets, .. }) => {
                 // Remember each touched box's value before the batch, so
                 // the event carries net changes only (a box set and cleared
@@ -94,12 +108,12 @@ impl ShardState {
     }
 
     /// The deterministic admission check: epoch, then range.
-    fn check(&self, command: &Command) -> std::result::Result<(), Rejection> {
+    fn check(&self, epoch: u64, command: &Command) -> std::result::Result<(), Rejection> {
         let d = &self.descriptor;
-        if command.epoch() != d.epoch {
+        if epoch != d.epoch {
             return Err(Rejection::StaleEpoch {
                 current: d.epoch,
-                got: command.epoch(),
+                got: epoch,
             });
         }
         let out_of_range = |index| Rejection::OutOfRange {
@@ -108,6 +122,7 @@ impl ShardState {
             end: d.end,
         };
         match command {
+            Command::Barrier => Ok(()),
             Command::SetBatch(b) => match b.sets.iter().find(|(i, _)| !d.contains(*i)) {
                 Some(&(index, _)) => Err(out_of_range(index)),
                 None => Ok(()),

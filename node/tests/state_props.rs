@@ -40,6 +40,7 @@ enum Op {
     Sets { epoch: u64, sets: Vec<(u32, bool)> },
     Restore { epoch: u64, boxes: BTreeSet<u32> },
     RestoreGarbage { bytes: Vec<u8> },
+    Barrier,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -50,6 +51,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(epoch, sets)| Op::Sets { epoch, sets }),
         1 => (epoch, prop::collection::btree_set(index, 0..40)).prop_map(|(epoch, boxes)| Op::Restore { epoch, boxes }),
         1 => prop::collection::vec(any::<u8>(), 0..16).prop_map(|bytes| Op::RestoreGarbage { bytes }),
+        1 => Just(Op::Barrier),
     ]
 }
 
@@ -67,6 +69,7 @@ fn command(op: &Op) -> Command {
             epoch: 2,
             bitmap: bytes.clone(),
         }),
+        Op::Barrier => Command::Barrier,
     }
 }
 
@@ -111,6 +114,7 @@ impl Model {
                     _ => return false,
                 }
             }
+            Op::Barrier => unreachable!("the test loop answers barriers itself"),
         }
         self.seq += 1;
         true
@@ -149,6 +153,13 @@ proptest! {
         let mut model = Model::default();
         let mut events = Vec::new();
         for op in &ops {
+            if let Op::Barrier = op {
+                // A barrier answers with the current seq and changes nothing.
+                let (response, event) = state.apply(&Command::Barrier);
+                prop_assert_eq!(response, CommandResponse::Applied { seq: model.seq, changed: 0 });
+                prop_assert!(event.is_none());
+                continue;
+            }
             let accepted = model.apply(op);
             let (response, event) = state.apply(&command(op));
             match response {

@@ -34,16 +34,11 @@ pub enum Command {
     SetBatch(SetBatch),
     /// Replace the shard's state.
     Restore(Restore),
-}
-
-impl Command {
-    /// The epoch the command was routed under.
-    pub fn epoch(&self) -> u64 {
-        match self {
-            Command::SetBatch(b) => b.epoch,
-            Command::Restore(r) => r.epoch,
-        }
-    }
+    /// No effect on the state, no `seq`, no change event. A linearizable
+    /// read on a leader whose log is not fully applied commits one first:
+    /// once it applies, so has every write the leader ever acknowledged
+    /// (see `ShardGroup::read` in the node crate).
+    Barrier,
 }
 
 /// Why the state machine refused a command. Deterministic: every replica
@@ -96,9 +91,10 @@ impl std::fmt::Display for Rejection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum CommandResponse {
-    /// The command was applied and became change number `seq`.
+    /// The command was applied; the shard is at change number `seq`.
     Applied {
-        /// The shard's change sequence number after this command.
+        /// The shard's change sequence number after this command (a
+        /// `Barrier` leaves it unchanged).
         seq: u64,
         /// How many boxes actually changed value.
         changed: u32,
