@@ -1,7 +1,7 @@
 //! The node's HTTP server: one warp filter that gathers the request, and a
 //! plain `match` router over method and path.
 //!
-//! Routing by hand keeps every endpoint visible in one place ([`route`]) and
+//! Routing by hand keeps every endpoint visible in one place (`route`) and
 //! every error a JSON [`checkraft_proto::ApiError`] with the right status.
 
 mod admin;
