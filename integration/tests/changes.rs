@@ -115,6 +115,9 @@ async fn write(cluster: &Cluster, leader: &mut u64, model: &mut Model, sets: Vec
             Ok(WriteOutcome::Rejected { rejection }) => {
                 panic!("a valid batch was rejected: {rejection}")
             }
+            Ok(other @ WriteOutcome::MetaApplied { .. }) => {
+                panic!("a shard write answered as a metadata command: {other:?}")
+            }
             Ok(WriteOutcome::ForwardToLeader {
                 leader_id: Some(id),
                 ..

@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
-    /// This node's id; must be set, and never reused by another node.
+    /// This node's id, never reused by another node. 0 means: use the id
+    /// stored in the data dir, or, on a new data dir, wait until `raftctl
+    /// node add` assigns one.
     pub id: u64,
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
@@ -46,6 +48,8 @@ pub struct NodeConfig {
     pub progress_ms: u64,
     /// How long a shard write waits for commit before answering 503, in ms.
     pub write_timeout_ms: u64,
+    /// Interval of leadership reports to the metadata group, in ms.
+    pub report_ms: u64,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Largest number of sets in one write batch.
@@ -70,6 +74,7 @@ impl Default for NodeConfig {
             retained_changes: 4096,
             progress_ms: 1000,
             write_timeout_ms: 10_000,
+            report_ms: 1000,
             max_body_bytes: 16 << 20,
             max_batch_sets: 65_536,
             cache_mb: 64,
@@ -126,11 +131,6 @@ impl NodeConfig {
 
     /// Checks the invariants that defaults cannot guarantee.
     pub fn validate(&self) -> Result<()> {
-        if self.id == 0 {
-            return Err(Error::Config(
-                "node id must be set (--id) and non-zero".into(),
-            ));
-        }
         if self.heartbeat_ms == 0 || self.election_min_ms <= self.heartbeat_ms {
             return Err(Error::Config(
                 "election_min_ms must exceed heartbeat_ms > 0".into(),

@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use checkraft_proto::{
     codec, AddLearner, ChangeMembership, Command, CommandResponse, GroupStatus, GroupSummary,
-    MembershipChanged, Restore, SetBatch, ShardDescriptor, ShardRead, ShardSnapshot,
+    MembershipChanged, Restore, SetBatch, ShardDescriptor, ShardMap, ShardRead, ShardSnapshot,
     SnapshotDownload, SnapshotInfo, TypeConfig, WriteOutcome,
 };
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use openraft::{BasicNode, Raft};
+use openraft::{BasicNode, ChangeMembers, Raft};
 
 use crate::error::{Error, Result};
 use crate::network::{GroupNetwork, Peers};
 use crate::state::decode_bitmap;
-use crate::state_machine::{Shard, StateMachine};
+use crate::state_machine::{GroupState, Shard, StateMachine};
 use crate::storage::{LogStore, SnapshotStore, Storage};
 
 /// Settings every group on a node shares.
@@ -115,6 +115,10 @@ impl ShardGroup {
                     changed,
                 }),
                 CommandResponse::Rejected { rejection } => Ok(WriteOutcome::Rejected { rejection }),
+                CommandResponse::Meta(outcome) => Ok(WriteOutcome::MetaApplied {
+                    log_id: resp.log_id,
+                    outcome,
+                }),
                 CommandResponse::Internal => {
                     Err(Error::Corrupt("client write answered as internal".into()))
                 }
@@ -191,7 +195,8 @@ impl ShardGroup {
             }
         }
         let core = self.shard.lock();
-        let d = &core.state.descriptor;
+        let shard = core.state.shard()?;
+        let d = &shard.descriptor;
         let (start, end) = (start.unwrap_or(d.start), end.unwrap_or(d.end));
         if start < d.start || end > d.end || start >= end {
             return Err(Error::BadRequest(format!(
@@ -201,12 +206,18 @@ impl ShardGroup {
         }
         Ok(Ok(ShardRead {
             descriptor: d.clone(),
-            seq: core.state.seq,
+            seq: shard.seq,
             applied_index: core.last_applied.map(|l| l.index).unwrap_or(0),
             start,
             end,
-            bitmap: core.state.read_range(start, end),
+            bitmap: shard.read_range(start, end),
         }))
+    }
+
+    /// True when this node currently leads the group.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.current_leader == Some(m.id) && m.state == openraft::ServerState::Leader
     }
 
     /// A one-line summary for `/status`.
@@ -214,8 +225,8 @@ impl ShardGroup {
         let m = self.raft.metrics().borrow().clone();
         let core = self.shard.lock();
         GroupSummary {
-            descriptor: core.state.descriptor.clone(),
-            seq: core.state.seq,
+            descriptor: core.state.descriptor(),
+            seq: core.state.seq(),
             term: m.current_term,
             leader: m.current_leader,
             applied_index: core.last_applied.map(|l| l.index).unwrap_or(0),
@@ -227,9 +238,13 @@ impl ShardGroup {
         let raft = self.raft.metrics().borrow().clone();
         let core = self.shard.lock();
         GroupStatus {
-            descriptor: core.state.descriptor.clone(),
-            seq: core.state.seq,
-            checked: core.state.bitmap.cardinality(),
+            descriptor: core.state.descriptor(),
+            seq: core.state.seq(),
+            checked: core
+                .state
+                .shard()
+                .map(|s| s.bitmap.cardinality())
+                .unwrap_or(0),
             raft,
         }
     }
@@ -252,6 +267,70 @@ impl ShardGroup {
             .await
             .map_err(membership_error)?;
         Ok(membership_changed(resp.log_id, resp.membership.as_ref()))
+    }
+
+    /// Removes `node` from the group (voter or learner) in one membership
+    /// change. Refuses to remove the last voter.
+    pub async fn remove_node(&self, node: u64) -> Result<MembershipChanged> {
+        let membership = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let change = if voters.contains(&node) {
+            if voters.len() == 1 {
+                return Err(Error::Conflict(format!(
+                    "node {node} is the last voter of group {}",
+                    self.id
+                )));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([node]))
+        } else if membership.learner_ids().any(|l| l == node) {
+            ChangeMembers::RemoveNodes(BTreeSet::from([node]))
+        } else {
+            return Err(Error::NotFound(format!(
+                "node {node} is not a member of group {}",
+                self.id
+            )));
+        };
+        let resp = self
+            .raft
+            .change_membership(change, false)
+            .await
+            .map_err(membership_error)?;
+        Ok(membership_changed(resp.log_id, resp.membership.as_ref()))
+    }
+
+    /// Makes this node campaign for leadership of the group.
+    pub async fn elect(&self) -> Result<()> {
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))
+    }
+
+    /// The metadata group's map as applied on this replica.
+    pub fn map(&self) -> Result<ShardMap> {
+        match &self.shard.lock().state {
+            GroupState::Meta(m) => Ok(m.map.clone()),
+            GroupState::Shard(_) => Err(Error::BadRequest(format!(
+                "group {} is a shard, not the metadata group",
+                self.id
+            ))),
+        }
+    }
+
+    /// The map once its version exceeds `since`, or the current map after
+    /// `wait`.
+    pub async fn wait_map(&self, since: u64, wait: Duration) -> Result<ShardMap> {
+        let mut versions = self.shard.watch_version();
+        // A timeout is not an error: the caller gets the unchanged map.
+        let _ = tokio::time::timeout(wait, versions.wait_for(|v| *v > since)).await;
+        self.map()
     }
 
     /// Builds a snapshot now and waits for it.

@@ -108,6 +108,7 @@ pub mod config;
 pub mod error;
 pub mod group;
 pub mod http;
+pub mod meta_state;
 pub mod network;
 pub mod node;
 pub mod server;

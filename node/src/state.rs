@@ -52,6 +52,15 @@ impl ShardState {
                     None,
                 )
             }
+            Command::Meta(_) => {
+                let detail = "a metadata command was sent to a shard".into();
+                return (
+                    CommandResponse::Rejected {
+                        rejection: Rejection::WrongGroup { detail },
+                    },
+                    None,
+                );
+            }
         };
         if let Err(rejection) = self.check(epoch, command) {
             return (CommandResponse::Rejected { rejection }, None);
@@ -59,7 +68,7 @@ impl ShardState {
         self.seq += 1;
         let d = &self.descriptor;
         match command {
-            Command::Barrier => unreachable!("answered above"),
+            Command::Barrier | Command::Meta(_) => unreachable!("answered above"),
             Command::SetBatch(SetBatch { sets, .. }) => {
                 // Remember each touched box's value before the batch, so
                 // the event carries net changes only (a box set and cleared
@@ -122,7 +131,7 @@ impl ShardState {
             end: d.end,
         };
         match command {
-            Command::Barrier => Ok(()),
+            Command::Barrier | Command::Meta(_) => Ok(()),
             Command::SetBatch(b) => match b.sets.iter().find(|(i, _)| !d.contains(*i)) {
                 Some(&(index, _)) => Err(out_of_range(index)),
                 None => Ok(()),

@@ -1,5 +1,6 @@
-//! openraft's state machine for one shard: [`ShardState`] behind a lock,
-//! its change log, and snapshots persisted through [`SnapshotStore`].
+//! openraft's state machine for one group: a [`GroupState`] (a shard's
+//! [`ShardState`], or the metadata group's [`MetaState`]) behind a lock, the
+//! shard's change log, and snapshots persisted through [`SnapshotStore`].
 //!
 //! The bitmap lives in memory only. It is persisted through snapshots: on
 //! restart the state machine loads the latest snapshot and openraft
@@ -9,8 +10,13 @@
 use std::io::Cursor;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::watch;
+
 use checkraft_proto::raft::{Entry, LogId};
-use checkraft_proto::{CommandResponse, ShardDescriptor, TypeConfig};
+use checkraft_proto::{
+    ChangeEvent, Command, CommandResponse, MetaOutcome, Rejection, ShardDescriptor, TypeConfig,
+    META_GROUP,
+};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     BasicNode, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
@@ -18,14 +24,114 @@ use openraft::{
 };
 
 use crate::changes::ChangeLog;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::meta_state::MetaState;
 use crate::state::ShardState;
 use crate::storage::{read_err, write_err, SnapshotStore, StoredSnapshot};
 
-/// Everything about a shard that changes as entries apply.
+/// The state of a group, by kind.
+#[derive(Debug, Clone)]
+pub enum GroupState {
+    /// A shard: bitmap, descriptor, seq.
+    Shard(ShardState),
+    /// The metadata group: the shard map.
+    Meta(MetaState),
+}
+
+impl GroupState {
+    /// The empty state for a group created with `descriptor` (group
+    /// [`META_GROUP`] is the metadata group).
+    pub fn empty(descriptor: ShardDescriptor) -> Self {
+        if descriptor.shard == META_GROUP {
+            GroupState::Meta(MetaState::default())
+        } else {
+            GroupState::Shard(ShardState::new(descriptor))
+        }
+    }
+
+    /// Applies one command, refusing commands meant for the other kind.
+    pub fn apply(&mut self, command: &Command) -> (CommandResponse, Option<ChangeEvent>) {
+        let wrong = |detail: &str| CommandResponse::Rejected {
+            rejection: Rejection::WrongGroup {
+                detail: detail.into(),
+            },
+        };
+        match (self, command) {
+            (GroupState::Meta(m), Command::Meta(c)) => (m.apply(c), None),
+            (GroupState::Meta(m), Command::Barrier) => (
+                CommandResponse::Meta(MetaOutcome {
+                    version: m.map.version,
+                    allocated: None,
+                }),
+                None,
+            ),
+            (GroupState::Meta(_), _) => (
+                wrong("a shard command was sent to the metadata group"),
+                None,
+            ),
+            (GroupState::Shard(_), Command::Meta(_)) => {
+                (wrong("a metadata command was sent to a shard"), None)
+            }
+            (GroupState::Shard(s), c) => s.apply(c),
+        }
+    }
+
+    /// The group's descriptor ([`ShardDescriptor::meta`] for the metadata
+    /// group).
+    pub fn descriptor(&self) -> ShardDescriptor {
+        match self {
+            GroupState::Shard(s) => s.descriptor.clone(),
+            GroupState::Meta(_) => ShardDescriptor::meta(),
+        }
+    }
+
+    /// The shard's `seq`, or the map's version.
+    pub fn seq(&self) -> u64 {
+        match self {
+            GroupState::Shard(s) => s.seq,
+            GroupState::Meta(m) => m.map.version,
+        }
+    }
+
+    /// The shard's full state as a change event (`None` for the metadata
+    /// group, which has no change stream).
+    pub fn snapshot_event(&self) -> Option<ChangeEvent> {
+        match self {
+            GroupState::Shard(s) => Some(s.snapshot_event()),
+            GroupState::Meta(_) => None,
+        }
+    }
+
+    /// The shard state, or an error naming the metadata group.
+    pub fn shard(&self) -> Result<&ShardState> {
+        match self {
+            GroupState::Shard(s) => Ok(s),
+            GroupState::Meta(_) => Err(Error::BadRequest(
+                "group 0 is the metadata group, not a shard".into(),
+            )),
+        }
+    }
+
+    fn to_snapshot_bytes(&self) -> Vec<u8> {
+        match self {
+            GroupState::Shard(s) => s.to_snapshot_bytes(),
+            GroupState::Meta(m) => m.to_snapshot_bytes(),
+        }
+    }
+
+    fn from_snapshot_bytes(group: u64, bytes: &[u8]) -> Result<Self> {
+        if group == META_GROUP {
+            Ok(GroupState::Meta(MetaState::from_snapshot_bytes(bytes)?))
+        } else {
+            Ok(GroupState::Shard(ShardState::from_snapshot_bytes(bytes)?))
+        }
+    }
+}
+
+/// Everything about a group that changes as entries apply.
 pub struct ShardCore {
-    /// Bitmap, descriptor and seq.
-    pub state: ShardState,
+    /// The group's state.
+    pub state: GroupState,
     /// The last applied log id.
     pub last_applied: Option<LogId>,
     /// The last applied membership.
@@ -34,13 +140,21 @@ pub struct ShardCore {
     pub changes: ChangeLog,
 }
 
-/// A shard's live state, shared by the state machine, reads and the change
+/// A group's live state, shared by the state machine, reads and the change
 /// stream.
 pub struct Shard {
     core: Mutex<ShardCore>,
+    /// The applied map version (metadata group) or seq (shards), for
+    /// long-polling readers.
+    version: watch::Sender<u64>,
 }
 
 impl Shard {
+    /// A receiver of the applied version / seq.
+    pub fn watch_version(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
     /// Locks the shard. Critical sections are short and never await.
     pub fn lock(&self) -> MutexGuard<'_, ShardCore> {
         // A panic while holding the lock would be a bug in `apply`; the
@@ -64,18 +178,20 @@ impl StateMachine {
         snapshots: SnapshotStore,
         retained: usize,
     ) -> Result<Self> {
+        let group = descriptor.shard;
         let (state, last_applied, membership) = match snapshots.load()? {
             Some(s) => (
-                ShardState::from_snapshot_bytes(&s.data)?,
+                GroupState::from_snapshot_bytes(group, &s.data)?,
                 s.meta.last_log_id,
                 s.meta.last_membership,
             ),
             None => (
-                ShardState::new(descriptor),
+                GroupState::empty(descriptor),
                 None,
                 StoredMembership::default(),
             ),
         };
+        let (version, _) = watch::channel(state.seq());
         let core = ShardCore {
             state,
             last_applied,
@@ -85,6 +201,7 @@ impl StateMachine {
         Ok(Self {
             shard: Arc::new(Shard {
                 core: Mutex::new(core),
+                version,
             }),
             snapshots,
         })
@@ -110,12 +227,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             let meta = SnapshotMeta {
                 last_log_id: core.last_applied,
                 last_membership: core.membership.clone(),
-                snapshot_id: snapshot_id(&core.last_applied, core.state.seq),
+                snapshot_id: snapshot_id(&core.last_applied, core.state.seq()),
             };
             (
                 meta,
                 core.state.to_snapshot_bytes(),
-                core.state.descriptor.shard,
+                core.state.descriptor().shard,
             )
         };
         let stored = StoredSnapshot {
@@ -167,6 +284,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             responses.push(response);
         }
+        self.shard.version.send_replace(core.state.seq());
         Ok(responses)
     }
 
@@ -186,7 +304,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
         let data = snapshot.into_inner();
-        let state = ShardState::from_snapshot_bytes(&data).map_err(read_err)?;
+        let group = self.shard.lock().state.descriptor().shard;
+        let state = GroupState::from_snapshot_bytes(group, &data).map_err(read_err)?;
         self.snapshots
             .save(&StoredSnapshot {
                 meta: meta.clone(),
@@ -195,12 +314,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(write_err)?;
         let mut core = self.shard.lock();
-        let event = state.snapshot_event();
+        if let GroupState::Shard(shard) = &state {
+            core.changes.reset(shard.snapshot_event());
+        }
+        self.shard.version.send_replace(state.seq());
         core.state = state;
         core.last_applied = meta.last_log_id;
         core.membership = meta.last_membership.clone();
-        core.changes.reset(event);
-        tracing::info!(shard_id = core.state.descriptor.shard, snapshot = %meta.snapshot_id, "snapshot installed");
+        tracing::info!(shard_id = core.state.descriptor().shard, snapshot = %meta.snapshot_id, "snapshot installed");
         Ok(())
     }
 

@@ -31,9 +31,14 @@ fn start_from(
     from: u64,
 ) -> (Vec<Arc<ChangeEvent>>, broadcast::Receiver<Arc<ChangeEvent>>) {
     let core = shard.lock();
-    let first = match core.changes.replay_from(from, core.state.seq) {
+    let first = match core.changes.replay_from(from, core.state.seq()) {
         Start::Replay(events) => events,
-        Start::NeedSnapshot => vec![Arc::new(core.state.snapshot_event())],
+        Start::NeedSnapshot => core
+            .state
+            .snapshot_event()
+            .map(Arc::new)
+            .into_iter()
+            .collect(),
     };
     (first, core.changes.subscribe())
 }
@@ -41,9 +46,9 @@ fn start_from(
 fn shard_epoch_seq(shard: &Shard) -> (u64, u64, u64) {
     let core = shard.lock();
     (
-        core.state.descriptor.shard,
-        core.state.descriptor.epoch,
-        core.state.seq,
+        core.state.descriptor().shard,
+        core.state.descriptor().epoch,
+        core.state.seq(),
     )
 }
 

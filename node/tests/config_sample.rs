@@ -24,10 +24,10 @@ fn sample_config_matches_defaults() {
 }
 
 #[test]
-fn missing_id_and_unknown_fields_are_errors() {
+fn unknown_fields_are_errors_and_id_may_be_unset() {
     assert!(
-        NodeConfig::load(None, Overrides::default()).is_err(),
-        "id 0 must be refused"
+        NodeConfig::load(None, Overrides::default()).is_ok(),
+        "id 0 means: take the stored id or wait for one"
     );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");

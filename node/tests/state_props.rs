@@ -179,7 +179,9 @@ proptest! {
                         }
                     }
                 }
-                CommandResponse::Internal => prop_assert!(false, "internal response to a command"),
+                CommandResponse::Internal | CommandResponse::Meta(_) => {
+                    prop_assert!(false, "non-shard response to a shard command: {response:?}")
+                }
             }
             prop_assert_eq!(state.seq, model.seq);
             prop_assert_eq!(state.bitmap.iter().collect::<BTreeSet<_>>(), model.boxes.clone());

@@ -61,6 +61,14 @@ pub enum WriteOutcome {
         /// Why.
         rejection: Rejection,
     },
+    /// HTTP 200. A metadata command (`POST /admin/meta`) committed and
+    /// applied.
+    MetaApplied {
+        /// The raft log id of the entry.
+        log_id: LogId,
+        /// What the metadata group answered.
+        outcome: crate::meta::MetaOutcome,
+    },
     /// HTTP 421. This node does not lead the shard; retry at the leader.
     ForwardToLeader {
         /// The leader's node id, when known.
@@ -144,6 +152,13 @@ pub struct ChangeMembership {
     /// Keep removed voters as learners instead of dropping them.
     #[serde(default)]
     pub retain: bool,
+}
+
+/// Body of `POST /admin/groups/{id}/remove-node`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveNode {
+    /// The member (voter or learner) to remove.
+    pub node_id: NodeId,
 }
 
 /// Answer of the membership endpoints.

@@ -39,6 +39,8 @@ pub enum Command {
     /// once it applies, so has every write the leader ever acknowledged
     /// (see `ShardGroup::read` in the node crate).
     Barrier,
+    /// A metadata-group command (only valid in [`crate::meta::META_GROUP`]).
+    Meta(crate::meta::MetaCommand),
 }
 
 /// Why the state machine refused a command. Deterministic: every replica
@@ -68,6 +70,18 @@ pub enum Rejection {
         /// What the decoder said.
         detail: String,
     },
+    /// A command sent to the wrong kind of group (a metadata command to a
+    /// shard, or a shard command to the metadata group).
+    WrongGroup {
+        /// What was wrong.
+        detail: String,
+    },
+    /// The metadata group refused a command (already initialized, unknown
+    /// node, an operation already in progress, ...).
+    MetaRefused {
+        /// Why.
+        detail: String,
+    },
 }
 
 impl std::fmt::Display for Rejection {
@@ -83,6 +97,8 @@ impl std::fmt::Display for Rejection {
                 )
             }
             Rejection::BadBitmap { detail } => write!(f, "bad bitmap: {detail}"),
+            Rejection::WrongGroup { detail } => write!(f, "wrong group: {detail}"),
+            Rejection::MetaRefused { detail } => write!(f, "refused: {detail}"),
         }
     }
 }
@@ -104,6 +120,8 @@ pub enum CommandResponse {
         /// Why.
         rejection: Rejection,
     },
+    /// A metadata command applied.
+    Meta(crate::meta::MetaOutcome),
     /// A blank or membership entry: nothing for a client to see.
     Internal,
 }

@@ -9,6 +9,7 @@
 //! - [`types`]: identifiers, box indices and the [`ShardDescriptor`].
 //! - [`command`]: what goes into a shard's raft log ([`Command`]) and what
 //!   applying it answers ([`CommandResponse`], [`Rejection`]).
+//! - [`meta`]: the metadata group's state ([`ShardMap`]) and commands.
 //! - [`change`]: the events of a shard's change stream ([`ChangeEvent`]).
 //! - [`api`]: request and response bodies of the node's HTTP API.
 //! - [`raft`]: the openraft type configuration ([`TypeConfig`]).
@@ -30,6 +31,7 @@ pub mod api;
 pub mod change;
 pub mod codec;
 pub mod command;
+pub mod meta;
 pub mod raft;
 pub mod types;
 
@@ -37,5 +39,9 @@ pub use api::*;
 pub use change::ChangeEvent;
 pub use codec::CodecError;
 pub use command::{Command, CommandResponse, Rejection, Restore, SetBatch};
+pub use meta::{
+    AssignId, Grid, MetaCommand, MetaOutcome, NodeRecord, NodeState, Operation, OperationKind,
+    ShardLocation, ShardMap, ShardRecord, META_GROUP,
+};
 pub use raft::TypeConfig;
 pub use types::*;

@@ -41,6 +41,17 @@ pub struct ShardDescriptor {
 }
 
 impl ShardDescriptor {
+    /// The descriptor the metadata group is created with (group 0, a
+    /// nominal one-box range that no shard command can use).
+    pub fn meta() -> Self {
+        Self {
+            shard: crate::meta::META_GROUP,
+            start: 0,
+            end: 1,
+            epoch: 1,
+        }
+    }
+
     /// True when `index` lies in `[start, end)`.
     pub fn contains(&self, index: BoxIndex) -> bool {
         let i = u64::from(index);

@@ -1,7 +1,10 @@
 //! `/admin/*`: group lifecycle, membership, snapshots and metrics.
 //! All require the bearer token when one is configured.
 
-use checkraft_proto::{AddLearner, ChangeMembership, CreateGroup};
+use checkraft_proto::{
+    AddLearner, AssignId, ChangeMembership, Command, CreateGroup, MetaCommand, RemoveNode,
+    META_GROUP,
+};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -45,6 +48,27 @@ pub async fn create_group(node: &Node, req: &Request) -> Result<Response> {
     Ok(reply::json(status, &created))
 }
 
+/// `POST /admin/meta`: propose a metadata command (this node must lead the
+/// metadata group; otherwise 421 names the leader).
+pub async fn propose_meta(node: &Node, req: &Request) -> Result<Response> {
+    let command: MetaCommand = parse_json(&req.body)?;
+    let meta = node.group(META_GROUP)?;
+    Ok(reply::outcome(&meta.propose(Command::Meta(command)).await?))
+}
+
+/// `POST /admin/node/id`: take the id allocated by `raftctl node add`.
+pub async fn assign_id(node: &Node, req: &Request) -> Result<Response> {
+    let body: AssignId = parse_json(&req.body)?;
+    node.assign_id(body.id).await?;
+    Ok(reply::json(StatusCode::OK, &serde_json::json!({})))
+}
+
+/// `DELETE /admin/groups/{id}`: drop this node's replica and its data.
+pub async fn delete_group(node: &Node, id: u64) -> Result<Response> {
+    node.delete_group(id).await?;
+    Ok(reply::json(StatusCode::OK, &serde_json::json!({})))
+}
+
 /// `/admin/groups/{id}/{action}`.
 pub async fn group_action(node: &Node, id: u64, action: &str, req: &Request) -> Result<Response> {
     let group = node.group(id)?;
@@ -73,6 +97,17 @@ pub async fn group_action(node: &Node, id: u64, action: &str, req: &Request) -> 
             StatusCode::OK,
             &group.current_snapshot().await?,
         )),
+        (false, "elect") => {
+            group.elect().await?;
+            Ok(reply::json(StatusCode::OK, &serde_json::json!({})))
+        }
+        (false, "remove-node") => {
+            let body: RemoveNode = parse_json(&req.body)?;
+            Ok(reply::json(
+                StatusCode::OK,
+                &group.remove_node(body.node_id).await?,
+            ))
+        }
         _ => Err(Error::NotFound(format!(
             "{} /admin/groups/{id}/{action}",
             req.method

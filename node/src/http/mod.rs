@@ -5,6 +5,7 @@
 //! every error a JSON [`checkraft_proto::ApiError`] with the right status.
 
 mod admin;
+mod meta;
 mod raft;
 mod reply;
 mod shard;
@@ -88,7 +89,7 @@ pub fn filter(
                     Ok(response) => response,
                     Err(e) => {
                         if e.kind() == checkraft_proto::ErrorKind::Internal {
-                            tracing::error!(node_id = node.config.id, path = path.as_str(), error = %e, "request failed");
+                            tracing::error!(node_id = node.id().unwrap_or(0), path = path.as_str(), error = %e, "request failed");
                         }
                         reply::error(&e)
                     }
@@ -117,12 +118,19 @@ async fn route(node: &Node, path: &str, req: &Request) -> Result<Response> {
             admin::authorize(node, req)?;
             match rest {
                 ["groups"] if post => admin::create_group(node, req).await,
+                ["meta"] if post => admin::propose_meta(node, req).await,
+                ["node", "id"] if post => admin::assign_id(node, req).await,
+                ["groups", group] if req.method == Method::DELETE => {
+                    admin::delete_group(node, group_id(group)?).await
+                }
                 ["groups", group, action] => {
                     admin::group_action(node, group_id(group)?, action, req).await
                 }
                 _ => Err(Error::NotFound(format!("{} {path}", req.method))),
             }
         }
+        ["meta", "map"] if get => meta::map(node, req).await,
+        ["meta", "shards", shard] if get => meta::shard(node, shard),
         ["shards", group, action] => shard::handle(node, group_id(group)?, action, req).await,
         _ => Err(Error::NotFound(format!("{} {path}", req.method))),
     }

@@ -76,7 +76,7 @@ pub fn error(e: &Error) -> Response {
 /// (503 when no leader is known).
 pub fn outcome(outcome: &WriteOutcome) -> Response {
     let status = match outcome {
-        WriteOutcome::Applied { .. } => StatusCode::OK,
+        WriteOutcome::Applied { .. } | WriteOutcome::MetaApplied { .. } => StatusCode::OK,
         WriteOutcome::Rejected { .. } => StatusCode::CONFLICT,
         WriteOutcome::ForwardToLeader {
             leader_id: Some(_), ..

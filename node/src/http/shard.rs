@@ -35,7 +35,7 @@ fn query_bool(req: &Request, key: &str) -> Result<bool> {
 
 /// Dispatches `/shards/{id}/{action}`.
 pub async fn handle(node: &Node, id: u64, action: &str, req: &Request) -> Result<Response> {
-    let span = tracing::debug_span!("shard", node_id = node.config.id, shard_id = id);
+    let span = tracing::debug_span!("shard", node_id = node.id().unwrap_or(0), shard_id = id);
     dispatch(node, id, action, req).instrument(span).await
 }
 
@@ -68,6 +68,7 @@ async fn dispatch(node: &Node, id: u64, action: &str, req: &Request) -> Result<R
             }
         }
         (true, "changes") => {
+            group.shard.lock().state.shard()?;
             let from = query_u64(req, "from")?.unwrap_or(0);
             let events = subscription::subscribe(
                 group.shard.clone(),

@@ -8,7 +8,8 @@
 //! - `m:snapshot` → bincode [`StoredSnapshot`] (meta + data).
 //!
 //! The tree `groups` maps each hosted group id to its initial descriptor, so
-//! a restarted node reopens the same groups.
+//! a restarted node reopens the same groups; the default tree holds the
+//! node's id under `node-id`, so a data dir always belongs to one node.
 //!
 //! ## Durability
 //! sled keeps writes in memory until a flush, and `flush` is database-wide.
@@ -29,6 +30,9 @@ pub use snapshot_store::{SnapshotStore, StoredSnapshot};
 use checkraft_proto::{codec, GroupId, ShardDescriptor};
 
 use crate::error::{Error, Result};
+
+/// Key of the node id in the default tree.
+const NODE_ID: &[u8] = b"node-id";
 
 /// The process's one sled database plus its group-commit flusher.
 #[derive(Clone)]
@@ -73,6 +77,29 @@ impl Storage {
     pub async fn record_group(&self, descriptor: &ShardDescriptor) -> Result<()> {
         self.groups
             .insert(descriptor.shard.to_be_bytes(), codec::encode(descriptor))?;
+        self.flusher.flush().await
+    }
+
+    /// The node id stored in this data dir, if any.
+    pub fn node_id(&self) -> Result<Option<u64>> {
+        match self.db.get(NODE_ID)? {
+            Some(v) => Ok(Some(
+                codec::decode(&v).map_err(|e| Error::Corrupt(format!("node id: {e}")))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores the node id, durably.
+    pub async fn set_node_id(&self, id: u64) -> Result<()> {
+        self.db.insert(NODE_ID, codec::encode(&id))?;
+        self.flusher.flush().await
+    }
+
+    /// Deletes a group's tree and record, durably.
+    pub async fn drop_group(&self, group: GroupId) -> Result<()> {
+        self.groups.remove(group.to_be_bytes())?;
+        self.db.drop_tree(format!("group/{group}"))?;
         self.flusher.flush().await
     }
 

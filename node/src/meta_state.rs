@@ -1,0 +1,285 @@
+//! The pure state of the metadata group: a [`ShardMap`] and the rules for
+//! changing it.
+//!
+//! Like [`crate::state::ShardState`], applying is deterministic and does no
+//! I/O: a refused command is a [`Rejection::MetaRefused`] value, and every
+//! command that changes the map bumps `version` by exactly one.
+
+use checkraft_proto::{
+    codec, CommandResponse, MetaCommand, MetaOutcome, NodeState, Operation, Rejection, ShardMap,
+};
+
+use crate::error::{Error, Result};
+
+/// The metadata group's replicated state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetaState {
+    /// The map.
+    pub map: ShardMap,
+}
+
+fn refuse(detail: impl Into<String>) -> CommandResponse {
+    CommandResponse::Rejected {
+        rejection: Rejection::MetaRefused {
+            detail: detail.into(),
+        },
+    }
+}
+
+impl MetaState {
+    /// Applies one metadata command.
+    pub fn apply(&mut self, command: &MetaCommand) -> CommandResponse {
+        let map = &mut self.map;
+        let mut allocated = None;
+        match command {
+            MetaCommand::Init {
+                grid,
+                nodes,
+                shards,
+            } => {
+                if map.initialized() {
+                    return refuse(format!(
+                        "the cluster is already initialized (map version {})",
+                        map.version
+                    ));
+                }
+                if grid.boxes == 0 || grid.chunk_size == 0 || shards.is_empty() || nodes.is_empty()
+                {
+                    return refuse("init needs a non-empty grid, nodes and shards");
+                }
+                map.grid = Some(*grid);
+                map.nodes = nodes.iter().map(|n| (n.id, n.clone())).collect();
+                map.next_node_id = nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+                map.shards = shards
+                    .iter()
+                    .map(|s| (s.descriptor.shard, s.clone()))
+                    .collect();
+            }
+            MetaCommand::AddNode { addr } => {
+                if !map.initialized() {
+                    return refuse("the cluster is not initialized");
+                }
+                if map
+                    .nodes
+                    .values()
+                    .any(|n| &n.addr == addr && n.state != NodeState::Removed)
+                {
+                    return refuse(format!("a node at {addr} is already registered"));
+                }
+                let id = map.next_node_id.max(1);
+                map.next_node_id = id + 1;
+                map.nodes.insert(
+                    id,
+                    checkraft_proto::NodeRecord {
+                        id,
+                        addr: addr.clone(),
+                        state: NodeState::Up,
+                    },
+                );
+                allocated = Some(id);
+            }
+            MetaCommand::SetNodeState { node, state } => match map.nodes.get_mut(node) {
+                None => return refuse(format!("no node {node}")),
+                Some(n) if n.state == NodeState::Removed => {
+                    return refuse(format!("node {node} was removed"))
+                }
+                Some(n) if n.state == *state => return self.unchanged(),
+                Some(n) => n.state = *state,
+            },
+            MetaCommand::SetReplicas { shard, replicas } => {
+                if replicas.is_empty() {
+                    return refuse("a shard needs at least one replica");
+                }
+                if let Some(unknown) = replicas.iter().find(|r| !map.nodes.contains_key(r)) {
+                    return refuse(format!("no node {unknown}"));
+                }
+                match map.shards.get_mut(shard) {
+                    None => return refuse(format!("no shard {shard}")),
+                    Some(s) if &s.replicas == replicas => return self.unchanged(),
+                    Some(s) => {
+                        s.replicas = replicas.clone();
+                        if s.leader.is_some_and(|l| !replicas.contains(&l)) {
+                            s.leader = None;
+                        }
+                    }
+                }
+            }
+            MetaCommand::LeaderHints { hints } => {
+                let mut changed = false;
+                for (shard, leader) in hints {
+                    if let Some(s) = map.shards.get_mut(shard) {
+                        if s.leader != Some(*leader) && s.replicas.contains(leader) {
+                            s.leader = Some(*leader);
+                            changed = true;
+                        }
+                    }
+                }
+                if !changed {
+                    return self.unchanged();
+                }
+            }
+            MetaCommand::BeginOperation { kind } => {
+                if let Some(op) = &map.operation {
+                    return refuse(format!(
+                        "operation {} ({:?}) is in progress",
+                        op.id, op.kind
+                    ));
+                }
+                let id = map.version + 1;
+                map.operation = Some(Operation {
+                    id,
+                    kind: kind.clone(),
+                    step: "started".into(),
+                });
+                allocated = Some(id);
+            }
+            MetaCommand::OperationStep { id, step } => match &mut map.operation {
+                Some(op) if op.id == *id => op.step = step.clone(),
+                _ => return refuse(format!("operation {id} is not in progress")),
+            },
+            MetaCommand::EndOperation { id } => match &map.operation {
+                Some(op) if op.id == *id => map.operation = None,
+                _ => return refuse(format!("operation {id} is not in progress")),
+            },
+        }
+        map.version += 1;
+        CommandResponse::Meta(MetaOutcome {
+            version: map.version,
+            allocated,
+        })
+    }
+
+    fn unchanged(&self) -> CommandResponse {
+        CommandResponse::Meta(MetaOutcome {
+            version: self.map.version,
+            allocated: None,
+        })
+    }
+
+    /// Snapshot data of the metadata group (bincode of the map).
+    pub fn to_snapshot_bytes(&self) -> Vec<u8> {
+        codec::encode(&self.map)
+    }
+
+    /// Decodes [`Self::to_snapshot_bytes`].
+    pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<Self> {
+        let map =
+            codec::decode(bytes).map_err(|e| Error::Corrupt(format!("metadata snapshot: {e}")))?;
+        Ok(Self { map })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use checkraft_proto::{Grid, NodeRecord, OperationKind, ShardDescriptor, ShardRecord};
+
+    use super::*;
+
+    fn init() -> MetaCommand {
+        MetaCommand::Init {
+            grid: Grid {
+                boxes: 100,
+                chunk_size: 10,
+            },
+            nodes: (1..=3)
+                .map(|id| NodeRecord {
+                    id,
+                    addr: format!("n{id}"),
+                    state: NodeState::Up,
+                })
+                .collect(),
+            shards: vec![ShardRecord {
+                descriptor: ShardDescriptor {
+                    shard: 1,
+                    start: 0,
+                    end: 100,
+                    epoch: 1,
+                },
+                replicas: vec![1, 2, 3],
+                leader: None,
+            }],
+        }
+    }
+
+    fn version(r: &CommandResponse) -> u64 {
+        match r {
+            CommandResponse::Meta(o) => o.version,
+            other => panic!("expected an applied meta command, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn init_once_and_ids_are_never_reused() {
+        let mut m = MetaState::default();
+        assert_eq!(version(&m.apply(&init())), 1);
+        assert!(matches!(m.apply(&init()), CommandResponse::Rejected { .. }));
+        let add = m.apply(&MetaCommand::AddNode { addr: "n4".into() });
+        assert!(matches!(
+            add,
+            CommandResponse::Meta(MetaOutcome {
+                allocated: Some(4),
+                ..
+            })
+        ));
+        assert!(matches!(
+            m.apply(&MetaCommand::AddNode { addr: "n4".into() }),
+            CommandResponse::Rejected { .. }
+        ));
+        m.apply(&MetaCommand::SetNodeState {
+            node: 4,
+            state: NodeState::Removed,
+        });
+        let again = m.apply(&MetaCommand::AddNode { addr: "n4".into() });
+        assert!(matches!(
+            again,
+            CommandResponse::Meta(MetaOutcome {
+                allocated: Some(5),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn hints_change_the_version_only_when_they_change() {
+        let mut m = MetaState::default();
+        m.apply(&init());
+        let v = version(&m.apply(&MetaCommand::LeaderHints {
+            hints: vec![(1, 2)],
+        }));
+        assert_eq!(
+            version(&m.apply(&MetaCommand::LeaderHints {
+                hints: vec![(1, 2)]
+            })),
+            v
+        );
+        // A hint naming a non-replica is ignored.
+        assert_eq!(
+            version(&m.apply(&MetaCommand::LeaderHints {
+                hints: vec![(1, 9)]
+            })),
+            v
+        );
+        assert_eq!(m.map.shards[&1].leader, Some(2));
+    }
+
+    #[test]
+    fn one_operation_at_a_time() {
+        let mut m = MetaState::default();
+        m.apply(&init());
+        let begin = MetaCommand::BeginOperation {
+            kind: OperationKind::RemoveNode { node: 3 },
+        };
+        let id = match m.apply(&begin) {
+            CommandResponse::Meta(MetaOutcome {
+                allocated: Some(id),
+                ..
+            }) => id,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(m.apply(&begin), CommandResponse::Rejected { .. }));
+        m.apply(&MetaCommand::EndOperation { id });
+        assert!(m.map.operation.is_none());
+        let bytes = m.to_snapshot_bytes();
+        assert_eq!(MetaState::from_snapshot_bytes(&bytes).unwrap(), m);
+    }
+}
