@@ -62,6 +62,17 @@
 //! replicated state, so any replica can serve the stream and a subscriber
 //! can resume anywhere from its last `seq` with no gap and no duplicate.
 //!
+//! ## The metadata group
+//! Group [`checkraft_proto::META_GROUP`] (0) runs on the same machinery,
+//! with a [`meta_state::MetaState`] (the [`checkraft_proto::ShardMap`]:
+//! node registry, grid, shards with replicas and leader hints, the
+//! operation in progress) instead of a bitmap. Every node of a cluster
+//! hosts a replica of it (three voters, the rest learners), so any node
+//! answers map queries from its own copy, tagged with the map version.
+//! Each node reports the shards it leads every `report_ms`, keeping leader
+//! hints fresh. A node started without an id waits until `raftctl node
+//! add` allocates one in the metadata group ([`node`]).
+//!
 //! ## HTTP API
 //! Errors are JSON [`checkraft_proto::ApiError`] `{kind, message}` with
 //! status 400 (malformed body or query), 401 (admin token), 404 (unknown
@@ -85,6 +96,13 @@
 //! | `POST /shards/{g}/restore` | bincode [`checkraft_proto::Restore`] | as write |
 //! | `GET /shards/{g}/read?start=&end=&linearizable=` | | bincode [`checkraft_proto::ShardRead`]; 421 forward when linearizable on a follower |
 //! | `GET /shards/{g}/changes?from=SEQ` | | stream of frames (see [`checkraft_proto::codec`]) |
+//! | `GET /meta/map?since=V&wait_ms=MS` | | JSON [`checkraft_proto::ShardMap`] from this node's metadata replica; with `since`, waits (≤ 60 s) until the version exceeds V; 503 if the node hosts no metadata replica |
+//! | `GET /meta/shards/{id}` | | JSON [`checkraft_proto::ShardLocation`]: the shard, its replicas' addresses, the map version |
+//! | `POST /admin/meta` | JSON [`checkraft_proto::MetaCommand`] | JSON [`checkraft_proto::WriteOutcome`]: 200 `meta_applied`, 409 refused, 421 forward to the meta leader |
+//! | `POST /admin/node/id` | JSON [`checkraft_proto::AssignId`] | `{}`; 409 if the node already has another id |
+//! | `POST /admin/groups/{g}/elect` | | `{}`: this node campaigns for leadership of the group |
+//! | `POST /admin/groups/{g}/remove-node` | JSON [`checkraft_proto::RemoveNode`] | JSON [`checkraft_proto::MembershipChanged`]; leader only (else 409) |
+//! | `DELETE /admin/groups/{g}` | | `{}`: stops this node's replica and deletes its data |
 //!
 //! `/admin/*` requires `Authorization: Bearer <admin_token>` when
 //! [`config::NodeConfig::admin_token`] is set. Creating a group: `POST
