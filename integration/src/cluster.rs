@@ -32,8 +32,11 @@ fn free_port() -> u16 {
 
 /// One node of a test cluster.
 pub struct NodeSpec {
-    /// Node id.
+    /// Node id (for a node started without `--id`, the harness's own key).
     pub id: u64,
+    /// Whether `--id` is passed (false: the node takes its id from the
+    /// cluster via `raftctl node add`, then from its data dir).
+    pub pass_id: bool,
     /// `127.0.0.1:PORT`.
     pub addr: String,
     /// Its data directory.
@@ -77,8 +80,19 @@ impl Cluster {
 
     /// Starts a new node with id `id` on a fresh port and directory.
     pub async fn add_node(&mut self, id: u64) -> NodeClient {
+        self.spawn_new(id, true).await
+    }
+
+    /// Starts a new node without `--id` (it waits for `raftctl node add`),
+    /// known to the harness as `key`.
+    pub async fn add_unassigned_node(&mut self, key: u64) -> NodeClient {
+        self.spawn_new(key, false).await
+    }
+
+    async fn spawn_new(&mut self, id: u64, pass_id: bool) -> NodeClient {
         let spec = NodeSpec {
             id,
+            pass_id,
             addr: format!("127.0.0.1:{}", free_port()),
             data_dir: self.dir.path().join(format!("node-{id}")),
             log: self.dir.path().join(format!("node-{id}.log")),
@@ -91,6 +105,11 @@ impl Cluster {
     /// The client of node `id`.
     pub fn client(&self, id: u64) -> NodeClient {
         NodeClient::new(&self.nodes[&id].addr)
+    }
+
+    /// The temp dir holding every node's data and logs (for test files).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Every node's id and address.
@@ -134,9 +153,11 @@ impl Cluster {
             "{} is missing: build it first (integration/run-tests does)",
             binary.display()
         );
-        let child = Command::new(binary)
-            .arg("--id")
-            .arg(id.to_string())
+        let mut command = Command::new(binary);
+        if node.pass_id {
+            command.arg("--id").arg(id.to_string());
+        }
+        let child = command
             .arg("--listen")
             .arg(&node.addr)
             .arg("--data-dir")

@@ -8,16 +8,22 @@
 //! prints the tail of each node's log.
 //!
 //! [`NodeClient`] speaks the node's HTTP API with the shared wire types
-//! from `checkraft-proto`.
+//! from `checkraft-proto`; [`Router`] writes and reads boxes through the
+//! shard map, following leaders; [`raftctl`] runs the real `raftctl`
+//! binary.
 //!
 //! The binaries are looked up in `$CHECKRAFT_BIN_DIR`, else in the
 //! workspace's `target/debug`; `integration/run-tests` builds them first.
 
 mod client;
 mod cluster;
+mod raftctl;
+mod router;
 
 pub use client::{ChangeStream, NodeClient};
-pub use cluster::{Cluster, NodeSpec};
+pub use cluster::{bin_dir, Cluster, NodeSpec};
+pub use raftctl::{raftctl, raftctl_init, RaftctlOutput};
+pub use router::Router;
 
 use std::time::Duration;
 

@@ -142,7 +142,9 @@ async fn write_batch(client: &NodeClient, sets: Vec<(u32, bool)>) -> anyhow::Res
         WriteOutcome::Applied { log_id, .. } => Ok(Some(log_id.index)),
         WriteOutcome::Rejected { rejection } => panic!("a valid batch was rejected: {rejection}"),
         WriteOutcome::ForwardToLeader { .. } => Ok(None),
-        other @ WriteOutcome::MetaApplied { .. } => panic!("a shard write answered as metadata: {other:?}"),
+        other @ WriteOutcome::MetaApplied { .. } => {
+            panic!("a shard write answered as metadata: {other:?}")
+        }
     }
 }
 

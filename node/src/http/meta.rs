@@ -11,22 +11,12 @@ use checkraft_proto::{ShardLocation, META_GROUP};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::{reply, Request};
+use super::{query_u64, reply, Request};
 use crate::error::{Error, Result};
 use crate::node::Node;
 
 /// Longest long-poll wait accepted.
 const MAX_WAIT: Duration = Duration::from_secs(60);
-
-fn query_u64(req: &Request, key: &str) -> Result<Option<u64>> {
-    req.query
-        .get(key)
-        .map(|v| {
-            v.parse::<u64>()
-                .map_err(|_| Error::BadRequest(format!("query {key}={v:?} is not a number")))
-        })
-        .transpose()
-}
 
 fn meta_group(node: &Node) -> Result<std::sync::Arc<crate::group::ShardGroup>> {
     node.group(META_GROUP).map_err(|_| {

@@ -36,6 +36,17 @@ pub struct Request {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
+/// The numeric query parameter `key`, as a 400 if it is not a number.
+pub(crate) fn query_u64(req: &Request, key: &str) -> Result<Option<u64>> {
+    req.query
+        .get(key)
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| Error::BadRequest(format!("query {key}={v:?} is not a number")))
+        })
+        .transpose()
+}
+
 /// Parses a JSON body into `T`, as a 400 on failure.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))

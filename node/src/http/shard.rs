@@ -8,20 +8,10 @@ use tracing::Instrument;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::{Reply, Response};
 
-use super::{parse_json, reply, Request};
+use super::{parse_json, query_u64, reply, Request};
 use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::subscription;
-
-fn query_u64(req: &Request, key: &str) -> Result<Option<u64>> {
-    req.query
-        .get(key)
-        .map(|v| {
-            v.parse::<u64>()
-                .map_err(|_| Error::BadRequest(format!("query {key}={v:?} is not a number")))
-        })
-        .transpose()
-}
 
 fn query_bool(req: &Request, key: &str) -> Result<bool> {
     match req.query.get(key).map(String::as_str) {

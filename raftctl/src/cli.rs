@@ -1,0 +1,183 @@
+//! The command tree. Its doc comments are the reference shown by
+//! `raftctl --help` and `raftctl <command> --help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Operate a checkraft cluster: bootstrap it, inspect it, change its
+/// membership, snapshot, back up and restore it, or run one locally.
+#[derive(Parser, Debug)]
+#[command(name = "raftctl", version)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Any node of the cluster, HOST:PORT. Used as the entry point; the
+    /// rest of the cluster is found through the shard map.
+    #[arg(
+        long,
+        global = true,
+        env = "CHECKRAFT_CLUSTER",
+        default_value = "127.0.0.1:7001"
+    )]
+    pub cluster: String,
+    /// Print machine-readable JSON instead of tables and prose.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Bearer token for admin endpoints. Defaults to $CHECKRAFT_TOKEN, then
+    /// to the token file written by `raftctl up` (./data/token).
+    #[arg(long, global = true, env = "CHECKRAFT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Bootstrap a new cluster: create the metadata group and the shards,
+    /// spreading shard leaders evenly over the nodes. Refuses to run on an
+    /// initialized cluster.
+    Init(InitArgs),
+    /// Show nodes, and shards with range, epoch, leader, replicas, applied
+    /// index and lag.
+    Status,
+    /// Add or remove nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Change one shard's replicas by hand.
+    #[command(subcommand)]
+    Shard(ShardCommand),
+    /// Leader placement.
+    #[command(subcommand)]
+    Leader(LeaderCommand),
+    /// Trigger raft snapshots and print their ids.
+    Snapshot {
+        /// A shard id, or `all`.
+        target: String,
+    },
+    /// Write one file holding a snapshot of every shard plus the shard map,
+    /// with checksums and a format version.
+    Backup {
+        /// Where to write the backup.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Set every shard's state from a backup, online, through raft. Works
+    /// into a cluster with a different shard layout by mapping ranges.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Check a backup file's integrity without touching any cluster.
+    Verify {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Run a local cluster (three nodes) in the foreground until Ctrl-C.
+    Up(UpArgs),
+}
+
+/// `raftctl init`.
+#[derive(Args, Debug, Clone)]
+pub struct InitArgs {
+    /// The founding nodes as ID=HOST:PORT, comma-separated, e.g.
+    /// `1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003`. Each node must
+    /// be running with that --id.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub nodes: Vec<String>,
+    /// Total number of boxes in the grid.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub boxes: u64,
+    /// Number of shards to split the grid into.
+    #[arg(long, default_value_t = 16)]
+    pub shards: u64,
+    /// Replicas per shard (at most the number of nodes).
+    #[arg(long, default_value_t = 3)]
+    pub replicas: usize,
+    /// Boxes per chunk, the unit clients subscribe to and fetch.
+    #[arg(long, default_value_t = 4096)]
+    pub chunk_size: u32,
+}
+
+/// `raftctl node ...`.
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Register a running node (started without --id) and give it an id
+    /// allocated by the metadata group. Prints the id.
+    Add {
+        /// The new node's HOST:PORT.
+        addr: String,
+    },
+    /// Move every replica off a node onto other nodes, then remove it from
+    /// the cluster. Its id is never reused.
+    Remove {
+        /// The node's id.
+        id: u64,
+    },
+}
+
+/// `raftctl shard ...`.
+#[derive(Subcommand, Debug)]
+pub enum ShardCommand {
+    /// Host a replica of SHARD on NODE as a non-voting learner, and wait
+    /// until it has caught up.
+    AddLearner {
+        /// The shard id.
+        shard: u64,
+        /// The node id.
+        node: u64,
+    },
+    /// Make NODE, already a learner of SHARD, a voter.
+    Promote {
+        /// The shard id.
+        shard: u64,
+        /// The node id.
+        node: u64,
+    },
+    /// Remove NODE's replica of SHARD (voter or learner) and delete its
+    /// data there.
+    Remove {
+        /// The shard id.
+        shard: u64,
+        /// The node id.
+        node: u64,
+    },
+}
+
+/// `raftctl leader ...`.
+#[derive(Subcommand, Debug)]
+pub enum LeaderCommand {
+    /// Spread shard leaders evenly over the nodes.
+    Balance,
+}
+
+/// `raftctl up`.
+#[derive(Args, Debug, Clone)]
+pub struct UpArgs {
+    /// Where the nodes keep their data. Running `up` again on the same
+    /// directory keeps the data.
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Keep data in a temporary directory, deleted on exit.
+    #[arg(long, conflicts_with = "data_dir")]
+    pub ephemeral: bool,
+    /// First node port; nodes listen on PORT, PORT+1, PORT+2.
+    #[arg(long, default_value_t = 7001)]
+    pub port: u16,
+    /// Boxes in the grid, on first start.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub boxes: u64,
+    /// Shards, on first start.
+    #[arg(long, default_value_t = 16)]
+    pub shards: u64,
+}

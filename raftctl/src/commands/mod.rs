@@ -1,0 +1,49 @@
+//! One module per command family; [`run`] dispatches the parsed command.
+
+mod cluster;
+mod init;
+mod leader;
+mod node;
+mod placement;
+mod shard;
+mod snapshot;
+mod status;
+
+pub use init::init_cluster;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command, LeaderCommand, NodeCommand, ShardCommand};
+use crate::client::ClusterClient;
+
+/// Runs one command to completion.
+pub async fn run(cli: Cli) -> Result<()> {
+    let g = cli.global;
+    if let Command::Up(args) = cli.command {
+        return crate::up::run(args, g).await;
+    }
+    if let Command::Verify { from } = &cli.command {
+        return crate::backup::verify(from, g.json);
+    }
+    let client = ClusterClient::new(&g.cluster, g.token.clone());
+    match cli.command {
+        Command::Init(args) => init::run(&client, &args, g.json).await,
+        Command::Status => status::run(&client, g.json).await,
+        Command::Node(NodeCommand::Add { addr }) => node::add(&client, &addr, g.json).await,
+        Command::Node(NodeCommand::Remove { id }) => node::remove(&client, id, g.json).await,
+        Command::Shard(ShardCommand::AddLearner { shard, node }) => {
+            shard::add_learner(&client, shard, node, g.json).await
+        }
+        Command::Shard(ShardCommand::Promote { shard, node }) => {
+            shard::promote(&client, shard, node, g.json).await
+        }
+        Command::Shard(ShardCommand::Remove { shard, node }) => {
+            shard::remove(&client, shard, node, g.json).await
+        }
+        Command::Leader(LeaderCommand::Balance) => leader::balance(&client, g.json).await,
+        Command::Snapshot { target } => snapshot::run(&client, &target, g.json).await,
+        Command::Backup { out } => crate::backup::backup(&client, &out, g.json).await,
+        Command::Restore { from } => crate::backup::restore(&client, &from, g.json).await,
+        Command::Verify { .. } | Command::Up(_) => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,58 @@
+//! # raftctl: the checkraft operator's tool
+//!
+//! One binary for everything an operator does to a cluster. Every command
+//! talks HTTP to the nodes (any node will do as the entry point, given with
+//! `--cluster`), using the wire types of `checkraft-proto`:
+//!
+//! - the **shard map** comes from the metadata group (`GET /meta/map` on
+//!   any node, which serves its own replica's copy with its version);
+//! - **metadata changes** are `POST /admin/meta` with a
+//!   [`checkraft_proto::MetaCommand`], sent to the meta leader (a follower
+//!   answers 421 with the leader's address, which [`client`] follows);
+//! - **shard operations** (membership, snapshots, restore) go to the shard
+//!   leader named in the map, again following 421s.
+//!
+//! Admin calls carry `Authorization: Bearer <token>`: `--token`, else
+//! `$CHECKRAFT_TOKEN`, else the token file `raftctl up` writes
+//! (`<data-dir>/token`, found through `./data/token`).
+//!
+//! ## Map
+//! - [`cli`]: the clap command tree, which is the reference (`--help`).
+//! - [`client`]: [`client::ClusterClient`], the HTTP client every command
+//!   uses.
+//! - [`commands`]: one module per command family.
+//! - [`backup`]: the backup file format, `backup`, `restore`, `verify`.
+//! - [`up`]: the one-command local cluster.
+//!
+//! ## Caveats
+//! - Multi-step commands (`node remove`, `restore`) are driven by this
+//!   tool; they record themselves in the map as an
+//!   [`checkraft_proto::Operation`] so that a rerun can see, resume or abort
+//!   an interrupted one.
+
+mod backup;
+mod cli;
+mod client;
+mod commands;
+mod up;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match commands::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

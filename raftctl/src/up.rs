@@ -1,0 +1,584 @@
+//! `raftctl up`: a local three-node cluster in the foreground.
+//!
+//! Starts `checkraft-node` three times (ids 1-3 on `127.0.0.1:PORT..`,
+//! data under `<data-dir>/node-<id>`, logs in `<data-dir>/node-<id>.log`,
+//! admin token from `<data-dir>/token`, created on first use), initializes
+//! the cluster on first start (a data dir that already holds one keeps
+//! it), writes `<data-dir>/cluster.json` describing the processes, and
+//! waits. On SIGINT or SIGTERM it stops every node (SIGTERM, then SIGKILL
+//! after 10 s) and exits 0; if a node dies on its own, it stops the others
+//! and fails. Nodes run in their own process group (a terminal's Ctrl-C
+//! reaches only raftctl, which then stops them in order) and, on Linux,
+//! get SIGTERM from the kernel should raftctl itself die.
+//!
+//! Of the global options only `--json` applies (it prints the
+//! `cluster.json` content instead of prose): the nodes are local, and the
+//! token is always the data dir's.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use checkraft_proto::{ShardMap, META_GROUP};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use rand::Rng;
+use serde::Serialize;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::{Global, InitArgs, UpArgs};
+use crate::client::{read_token_file, ClusterClient};
+use crate::commands::init_cluster;
+
+/// Nodes in the local cluster.
+const NODES: u16 = 3;
+/// The node binary's name.
+const NODE_BINARY: &str = "checkraft-node";
+/// How long a node may take to answer `/health`.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an existing cluster may take to serve its map after a restart.
+const MAP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the nodes get to stop after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Chunk size of a grid created by `up`.
+const CHUNK_SIZE: u32 = 4096;
+
+/// `raftctl up`.
+pub async fn run(args: UpArgs, global: Global) -> Result<()> {
+    let mut signals = Signals::install()?;
+    let data = DataDir::prepare(&args)?;
+    let token = load_or_create_token(data.path())?;
+    let binary = find_node_binary()?;
+    let mut nodes = Supervisor::default();
+    let started = tokio::select! {
+        started = start(&mut nodes, &args, &data, &binary, &token) => started.map(Some),
+        name = signals.recv() => {
+            eprintln!("received {name} while starting: stopping");
+            Ok(None)
+        }
+    };
+    let outcome = match started {
+        Ok(Some(descriptor)) => {
+            announce(&descriptor, &args, data.path(), global.json)?;
+            serve(&mut nodes, &mut signals).await
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    nodes.stop().await;
+    if let DataDir::Temp(dir) = data {
+        let path = dir.path().to_path_buf();
+        dir.close()
+            .with_context(|| format!("removing the temporary data dir {}", path.display()))?;
+    }
+    outcome
+}
+
+/// Spawns the nodes, waits for them, initializes or keeps the cluster,
+/// and writes `cluster.json`.
+async fn start(
+    nodes: &mut Supervisor,
+    args: &UpArgs,
+    data: &DataDir,
+    binary: &Path,
+    token: &str,
+) -> Result<ClusterFile> {
+    if args.port.checked_add(NODES - 1).is_none() {
+        bail!(
+            "--port {} leaves no room for {NODES} consecutive ports",
+            args.port
+        );
+    }
+    let specs: Vec<(u64, String)> = (0..NODES)
+        .map(|i| (u64::from(i) + 1, format!("127.0.0.1:{}", args.port + i)))
+        .collect();
+    for (_, addr) in &specs {
+        std::net::TcpListener::bind(addr).with_context(|| {
+            format!(
+                "port {addr} is in use (another `raftctl up` running?); stop it or pick \
+                 another --port"
+            )
+        })?;
+    }
+    for (id, addr) in &specs {
+        nodes.spawn(binary, *id, addr, data.path(), token)?;
+    }
+    nodes.wait_healthy().await?;
+    let client = ClusterClient::new(&specs[0].1, Some(token.to_string()));
+    ensure_initialized(&client, &specs, args).await?;
+    let descriptor = ClusterFile {
+        data_dir: data.path().to_path_buf(),
+        token_file: data.path().join("token"),
+        processes: nodes.children.iter().map(NodeProcess::describe).collect(),
+    };
+    let json = serde_json::to_vec_pretty(&descriptor)?;
+    std::fs::write(data.path().join("cluster.json"), json).context("writing cluster.json")?;
+    Ok(descriptor)
+}
+
+/// Keeps the cluster this data dir holds, or initializes a new one.
+async fn ensure_initialized(
+    client: &ClusterClient,
+    specs: &[(u64, String)],
+    args: &UpArgs,
+) -> Result<()> {
+    if let Some(map) = existing_map(client).await? {
+        eprintln!(
+            "keeping the existing cluster: map version {}, {} shards",
+            map.version,
+            map.shards.len()
+        );
+        return Ok(());
+    }
+    let init = InitArgs {
+        nodes: specs
+            .iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect(),
+        boxes: args.boxes,
+        shards: args.shards,
+        replicas: usize::from(NODES),
+        chunk_size: CHUNK_SIZE,
+    };
+    let report = init_cluster(client, &init)
+        .await
+        .context("initializing the cluster")?;
+    eprintln!(
+        "initialized: {} boxes in {} shards (map version {})",
+        report.grid.boxes,
+        report.shards.len(),
+        report.version
+    );
+    Ok(())
+}
+
+/// The initialized map of a cluster this data dir already holds. A node
+/// hosting the metadata group gets time to elect a leader and serve it;
+/// `None` means a fresh cluster (or an interrupted `init`, which
+/// `init_cluster` resumes).
+async fn existing_map(client: &ClusterClient) -> Result<Option<ShardMap>> {
+    let status = client.node_status(&client.entry).await?;
+    if !status.groups.contains_key(&META_GROUP) {
+        return Ok(None);
+    }
+    let deadline = Instant::now() + MAP_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(map) = client.map().await {
+            if map.initialized() {
+                return Ok(Some(map));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(None)
+}
+
+/// Tells the operator what runs where.
+fn announce(descriptor: &ClusterFile, args: &UpArgs, data: &Path, json: bool) -> Result<()> {
+    if json {
+        out(serde_json::to_string_pretty(descriptor)?);
+        return Ok(());
+    }
+    out(format!("checkraft is up: {NODES} nodes"));
+    for p in &descriptor.processes {
+        out(format!(
+            "  node {}: http://{}  (pid {}, log {})",
+            p.id,
+            p.addr,
+            p.pid,
+            p.log.display()
+        ));
+    }
+    out(format!("admin token: {}", descriptor.token_file.display()));
+    out(format!("try: {}", status_hint(args, data)));
+    out("the gateway will be started here once it exists");
+    out("Ctrl-C to stop");
+    Ok(())
+}
+
+/// The `raftctl status` command line that reaches this cluster.
+fn status_hint(args: &UpArgs, data: &Path) -> String {
+    let mut hint = "raftctl".to_string();
+    if args.port != 7001 {
+        hint += &format!(" --cluster 127.0.0.1:{}", args.port);
+    }
+    let default_dir = std::env::current_dir()
+        .ok()
+        .and_then(|d| d.join("data").canonicalize().ok());
+    if default_dir.as_deref() != Some(data) {
+        hint = format!(
+            "CHECKRAFT_TOKEN=$(cat {}) {hint}",
+            data.join("token").display()
+        );
+    }
+    hint + " status"
+}
+
+/// Waits until a signal (clean stop) or a node's death (failure).
+async fn serve(nodes: &mut Supervisor, signals: &mut Signals) -> Result<()> {
+    tokio::select! {
+        name = signals.recv() => {
+            eprintln!("received {name}: stopping the nodes");
+            Ok(())
+        }
+        (id, status, log) = nodes.any_exit() => Err(anyhow!(
+            "node {id} exited unexpectedly ({status}); stopping the others. \
+             Its log {} ends with:\n{}",
+            log.display(),
+            log_tail(&log, 20)
+        )),
+    }
+}
+
+// -------------------------------------------------------------- signals
+
+/// SIGINT and SIGTERM listeners.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
+    }
+
+    /// Completes with the signal's name when one arrives.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}
+
+// ------------------------------------------------------- data and token
+
+/// The data directory: kept, or temporary (deleted on exit).
+enum DataDir {
+    Kept(PathBuf),
+    Temp(tempfile::TempDir),
+}
+
+impl DataDir {
+    fn prepare(args: &UpArgs) -> Result<Self> {
+        if args.ephemeral {
+            let dir = tempfile::Builder::new()
+                .prefix("checkraft-up-")
+                .tempdir()
+                .context("creating a temporary data dir")?;
+            return Ok(Self::Temp(dir));
+        }
+        let dir = &args.data_dir;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the data dir {}", dir.display()))?;
+        Ok(Self::Kept(dir.canonicalize()?))
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Self::Kept(p) => p,
+            Self::Temp(t) => t.path(),
+        }
+    }
+}
+
+/// The admin token stored in `dir`, or a new random one written there
+/// (readable by the owner only).
+fn load_or_create_token(dir: &Path) -> Result<String> {
+    if let Some(token) = read_token_file(dir) {
+        return Ok(token);
+    }
+    let token: String = rand::thread_rng()
+        .gen::<[u8; 16]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = dir.join("token");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(token.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
+}
+
+/// `checkraft-node` next to this executable, else on `PATH`.
+fn find_node_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the raftctl executable")?;
+    let beside = exe
+        .parent()
+        .map(|d| d.join(NODE_BINARY))
+        .filter(|p| p.is_file());
+    let on_path = || {
+        let paths = std::env::var_os("PATH")?;
+        std::env::split_paths(&paths)
+            .map(|d| d.join(NODE_BINARY))
+            .find(|p| p.is_file())
+    };
+    beside.or_else(on_path).ok_or_else(|| {
+        anyhow!(
+            "{NODE_BINARY} was found neither next to {} nor on PATH: build it with \
+             `cargo build --release -p checkraft-node` (without --release for a debug raftctl)",
+            exe.display()
+        )
+    })
+}
+
+/// Writes one line to stdout; a closed stdout drops it instead of
+/// panicking (which would skip stopping the nodes in order).
+fn out(line: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// The last `lines` lines of a log file.
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ------------------------------------------------------------ processes
+
+/// `<data-dir>/cluster.json`.
+#[derive(Debug, Serialize)]
+struct ClusterFile {
+    data_dir: PathBuf,
+    token_file: PathBuf,
+    processes: Vec<ProcessInfo>,
+}
+
+/// One process in `cluster.json`.
+#[derive(Debug, Serialize)]
+struct ProcessInfo {
+    role: &'static str,
+    id: u64,
+    addr: String,
+    pid: u32,
+    log: PathBuf,
+    command: Vec<String>,
+}
+
+/// One running node.
+struct NodeProcess {
+    id: u64,
+    addr: String,
+    log: PathBuf,
+    command: Vec<String>,
+    child: tokio::process::Child,
+}
+
+impl NodeProcess {
+    fn describe(&self) -> ProcessInfo {
+        ProcessInfo {
+            role: "node",
+            id: self.id,
+            addr: self.addr.clone(),
+            pid: self.child.id().unwrap_or(0),
+            log: self.log.clone(),
+            command: self.command.clone(),
+        }
+    }
+}
+
+/// The node processes.
+#[derive(Default)]
+struct Supervisor {
+    children: Vec<NodeProcess>,
+}
+
+impl Supervisor {
+    /// Starts node `id` listening on `addr`.
+    fn spawn(
+        &mut self,
+        binary: &Path,
+        id: u64,
+        addr: &str,
+        data: &Path,
+        token: &str,
+    ) -> Result<()> {
+        let log = data.join(format!("node-{id}.log"));
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let node_dir = data.join(format!("node-{id}"));
+        let args: Vec<String> = vec![
+            "--id".into(),
+            id.to_string(),
+            "--listen".into(),
+            addr.into(),
+            "--data-dir".into(),
+            node_dir.display().to_string(),
+        ];
+        let mut cmd = tokio::process::Command::new(binary);
+        cmd.args(&args)
+            .env("CHECKRAFT_NODE_ADMIN_TOKEN", token)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .kill_on_drop(true)
+            .process_group(0);
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let command = std::iter::once(binary.display().to_string())
+            .chain(args)
+            .collect();
+        self.children.push(NodeProcess {
+            id,
+            addr: addr.to_string(),
+            log,
+            command,
+            child,
+        });
+        Ok(())
+    }
+
+    /// Waits (bounded) until every node answers `/health`; fails early if
+    /// one exits.
+    async fn wait_healthy(&mut self) -> Result<()> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = Instant::now() + HEALTH_TIMEOUT;
+        for node in &mut self.children {
+            loop {
+                if let Some(status) = node.child.try_wait()? {
+                    bail!(
+                        "node {} exited while starting ({status}); its log {} ends with:\n{}",
+                        node.id,
+                        node.log.display(),
+                        log_tail(&node.log, 20)
+                    );
+                }
+                let health = http
+                    .get(format!("http://{}/health", node.addr))
+                    .send()
+                    .await;
+                if health.is_ok_and(|r| r.status().is_success()) {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    bail!(
+                        "node {} at {} did not answer /health within {}s; see {}",
+                        node.id,
+                        node.addr,
+                        HEALTH_TIMEOUT.as_secs(),
+                        node.log.display()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Completes when any node exits: its id, exit status and log.
+    async fn any_exit(&mut self) -> (u64, String, PathBuf) {
+        if self.children.is_empty() {
+            return std::future::pending().await;
+        }
+        let waits = self.children.iter_mut().map(|n| {
+            Box::pin(async move {
+                let status = n.child.wait().await;
+                (n.id, describe_exit(status), n.log.clone())
+            })
+        });
+        futures::future::select_all(waits).await.0
+    }
+
+    /// Stops every node: SIGTERM, then SIGKILL for any still running after
+    /// [`STOP_TIMEOUT`].
+    async fn stop(&mut self) {
+        for node in &self.children {
+            if let Some(pid) = node.child.id() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        for node in &mut self.children {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, node.child.wait()).await.is_err() {
+                eprintln!(
+                    "node {} did not stop within {}s: killing it",
+                    node.id,
+                    STOP_TIMEOUT.as_secs()
+                );
+                let _ = node.child.kill().await;
+            }
+        }
+    }
+}
+
+fn describe_exit(status: std::io::Result<ExitStatus>) -> String {
+    match status {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("status unknown: {e}"),
+    }
+}
+
+/// On Linux, has the kernel send the node SIGTERM if raftctl dies without
+/// stopping it (even by SIGKILL).
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes the prctl(PR_SET_PDEATHSIG) system call, which is
+    // async-signal-safe. The parent-death signal follows the thread that
+    // forked; `up` spawns from the main thread, which lives as long as
+    // raftctl.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut tokio::process::Command) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_created_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = load_or_create_token(dir.path()).unwrap();
+        assert_eq!(token.len(), 32);
+        assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+        let mode = std::fs::metadata(dir.path().join("token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            load_or_create_token(dir.path()).unwrap(),
+            token,
+            "reused, not regenerated"
+        );
+    }
+
+    #[test]
+    fn log_tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("x.log");
+        std::fs::write(&log, "a\nb\nc\n").unwrap();
+        assert_eq!(log_tail(&log, 2), "b\nc");
+        assert_eq!(log_tail(&dir.path().join("missing"), 2), "");
+    }
+}
