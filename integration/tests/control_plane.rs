@@ -224,4 +224,70 @@ async fn test() {
         "an unauthenticated call changed the registry"
     );
     assert_eq!(layout(&router.map), before);
+
+    // An operation left behind by a killed command blocks others until it
+    // is aborted.
+    let begin = http
+        .post(format!(
+            "http://{}/admin/meta",
+            cluster.members()[&meta_leader(&cluster).await]
+        ))
+        .bearer_auth(TOKEN)
+        .json(&checkraft_proto::MetaCommand::BeginOperation {
+            kind: checkraft_proto::OperationKind::RemoveNode { node: 3 },
+        })
+        .send()
+        .await
+        .unwrap();
+    let begin: checkraft_proto::WriteOutcome = begin.json().await.unwrap();
+    let checkraft_proto::WriteOutcome::MetaApplied { outcome, .. } = begin else {
+        panic!("recording an operation failed: {begin:?}")
+    };
+    let id = outcome.allocated.expect("operation id").to_string();
+    let entry = survivors[0].clone();
+    let show = |want: Option<String>| {
+        let entry = entry.clone();
+        async move {
+            let shown: Value = raftctl(&["operation", "show", "--json", "--cluster", &entry])
+                .await
+                .json();
+            (shown["id"].as_u64().map(|v| v.to_string()) == want).then_some(())
+        }
+    };
+    eventually(Duration::from_secs(10), "the operation to show", || {
+        show(Some(id.clone()))
+    })
+    .await;
+    let wrong = raftctl(&[
+        "operation",
+        "abort",
+        "999999",
+        "--cluster",
+        &survivors[0],
+        "--token",
+        TOKEN,
+    ])
+    .await;
+    assert!(
+        !wrong.ok && wrong.stderr.contains("not in progress"),
+        "aborting another id: {}",
+        wrong.stderr
+    );
+    let aborted = raftctl(&[
+        "operation",
+        "abort",
+        &id,
+        "--cluster",
+        &survivors[0],
+        "--token",
+        TOKEN,
+    ])
+    .await;
+    assert!(aborted.ok, "abort failed: {}", aborted.stderr);
+    eventually(
+        Duration::from_secs(10),
+        "the aborted operation to disappear",
+        || show(None),
+    )
+    .await;
 }

@@ -58,6 +58,9 @@ pub enum Command {
     /// Leader placement.
     #[command(subcommand)]
     Leader(LeaderCommand),
+    /// Inspect or abort the multi-step operation recorded in the map.
+    #[command(subcommand)]
+    Operation(OperationCommand),
     /// Trigger raft snapshots and print their ids.
     Snapshot {
         /// A shard id, or `all`.
@@ -159,6 +162,21 @@ pub enum ShardCommand {
 pub enum LeaderCommand {
     /// Spread shard leaders evenly over the nodes.
     Balance,
+}
+
+/// `raftctl operation ...`.
+#[derive(Subcommand, Debug)]
+pub enum OperationCommand {
+    /// Show the operation in progress, if any.
+    Show,
+    /// Clear the recorded operation with this id, so that others can run.
+    /// Steps it already completed stay done (each step is a complete
+    /// membership change or restore); rerun the original command to finish
+    /// the rest instead, where that is what you want.
+    Abort {
+        /// The operation's id, as `status` or `operation show` print it.
+        id: u64,
+    },
 }
 
 /// `raftctl up`.

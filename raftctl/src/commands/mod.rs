@@ -4,6 +4,7 @@ mod cluster;
 mod init;
 mod leader;
 mod node;
+mod operation;
 mod placement;
 mod shard;
 mod snapshot;
@@ -13,7 +14,7 @@ pub use init::init_cluster;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, LeaderCommand, NodeCommand, ShardCommand};
+use crate::cli::{Cli, Command, LeaderCommand, NodeCommand, OperationCommand, ShardCommand};
 use crate::client::ClusterClient;
 
 /// Runs one command to completion.
@@ -41,6 +42,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             shard::remove(&client, shard, node, g.json).await
         }
         Command::Leader(LeaderCommand::Balance) => leader::balance(&client, g.json).await,
+        Command::Operation(OperationCommand::Show) => operation::show(&client, g.json).await,
+        Command::Operation(OperationCommand::Abort { id }) => {
+            operation::abort(&client, id, g.json).await
+        }
         Command::Snapshot { target } => snapshot::run(&client, &target, g.json).await,
         Command::Backup { out } => crate::backup::backup(&client, &out, g.json).await,
         Command::Restore { from } => crate::backup::restore(&client, &from, g.json).await,
