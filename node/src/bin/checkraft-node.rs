@@ -15,7 +15,8 @@ use clap::Parser;
 #[command(name = "checkraft-node", version)]
 struct Args {
     /// This node's id: a positive integer, unique in the cluster and never
-    /// reused.
+    /// reused. Omit it to use the id stored in --data-dir, or, on a new
+    /// data dir, to wait until `raftctl node add` assigns one.
     #[arg(long)]
     id: Option<u64>,
     /// Address to listen on, HOST:PORT (default 127.0.0.1:7001).
