@@ -6,7 +6,7 @@
 
 use checkraft_proto::codec;
 use checkraft_proto::{
-    BoxSet, ChangeEvent, Command, CommandResponse, Rejection, Restore, SetBatch, ShardDescriptor,
+    BoxSet, ChangeEvent, Command, CommandResponse, Rejection, SetBatch, ShardDescriptor,
     ShardSnapshot,
 };
 use croaring::{Bitmap, Portable};
@@ -62,9 +62,10 @@ impl ShardState {
                 );
             }
         };
-        if let Err(rejection) = self.check(epoch, command) {
-            return (CommandResponse::Rejected { rejection }, None);
-        }
+        let restored = match self.check(epoch, command) {
+            Ok(restored) => restored,
+            Err(rejection) => return (CommandResponse::Rejected { rejection }, None),
+        };
         self.seq += 1;
         let d = &self.descriptor;
         match command {
@@ -103,8 +104,8 @@ impl ShardState {
                 };
                 (response, Some(event))
             }
-            Command::Restore(Restore { bitmap, .. }) => {
-                let new = Bitmap::try_deserialize::<Portable>(bitmap).expect("checked above");
+            Command::Restore(_) => {
+                let new = restored.expect("check decodes every Restore bitmap");
                 let changed = self.bitmap.xor_cardinality(&new);
                 self.bitmap = new;
                 let response = CommandResponse::Applied {
@@ -116,8 +117,13 @@ impl ShardState {
         }
     }
 
-    /// The deterministic admission check: epoch, then range.
-    fn check(&self, epoch: u64, command: &Command) -> std::result::Result<(), Rejection> {
+    /// The deterministic admission check: epoch, then range. For a
+    /// `Restore`, answers the decoded bitmap so it is decoded only once.
+    fn check(
+        &self,
+        epoch: u64,
+        command: &Command,
+    ) -> std::result::Result<Option<Bitmap>, Rejection> {
         let d = &self.descriptor;
         if epoch != d.epoch {
             return Err(Rejection::StaleEpoch {
@@ -131,10 +137,10 @@ impl ShardState {
             end: d.end,
         };
         match command {
-            Command::Barrier | Command::Meta(_) => Ok(()),
+            Command::Barrier | Command::Meta(_) => Ok(None),
             Command::SetBatch(b) => match b.sets.iter().find(|(i, _)| !d.contains(*i)) {
                 Some(&(index, _)) => Err(out_of_range(index)),
-                None => Ok(()),
+                None => Ok(None),
             },
             Command::Restore(r) => {
                 let bitmap = decode_bitmap(&r.bitmap).map_err(|e| Rejection::BadBitmap {
@@ -143,7 +149,7 @@ impl ShardState {
                 match (bitmap.minimum(), bitmap.maximum()) {
                     (Some(min), _) if !d.contains(min) => Err(out_of_range(min)),
                     (_, Some(max)) if !d.contains(max) => Err(out_of_range(max)),
-                    _ => Ok(()),
+                    _ => Ok(Some(bitmap)),
                 }
             }
         }
@@ -218,6 +224,8 @@ pub fn decode_bitmap(bytes: &[u8]) -> Result<Bitmap> {
 
 #[cfg(test)]
 mod tests {
+    use checkraft_proto::Restore;
+
     use super::*;
 
     fn shard() -> ShardState {
