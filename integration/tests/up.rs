@@ -65,7 +65,7 @@ async fn test() {
             "--shards",
             "4",
             "--boxes",
-            "10000",
+            "20000",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

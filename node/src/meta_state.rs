@@ -6,7 +6,8 @@
 //! command that changes the map bumps `version` by exactly one.
 
 use checkraft_proto::{
-    codec, CommandResponse, MetaCommand, MetaOutcome, NodeState, Operation, Rejection, ShardMap,
+    codec, CommandResponse, Grid, MetaCommand, MetaOutcome, NodeRecord, NodeState, Operation,
+    Rejection, ShardMap, ShardRecord,
 };
 
 use crate::error::{Error, Result};
@@ -46,6 +47,9 @@ impl MetaState {
                 if grid.boxes == 0 || grid.chunk_size == 0 || shards.is_empty() || nodes.is_empty()
                 {
                     return refuse("init needs a non-empty grid, nodes and shards");
+                }
+                if let Err(detail) = check_layout(grid, nodes, shards) {
+                    return refuse(detail);
                 }
                 map.grid = Some(*grid);
                 map.nodes = nodes.iter().map(|n| (n.id, n.clone())).collect();
@@ -169,9 +173,53 @@ impl MetaState {
     }
 }
 
+/// An initial layout must tile `[0, boxes)` with shards whose boundaries
+/// fall on chunk boundaries (so each chunk lives in one shard and its
+/// `seq` is that shard's), with ids unique and replicas among the nodes.
+fn check_layout(grid: &Grid, nodes: &[NodeRecord], shards: &[ShardRecord]) -> Result<(), String> {
+    let mut sorted: Vec<&ShardRecord> = shards.iter().collect();
+    sorted.sort_by_key(|s| s.descriptor.start);
+    let mut next = 0;
+    let mut ids = std::collections::BTreeSet::new();
+    for s in sorted {
+        let d = &s.descriptor;
+        d.validate()
+            .map_err(|e| format!("shard {}: {e}", d.shard))?;
+        if d.shard == checkraft_proto::META_GROUP || !ids.insert(d.shard) {
+            return Err(format!("shard id {} is reserved or used twice", d.shard));
+        }
+        if d.start != next {
+            return Err(format!(
+                "shard {} starts at {}, expected {next}: shards must tile the grid",
+                d.shard, d.start
+            ));
+        }
+        if d.end != grid.boxes && d.end % u64::from(grid.chunk_size) != 0 {
+            return Err(format!(
+                "shard {} ends at {}, inside a chunk of {}",
+                d.shard, d.end, grid.chunk_size
+            ));
+        }
+        if s.replicas.is_empty() || s.replicas.iter().any(|r| !nodes.iter().any(|n| n.id == *r)) {
+            return Err(format!(
+                "shard {} has no replicas or an unknown one",
+                d.shard
+            ));
+        }
+        next = d.end;
+    }
+    if next != grid.boxes {
+        return Err(format!(
+            "shards end at {next}, but the grid has {} boxes",
+            grid.boxes
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use checkraft_proto::{Grid, NodeRecord, OperationKind, ShardDescriptor, ShardRecord};
+    use checkraft_proto::{OperationKind, ShardDescriptor};
 
     use super::*;
 
@@ -237,6 +285,53 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn init_layout_must_tile_the_grid_on_chunk_boundaries() {
+        let MetaCommand::Init {
+            grid,
+            nodes,
+            shards,
+        } = init()
+        else {
+            unreachable!()
+        };
+        let with = |shards: Vec<ShardRecord>| MetaCommand::Init {
+            grid,
+            nodes: nodes.clone(),
+            shards,
+        };
+        let split = |at: u64| {
+            let mut a = shards[0].clone();
+            let mut b = shards[0].clone();
+            a.descriptor.end = at;
+            b.descriptor.shard = 2;
+            b.descriptor.start = at;
+            vec![a, b]
+        };
+        let refused = |c| {
+            matches!(
+                MetaState::default().apply(&c),
+                CommandResponse::Rejected { .. }
+            )
+        };
+        // Chunks of 10: a boundary at 50 is fine, at 55 cuts a chunk.
+        assert!(!refused(with(split(50))));
+        assert!(refused(with(split(55))));
+        // A gap, a short grid, an unknown replica, the reserved id.
+        let mut gap = split(50);
+        gap[1].descriptor.start = 60;
+        assert!(refused(with(gap)));
+        let mut short = shards.clone();
+        short[0].descriptor.end = 90;
+        assert!(refused(with(short)));
+        let mut unknown = shards.clone();
+        unknown[0].replicas = vec![9];
+        assert!(refused(with(unknown)));
+        let mut reserved = shards.clone();
+        reserved[0].descriptor.shard = 0;
+        assert!(refused(with(reserved)));
     }
 
     #[test]

@@ -95,7 +95,13 @@ struct Plan {
 impl Plan {
     fn new(args: &InitArgs) -> Result<Self> {
         let nodes = parse_nodes(&args.nodes)?;
-        validate_layout(args.boxes, args.shards, args.replicas, nodes.len())?;
+        validate_layout(
+            args.boxes,
+            args.shards,
+            args.chunk_size,
+            args.replicas,
+            nodes.len(),
+        )?;
         if args.chunk_size == 0 {
             bail!("--chunk-size must be at least 1");
         }
@@ -105,7 +111,13 @@ impl Plan {
                 boxes: args.boxes,
                 chunk_size: args.chunk_size,
             },
-            shards: initial_shards(args.boxes, args.shards, args.replicas, &ids),
+            shards: initial_shards(
+                args.boxes,
+                args.shards,
+                args.chunk_size,
+                args.replicas,
+                &ids,
+            ),
             nodes,
         })
     }

@@ -75,16 +75,27 @@ pub fn parse_nodes(entries: &[String]) -> Result<Vec<NodeSpec>> {
 }
 
 /// Checks the grid and replication parameters of `init`.
-pub fn validate_layout(boxes: u64, shards: u64, replicas: usize, nodes: usize) -> Result<()> {
+pub fn validate_layout(
+    boxes: u64,
+    shards: u64,
+    chunk_size: u32,
+    replicas: usize,
+    nodes: usize,
+) -> Result<()> {
     if shards == 0 {
         bail!("--shards must be at least 1");
+    }
+    if chunk_size == 0 {
+        bail!("--chunk-size must be at least 1");
     }
     if boxes > MAX_BOX_END {
         bail!("--boxes {boxes} exceeds the largest grid, {MAX_BOX_END} boxes (2^32)");
     }
-    if boxes < shards {
+    let chunks = boxes.div_ceil(u64::from(chunk_size));
+    if chunks < shards {
         bail!(
-            "--boxes {boxes} is fewer than --shards {shards}: every shard needs at least one box"
+            "--boxes {boxes} make {chunks} chunks of {chunk_size}, fewer than --shards {shards}: \
+             every shard needs at least one whole chunk"
         );
     }
     if replicas == 0 {
@@ -96,17 +107,20 @@ pub fn validate_layout(boxes: u64, shards: u64, replicas: usize, nodes: usize) -
     Ok(())
 }
 
-/// Splits `[0, boxes)` into `shards` contiguous ranges whose sizes differ
-/// by at most one (the first `boxes % shards` ranges are one box larger).
-pub fn split_ranges(boxes: u64, shards: u64) -> Vec<(u64, u64)> {
-    let base = boxes / shards;
-    let extra = boxes % shards;
-    let mut start = 0;
+/// Splits `[0, boxes)` into `shards` contiguous ranges of whole chunks
+/// (only the grid's last chunk may be partial), whose chunk counts differ
+/// by at most one. Shard boundaries fall on chunk boundaries, so every
+/// chunk lives in exactly one shard and a chunk's `seq` is its shard's.
+pub fn split_ranges(boxes: u64, shards: u64, chunk_size: u32) -> Vec<(u64, u64)> {
+    let chunk = u64::from(chunk_size);
+    let chunks = boxes.div_ceil(chunk);
+    let (base, extra) = (chunks / shards, chunks % shards);
+    let mut start_chunk = 0;
     (0..shards)
         .map(|k| {
-            let end = start + base + u64::from(k < extra);
-            let range = (start, end);
-            start = end;
+            let end_chunk = start_chunk + base + u64::from(k < extra);
+            let range = (start_chunk * chunk, (end_chunk * chunk).min(boxes));
+            start_chunk = end_chunk;
             range
         })
         .collect()
@@ -119,11 +133,12 @@ pub fn split_ranges(boxes: u64, shards: u64) -> Vec<(u64, u64)> {
 pub fn initial_shards(
     boxes: u64,
     shards: u64,
+    chunk_size: u32,
     replicas: usize,
     nodes: &[NodeId],
 ) -> Vec<ShardRecord> {
     let n = nodes.len();
-    split_ranges(boxes, shards)
+    split_ranges(boxes, shards, chunk_size)
         .into_iter()
         .enumerate()
         .map(|(k, (start, end))| ShardRecord {
@@ -303,36 +318,49 @@ mod tests {
 
     #[test]
     fn validates_layout_parameters() {
-        assert!(validate_layout(100, 4, 3, 3).is_ok());
-        assert!(validate_layout(100, 0, 3, 3).is_err());
-        assert!(validate_layout(3, 4, 3, 3).is_err());
-        assert!(validate_layout(100, 4, 4, 3).is_err());
-        assert!(validate_layout(100, 4, 0, 3).is_err());
-        assert!(validate_layout(MAX_BOX_END, 4, 3, 3).is_ok());
-        assert!(validate_layout(MAX_BOX_END + 1, 4, 3, 3).is_err());
+        assert!(validate_layout(100, 4, 1, 3, 3).is_ok());
+        assert!(validate_layout(100, 0, 1, 3, 3).is_err());
+        assert!(validate_layout(3, 4, 1, 3, 3).is_err());
+        assert!(validate_layout(100, 4, 1, 4, 3).is_err());
+        assert!(validate_layout(100, 4, 1, 0, 3).is_err());
+        assert!(validate_layout(100, 4, 0, 3, 3).is_err());
+        // 100 boxes in chunks of 30 are 4 chunks: 4 shards fit, 5 do not.
+        assert!(validate_layout(100, 4, 30, 3, 3).is_ok());
+        assert!(validate_layout(100, 5, 30, 3, 3).is_err());
+        assert!(validate_layout(MAX_BOX_END, 4, 4096, 3, 3).is_ok());
+        assert!(validate_layout(MAX_BOX_END + 1, 4, 4096, 3, 3).is_err());
     }
 
     #[test]
     fn splits_ranges_evenly_and_contiguously() {
-        assert_eq!(split_ranges(10, 3), vec![(0, 4), (4, 7), (7, 10)]);
-        assert_eq!(split_ranges(9, 3), vec![(0, 3), (3, 6), (6, 9)]);
+        assert_eq!(split_ranges(10, 3, 1), vec![(0, 4), (4, 7), (7, 10)]);
+        assert_eq!(split_ranges(9, 3, 1), vec![(0, 3), (3, 6), (6, 9)]);
         assert_eq!(
-            split_ranges(5, 5),
+            split_ranges(5, 5, 1),
             vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
         );
-        let ranges = split_ranges(MAX_BOX_END, 7);
-        assert_eq!(ranges.first().unwrap().0, 0);
-        assert_eq!(ranges.last().unwrap().1, MAX_BOX_END);
-        for w in ranges.windows(2) {
-            assert_eq!(w[0].1, w[1].0);
+        // Chunks of 4: 10 boxes are 3 chunks, the last one partial.
+        assert_eq!(split_ranges(10, 2, 4), vec![(0, 8), (8, 10)]);
+        // The default grid: 1M boxes, chunks of 4096, 16 shards.
+        let ranges = split_ranges(1_000_000, 16, 4096);
+        assert!(ranges.iter().all(|(s, _)| s % 4096 == 0), "{ranges:?}");
+        assert_eq!(ranges.last().unwrap().1, 1_000_000);
+        for chunk in [1, 4096] {
+            let ranges = split_ranges(MAX_BOX_END, 7, chunk);
+            assert_eq!(ranges.first().unwrap().0, 0);
+            assert_eq!(ranges.last().unwrap().1, MAX_BOX_END);
+            for w in ranges.windows(2) {
+                assert_eq!(w[0].1, w[1].0);
+                assert_eq!(w[0].1 % u64::from(chunk), 0);
+            }
+            let sizes: Vec<u64> = ranges.iter().map(|(s, e)| e - s).collect();
+            assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= u64::from(chunk));
         }
-        let sizes: Vec<u64> = ranges.iter().map(|(s, e)| e - s).collect();
-        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
     }
 
     #[test]
     fn spreads_replicas_and_leaders_round_robin() {
-        let shards = initial_shards(100, 4, 3, &[1, 2, 3]);
+        let shards = initial_shards(100, 4, 1, 3, &[1, 2, 3]);
         let replicas: Vec<Vec<u64>> = shards.iter().map(|s| s.replicas.clone()).collect();
         assert_eq!(
             replicas,
@@ -348,7 +376,7 @@ mod tests {
         assert!(shards
             .iter()
             .all(|s| s.descriptor.epoch == 1 && s.leader.is_none()));
-        let two_of_four = initial_shards(8, 4, 2, &[10, 20, 30, 40]);
+        let two_of_four = initial_shards(8, 4, 1, 2, &[10, 20, 30, 40]);
         let replicas: Vec<Vec<u64>> = two_of_four.iter().map(|s| s.replicas.clone()).collect();
         assert_eq!(
             replicas,
