@@ -177,6 +177,14 @@ impl MetaState {
 /// fall on chunk boundaries (so each chunk lives in one shard and its
 /// `seq` is that shard's), with ids unique and replicas among the nodes.
 fn check_layout(grid: &Grid, nodes: &[NodeRecord], shards: &[ShardRecord]) -> Result<(), String> {
+    if grid.chunk_size > checkraft_proto::ws::MAX_CHUNK_SIZE
+        || grid.boxes > checkraft_proto::MAX_BOX_END
+    {
+        return Err(format!(
+            "chunk size {} or grid of {} boxes is too large",
+            grid.chunk_size, grid.boxes
+        ));
+    }
     let mut sorted: Vec<&ShardRecord> = shards.iter().collect();
     sorted.sort_by_key(|s| s.descriptor.start);
     let mut next = 0;

@@ -13,6 +13,8 @@
 //! - [`change`]: the events of a shard's change stream ([`ChangeEvent`]).
 //! - [`api`]: request and response bodies of the node's HTTP API.
 //! - [`raft`]: the openraft type configuration ([`TypeConfig`]).
+//! - [`ws`]: the gateway ↔ client WebSocket protocol of `docs/protocol.md`
+//!   (a hand-written byte codec, pinned by `testdata/protocol-vectors.json`).
 //! - [`codec`]: the one place that calls bincode, plus the length-prefixed
 //!   framing of the change stream.
 //!
@@ -34,6 +36,7 @@ pub mod command;
 pub mod meta;
 pub mod raft;
 pub mod types;
+pub mod ws;
 
 pub use api::*;
 pub use change::ChangeEvent;

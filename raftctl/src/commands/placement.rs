@@ -85,8 +85,11 @@ pub fn validate_layout(
     if shards == 0 {
         bail!("--shards must be at least 1");
     }
-    if chunk_size == 0 {
-        bail!("--chunk-size must be at least 1");
+    if chunk_size == 0 || chunk_size > checkraft_proto::ws::MAX_CHUNK_SIZE {
+        bail!(
+            "--chunk-size must be between 1 and {}",
+            checkraft_proto::ws::MAX_CHUNK_SIZE
+        );
     }
     if boxes > MAX_BOX_END {
         bail!("--boxes {boxes} exceeds the largest grid, {MAX_BOX_END} boxes (2^32)");
@@ -324,6 +327,7 @@ mod tests {
         assert!(validate_layout(100, 4, 1, 4, 3).is_err());
         assert!(validate_layout(100, 4, 1, 0, 3).is_err());
         assert!(validate_layout(100, 4, 0, 3, 3).is_err());
+        assert!(validate_layout(1 << 20, 4, 1 << 16, 3, 3).is_err());
         // 100 boxes in chunks of 30 are 4 chunks: 4 shards fit, 5 do not.
         assert!(validate_layout(100, 4, 30, 3, 3).is_ok());
         assert!(validate_layout(100, 5, 30, 3, 3).is_err());
