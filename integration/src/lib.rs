@@ -17,11 +17,13 @@
 
 mod client;
 mod cluster;
+mod gateway;
 mod raftctl;
 mod router;
 
 pub use client::{ChangeStream, NodeClient};
 pub use cluster::{bin_dir, Cluster, NodeSpec};
+pub use gateway::{ChunkReply, GatewayClient, GatewayProcess};
 pub use raftctl::{raftctl, raftctl_init, RaftctlOutput};
 pub use router::Router;
 

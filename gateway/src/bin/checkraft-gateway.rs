@@ -1,0 +1,67 @@
+//! `checkraft-gateway`: a stateless front of a checkraft cluster. See the
+//! crate docs.
+
+use std::path::PathBuf;
+
+use checkraft_gateway::config::{GatewayConfig, Overrides};
+use clap::Parser;
+
+/// A checkraft gateway: follows the shard map, keeps every shard's state
+/// from its change stream, batches writes to shard leaders, and serves
+/// the HTTP API.
+///
+/// Settings come from defaults, then the TOML file given by --config, then
+/// CHECKRAFT_GATEWAY_<FIELD> environment variables, then these flags.
+/// Logging follows RUST_LOG (default "info").
+#[derive(Parser, Debug)]
+#[command(name = "checkraft-gateway", version)]
+struct Args {
+    /// Address to listen on, HOST:PORT (default 127.0.0.1:8080).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Seed nodes, HOST:PORT[,HOST:PORT...]: where the shard map is first
+    /// read (default 127.0.0.1:7001).
+    #[arg(long, value_delimiter = ',')]
+    cluster: Option<Vec<String>>,
+    /// A label for logs and metrics (gateways are stateless).
+    #[arg(long)]
+    id: Option<u64>,
+    /// TOML configuration file (fields of GatewayConfig).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let overrides = Overrides {
+        id: args.id,
+        listen: args.listen,
+        cluster: args.cluster,
+    };
+    let config = GatewayConfig::load(args.config.as_deref(), overrides)?;
+    checkraft_gateway::run(config, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,232 @@
+//! The gateway's typed configuration.
+//!
+//! Precedence, lowest first: the defaults in [`GatewayConfig::default`], a
+//! TOML file (`--config`), environment variables
+//! `CHECKRAFT_GATEWAY_<FIELD>` (for example
+//! `CHECKRAFT_GATEWAY_BATCH_TICK_MS=2`; a list such as `cluster` is written
+//! `[\"h:1\",\"h:2\"]`), then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Everything a gateway needs to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// A label for logs and metrics; gateways are stateless, so it need
+    /// not be unique or stable.
+    pub id: u64,
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Seed nodes, `HOST:PORT`: where the first shard map is read. Later
+    /// the nodes of the last map are tried too.
+    pub cluster: Vec<String>,
+    /// How long a write batch collects sets before it is sent, in ms.
+    pub batch_tick_ms: u64,
+    /// A batch is sent as soon as it holds this many sets.
+    pub batch_max_sets: usize,
+    /// How long a write may take (routing, retries, commit) before the
+    /// caller gets "unavailable", in ms.
+    pub write_timeout_ms: u64,
+    /// Timeout of one HTTP request to a node (not the change streams or
+    /// the map long-poll), in ms.
+    pub node_timeout_ms: u64,
+    /// `wait_ms` of the shard map long-poll, in ms.
+    pub map_wait_ms: u64,
+    /// A change stream silent (not even a progress marker) for this long
+    /// is dropped and resubscribed, in ms. Nodes send a marker every
+    /// second by default.
+    pub stream_idle_ms: u64,
+    /// First delay before retrying a failed subscription or map read, in
+    /// ms; it doubles up to ten times this.
+    pub retry_ms: u64,
+    /// How long `PUT /api/boxes/{i}` waits, after commit, for this
+    /// gateway's own state to show the write (read-your-writes on one
+    /// gateway), in ms. The reply goes out after this at the latest.
+    pub read_your_writes_ms: u64,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Capacity of each shard's update broadcast (the websocket layer's
+    /// feed); a slower receiver sees `Lagged` and must refetch.
+    pub update_buffer: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            id: 0,
+            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            cluster: vec!["127.0.0.1:7001".into()],
+            batch_tick_ms: 5,
+            batch_max_sets: 1024,
+            write_timeout_ms: 10_000,
+            node_timeout_ms: 5_000,
+            map_wait_ms: 30_000,
+            stream_idle_ms: 5_000,
+            retry_ms: 100,
+            read_your_writes_ms: 2_000,
+            max_body_bytes: 64 << 10,
+            update_buffer: 1024,
+        }
+    }
+}
+
+/// Command-line values that override everything else when present.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--id`
+    pub id: Option<u64>,
+    /// `--listen`
+    pub listen: Option<SocketAddr>,
+    /// `--cluster`
+    pub cluster: Option<Vec<String>>,
+}
+
+impl GatewayConfig {
+    /// Loads defaults, then `file`, then the environment, then `overrides`,
+    /// and validates the result.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(GatewayConfig::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(Error::Config(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("CHECKRAFT_GATEWAY_"));
+        let mut config: GatewayConfig = figment
+            .extract()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        if let Some(id) = overrides.id {
+            config.id = id;
+        }
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(cluster) = overrides.cluster {
+            config.cluster = cluster;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the invariants that defaults cannot guarantee.
+    pub fn validate(&self) -> Result<()> {
+        if self.cluster.is_empty() || self.cluster.iter().any(|a| a.trim().is_empty()) {
+            return Err(Error::Config(
+                "cluster must name at least one node HOST:PORT".into(),
+            ));
+        }
+        if self.batch_tick_ms == 0 || self.batch_max_sets == 0 {
+            return Err(Error::Config(
+                "batch_tick_ms and batch_max_sets must be positive".into(),
+            ));
+        }
+        if self.write_timeout_ms == 0 || self.node_timeout_ms == 0 || self.retry_ms == 0 {
+            return Err(Error::Config(
+                "write_timeout_ms, node_timeout_ms and retry_ms must be positive".into(),
+            ));
+        }
+        if self.stream_idle_ms < 100 || self.update_buffer == 0 {
+            return Err(Error::Config(
+                "stream_idle_ms must be at least 100 and update_buffer positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`Self::batch_tick_ms`] as a duration.
+    pub fn batch_tick(&self) -> Duration {
+        Duration::from_millis(self.batch_tick_ms)
+    }
+
+    /// [`Self::write_timeout_ms`] as a duration.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+
+    /// [`Self::node_timeout_ms`] as a duration.
+    pub fn node_timeout(&self) -> Duration {
+        Duration::from_millis(self.node_timeout_ms)
+    }
+
+    /// [`Self::stream_idle_ms`] as a duration.
+    pub fn stream_idle(&self) -> Duration {
+        Duration::from_millis(self.stream_idle_ms)
+    }
+
+    /// The retry delay after `failures` consecutive failures: doubling from
+    /// [`Self::retry_ms`], capped at ten times it.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let ms = self
+            .retry_ms
+            .saturating_mul(1 << failures.min(4))
+            .min(self.retry_ms * 10);
+        Duration::from_millis(ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        GatewayConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn file_env_and_flags_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.toml");
+        std::fs::write(&path, "batch_tick_ms = 7\ncluster = [\"h:1\", \"h:2\"]\n").unwrap();
+        let config = GatewayConfig::load(
+            Some(&path),
+            Overrides {
+                id: Some(4),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(config.batch_tick_ms, 7);
+        assert_eq!(config.cluster, vec!["h:1".to_string(), "h:2".to_string()]);
+        assert_eq!(config.id, 4);
+        assert_eq!(config.batch_max_sets, 1024);
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        let bad = GatewayConfig {
+            batch_max_sets: 0,
+            ..Default::default()
+        };
+        assert!(bad.validate().is_err());
+        let bad = GatewayConfig {
+            cluster: vec![],
+            ..Default::default()
+        };
+        assert!(bad.validate().is_err());
+        assert!(
+            GatewayConfig::load(Some(Path::new("/nonexistent.toml")), Overrides::default())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let c = GatewayConfig::default();
+        assert_eq!(c.backoff(0), Duration::from_millis(100));
+        assert_eq!(c.backoff(1), Duration::from_millis(200));
+        assert_eq!(c.backoff(30), Duration::from_millis(1000));
+    }
+}

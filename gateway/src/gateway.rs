@@ -1,0 +1,352 @@
+//! [`Gateway`]: the map follower, shard states and write batchers behind
+//! one handle, used by the HTTP API (and by the websocket layer to come).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use checkraft_proto::{BoxSet, Grid, ShardId, ShardMap};
+use tokio::sync::watch;
+
+use crate::batcher::{Batcher, Committed};
+use crate::chunk::{self, ChunkRange};
+use crate::config::GatewayConfig;
+use crate::error::{Error, Result};
+use crate::map::MapFollower;
+use crate::metrics::Metrics;
+use crate::shards::{ShardHandle, Shards};
+use crate::subscription::Subscriber;
+use crate::writer::NodeWriter;
+
+/// A chunk's content at one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkView {
+    /// Where the chunk lies.
+    pub range: ChunkRange,
+    /// The shard holding it.
+    pub shard: ShardId,
+    /// The shard's epoch.
+    pub epoch: u64,
+    /// The shard's change number the bits reflect.
+    pub seq: u64,
+    /// The bitset body (see [`crate::chunk`] for the bit order).
+    pub bits: Vec<u8>,
+}
+
+impl ChunkView {
+    /// The chunk's version as an HTTP entity tag: `"{shard}-{epoch}-{seq}"`.
+    pub fn etag(&self) -> String {
+        format!("\"{}-{}-{}\"", self.shard, self.epoch, self.seq)
+    }
+}
+
+/// A box's value at one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoxView {
+    /// The box.
+    pub index: u64,
+    /// Its value.
+    pub checked: bool,
+    /// Its shard's change number the value reflects.
+    pub seq: u64,
+}
+
+/// What `GET /api/stats` reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    /// Checked boxes over all loaded shards.
+    pub checked: u64,
+    /// Boxes in the grid.
+    pub boxes: u64,
+    /// Boxes per chunk.
+    pub chunk_size: u32,
+    /// Shards whose state is loaded.
+    pub shards_loaded: usize,
+    /// Shards in the map.
+    pub shards: usize,
+    /// The version of the map in use.
+    pub map_version: u64,
+}
+
+/// The gateway's shared core.
+pub struct Gateway {
+    /// The configuration it runs with.
+    pub config: GatewayConfig,
+    /// The shard map, followed live.
+    pub map: Arc<MapFollower>,
+    /// Every shard's state.
+    pub shards: Shards,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    writer: Arc<NodeWriter>,
+    batchers: Mutex<HashMap<ShardId, Batcher>>,
+    stream_http: reqwest::Client,
+}
+
+impl Gateway {
+    /// A gateway with no map yet; [`Self::start`] starts its tasks.
+    pub fn new(config: GatewayConfig) -> Result<Arc<Self>> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.node_timeout())
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        // Change streams are long-lived: a separate client, so that no
+        // pooled request waits behind them, and no overall timeout.
+        let stream_http = reqwest::Client::builder()
+            .connect_timeout(config.node_timeout())
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let metrics = Arc::new(Metrics::new());
+        let map = Arc::new(MapFollower::new(
+            config.clone(),
+            http.clone(),
+            metrics.clone(),
+        ));
+        let writer = Arc::new(NodeWriter::new(config.clone(), http, map.clone()));
+        Ok(Arc::new(Self {
+            config,
+            map,
+            shards: Shards::default(),
+            metrics,
+            writer,
+            batchers: Mutex::new(HashMap::new()),
+            stream_http,
+        }))
+    }
+
+    /// Starts the map follower and the task that keeps one subscription
+    /// per shard of the map. Both end when `shutdown` flips to true.
+    pub fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
+        tokio::spawn(self.map.clone().run(shutdown.clone()));
+        let this = self.clone();
+        tokio::spawn(async move { this.reconcile_loop(shutdown).await });
+    }
+
+    async fn reconcile_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut maps = self.map.watch();
+        loop {
+            let map = maps.borrow_and_update().clone();
+            if let Some(map) = map {
+                for handle in self.shards.reconcile(&map, self.config.update_buffer) {
+                    tracing::info!(shard = handle.id, "subscribing");
+                    let subscriber = Subscriber {
+                        handle: handle.clone(),
+                        map: self.map.clone(),
+                        http: self.stream_http.clone(),
+                        config: self.config.clone(),
+                        metrics: self.metrics.clone(),
+                    };
+                    let task = tokio::spawn(subscriber.run(shutdown.clone()));
+                    handle.set_task(task.abort_handle());
+                }
+                let mut batchers = self.batchers.lock().unwrap_or_else(|e| e.into_inner());
+                batchers.retain(|id, _| map.shards.contains_key(id));
+            }
+            tokio::select! {
+                changed = maps.changed() => if changed.is_err() { break },
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.shards.stop_all();
+    }
+
+    /// The current map, or 503.
+    pub fn current_map(&self) -> Result<Arc<ShardMap>> {
+        self.map
+            .current()
+            .ok_or_else(|| Error::Unavailable("the shard map is not loaded yet".into()))
+    }
+
+    fn grid(map: &ShardMap) -> Result<Grid> {
+        map.grid
+            .ok_or_else(|| Error::Unavailable("the cluster is not initialized".into()))
+    }
+
+    /// The shard owning box `index` and its loaded handle.
+    fn loaded_handle(&self, map: &ShardMap, index: u64) -> Result<Arc<ShardHandle>> {
+        let record = map
+            .shard_for(index)
+            .ok_or_else(|| Error::Unavailable(format!("no shard owns box {index}")))?;
+        let id = record.descriptor.shard;
+        let handle = self
+            .shards
+            .get(id)
+            .ok_or_else(|| Error::Unavailable(format!("shard {id} is not subscribed yet")))?;
+        if !handle.read().loaded {
+            return Err(Error::Unavailable(format!(
+                "shard {id}'s state is not loaded yet"
+            )));
+        }
+        Ok(handle)
+    }
+
+    /// Checks that `index` is a box of the grid (400 otherwise).
+    fn check_index(grid: &Grid, index: u64) -> Result<()> {
+        if index >= grid.boxes {
+            return Err(Error::BadRequest(format!(
+                "box {index} is out of range: the grid has boxes 0..{}",
+                grid.boxes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Chunk `id`'s bits and version: 404 past the grid, 503 while its
+    /// shard is not loaded.
+    pub fn chunk(&self, id: u64) -> Result<ChunkView> {
+        let map = self.current_map()?;
+        let grid = Self::grid(&map)?;
+        let range = chunk::chunk_range(&grid, id).ok_or_else(|| {
+            Error::NotFound(format!(
+                "chunk {id}: the grid has chunks 0..{}",
+                chunk::chunk_count(&grid)
+            ))
+        })?;
+        let handle = self.loaded_handle(&map, range.start)?;
+        let state = handle.read();
+        if range.start < state.start || range.end > state.end {
+            return Err(Error::Unavailable(format!(
+                "chunk {id} is not within shard {}'s loaded range",
+                handle.id
+            )));
+        }
+        Ok(ChunkView {
+            range,
+            shard: handle.id,
+            epoch: state.epoch,
+            seq: state.seq,
+            bits: chunk::encode_bits(&state.bitmap, range.start, range.end),
+        })
+    }
+
+    /// Box `index`'s value: 400 past the grid, 503 while not loaded.
+    pub fn get_box(&self, index: u64) -> Result<BoxView> {
+        let map = self.current_map()?;
+        Self::check_index(&Self::grid(&map)?, index)?;
+        let handle = self.loaded_handle(&map, index)?;
+        let state = handle.read();
+        Ok(BoxView {
+            index,
+            checked: state.contains(index),
+            seq: state.seq,
+        })
+    }
+
+    fn batcher(&self, shard: ShardId) -> Batcher {
+        let mut batchers = self.batchers.lock().unwrap_or_else(|e| e.into_inner());
+        batchers
+            .entry(shard)
+            .or_insert_with(|| {
+                Batcher::spawn(
+                    shard,
+                    Arc::new(self.writer.clone()),
+                    self.config.batch_tick(),
+                    self.config.batch_max_sets,
+                    self.metrics.clone(),
+                )
+            })
+            .clone()
+    }
+
+    /// Writes `sets` through the shards' batchers. Each shard's part
+    /// succeeds or fails on its own: the answer has one entry per shard,
+    /// with the sets it carried. Indices past the grid fail the whole call
+    /// with 400 before anything is sent.
+    pub async fn write(
+        &self,
+        sets: Vec<BoxSet>,
+    ) -> Result<Vec<(ShardId, Vec<BoxSet>, Result<Committed>)>> {
+        let map = self.current_map()?;
+        let grid = Self::grid(&map)?;
+        let mut by_shard: BTreeMap<ShardId, Vec<BoxSet>> = BTreeMap::new();
+        for &(index, checked) in &sets {
+            Self::check_index(&grid, u64::from(index))?;
+            let shard = map
+                .shard_for(u64::from(index))
+                .ok_or_else(|| Error::Unavailable(format!("no shard owns box {index}")))?
+                .descriptor
+                .shard;
+            by_shard.entry(shard).or_default().push((index, checked));
+        }
+        let parts = by_shard.into_iter().map(|(shard, sets)| {
+            let batcher = self.batcher(shard);
+            async move {
+                let outcome = batcher.submit(sets.clone()).await;
+                (shard, sets, outcome)
+            }
+        });
+        Ok(futures::future::join_all(parts).await)
+    }
+
+    /// Sets box `index` and waits for the commit; then waits (at most
+    /// `read_your_writes_ms`) until this gateway's state shows it.
+    pub async fn set_box(&self, index: u64, checked: bool) -> Result<BoxView> {
+        let map = self.current_map()?;
+        Self::check_index(&Self::grid(&map)?, index)?;
+        let box_index = u32::try_from(index)
+            .map_err(|_| Error::BadRequest(format!("box {index} is out of range")))?;
+        let mut parts = self.write(vec![(box_index, checked)]).await?;
+        let (shard, _, outcome) = parts.pop().expect("one set makes one part");
+        let committed = outcome?;
+        if let Some(handle) = self.shards.get(shard) {
+            let limit = std::time::Duration::from_millis(self.config.read_your_writes_ms);
+            handle.wait_seq(committed.seq, limit).await;
+        }
+        Ok(BoxView {
+            index,
+            checked,
+            seq: committed.seq,
+        })
+    }
+
+    /// Grid totals and loading progress.
+    pub fn stats(&self) -> Result<Stats> {
+        let map = self.current_map()?;
+        let grid = Self::grid(&map)?;
+        let mut checked = 0;
+        let mut loaded = 0;
+        for handle in self.shards.all() {
+            let state = handle.read();
+            if state.loaded {
+                loaded += 1;
+                checked += state.bitmap.cardinality();
+            }
+        }
+        self.metrics.shards_loaded.set(loaded as i64);
+        Ok(Stats {
+            checked,
+            boxes: grid.boxes,
+            chunk_size: grid.chunk_size,
+            shards_loaded: loaded,
+            shards: map.shards.len(),
+            map_version: map.version,
+        })
+    }
+
+    /// `Ok` once the map is loaded and every shard of it is loaded; else
+    /// why not.
+    pub fn health(&self) -> Result<()> {
+        let map = self.current_map()?;
+        let mut missing = Vec::new();
+        for id in map.shards.keys() {
+            let loaded = self.shards.get(*id).is_some_and(|h| h.read().loaded);
+            if !loaded {
+                missing.push(id.to_string());
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Unavailable(format!(
+                "shard states not loaded yet: {}",
+                missing.join(", ")
+            )))
+        }
+    }
+
+    /// The metrics text, with the gauges brought up to date.
+    pub fn render_metrics(&self) -> String {
+        let _ = self.stats();
+        self.metrics.render()
+    }
+}

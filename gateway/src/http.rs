@@ -1,0 +1,317 @@
+//! The gateway's HTTP API: one warp filter that gathers the request, and a
+//! plain `match` router over method and path (the node's pattern).
+//! Endpoints are documented in the crate docs.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use checkraft_proto::{ApiError, ErrorKind};
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use warp::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::error::{Error, Result};
+use crate::gateway::{BoxView, Gateway};
+
+/// Content type of a chunk body.
+pub const OCTETS: &str = "application/octet-stream";
+/// The header carrying a chunk's `seq`.
+pub const SEQ_HEADER: &str = "x-checkraft-seq";
+
+/// A request as the handlers see it.
+pub struct Request {
+    /// HTTP method.
+    pub method: Method,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// The whole body (bounded by `max_body_bytes`).
+    pub body: Bytes,
+}
+
+/// Body of `PUT /api/boxes/{i}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetBox {
+    /// The box's new value.
+    pub checked: bool,
+}
+
+/// Answer of `GET` and `PUT /api/boxes/{i}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoxBody {
+    /// The box.
+    pub index: u64,
+    /// Its value.
+    pub checked: bool,
+    /// Its shard's change number the value reflects (for a PUT: the
+    /// change that committed it).
+    pub seq: u64,
+}
+
+impl From<BoxView> for BoxBody {
+    fn from(v: BoxView) -> Self {
+        Self {
+            index: v.index,
+            checked: v.checked,
+            seq: v.seq,
+        }
+    }
+}
+
+fn with_body(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    let body = serde_json::to_vec(value).expect("API bodies serialize to JSON");
+    with_body(status, "application/json", body)
+}
+
+fn text(status: StatusCode, body: &str) -> Response {
+    with_body(
+        status,
+        "text/plain; charset=utf-8",
+        body.as_bytes().to_vec(),
+    )
+}
+
+fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// An error as a JSON [`ApiError`] with its status.
+pub fn error(e: &Error) -> Response {
+    let kind = e.kind();
+    let mut response = json(
+        status_of(kind),
+        &ApiError {
+            kind,
+            message: e.to_string(),
+        },
+    );
+    if kind == ErrorKind::Unavailable {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// True when `accept_encoding` lists gzip (or `*`) with a non-zero q.
+pub fn accepts_gzip(accept_encoding: &str) -> bool {
+    accept_encoding.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or("");
+        if !(coding.eq_ignore_ascii_case("gzip") || coding == "*") {
+            return false;
+        }
+        !parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        })
+    })
+}
+
+/// `data` gzip-compressed.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 32),
+        flate2::Compression::fast(),
+    );
+    encoder
+        .write_all(data)
+        .expect("writing to a Vec cannot fail");
+    encoder.finish().expect("writing to a Vec cannot fail")
+}
+
+/// True when an `If-None-Match` value names `etag` (or is `*`).
+pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    if_none_match.split(',').map(str::trim).any(|candidate| {
+        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+    })
+}
+
+async fn collect_body(
+    mut body: impl Stream<Item = std::result::Result<impl Buf, warp::Error>> + Unpin,
+    limit: usize,
+) -> Result<Bytes> {
+    let mut out = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| Error::BadRequest(format!("reading body: {e}")))?;
+        if out.len() + chunk.remaining() > limit {
+            return Err(Error::TooLarge(limit));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            out.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// The warp filter serving every endpoint.
+pub fn filter(
+    gateway: Arc<Gateway>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(
+            move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
+                let gateway = gateway.clone();
+                async move {
+                    let body =
+                        match collect_body(Box::pin(body), gateway.config.max_body_bytes).await {
+                            Ok(b) => b,
+                            Err(e) => return error(&e),
+                        };
+                    let req = Request {
+                        method,
+                        headers,
+                        body,
+                    };
+                    match route(&gateway, path.as_str(), &req).await {
+                        Ok(response) => response,
+                        Err(e) => {
+                            if e.kind() == ErrorKind::Internal {
+                                tracing::error!(path = path.as_str(), error = %e, "request failed");
+                            }
+                            error(&e)
+                        }
+                    }
+                }
+            },
+        )
+}
+
+fn number(what: &str, s: &str) -> Result<u64> {
+    s.parse()
+        .map_err(|_| Error::BadRequest(format!("{what} {s:?} is not a number")))
+}
+
+fn header_str(req: &Request, name: header::HeaderName) -> Option<&str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Every endpoint, by method and path.
+async fn route(gateway: &Gateway, path: &str, req: &Request) -> Result<Response> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let get = req.method == Method::GET;
+    match segments.as_slice() {
+        ["health"] if get => Ok(match gateway.health() {
+            Ok(()) => text(StatusCode::OK, "ok\n"),
+            Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{e}\n")),
+        }),
+        ["metrics"] if get => {
+            let mut response = text(StatusCode::OK, &gateway.render_metrics());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            Ok(response)
+        }
+        ["api", "stats"] if get => Ok(json(StatusCode::OK, &gateway.stats()?)),
+        ["api", "chunks", id] if get => chunk(gateway, number("chunk id", id)?, req),
+        ["api", "boxes", index] if get => {
+            let view = gateway.get_box(number("box index", index)?)?;
+            Ok(json(StatusCode::OK, &BoxBody::from(view)))
+        }
+        ["api", "boxes", index] if req.method == Method::PUT => {
+            let index = number("box index", index)?;
+            let body: SetBox = serde_json::from_slice(&req.body).map_err(|e| {
+                Error::BadRequest(format!(
+                    "invalid JSON body (want {{\"checked\": true|false}}): {e}"
+                ))
+            })?;
+            let view = gateway.set_box(index, body.checked).await?;
+            Ok(json(StatusCode::OK, &BoxBody::from(view)))
+        }
+        _ => Err(Error::NotFound(format!("{} {path}", req.method))),
+    }
+}
+
+/// `GET /api/chunks/{id}`.
+fn chunk(gateway: &Gateway, id: u64, req: &Request) -> Result<Response> {
+    let view = gateway.chunk(id)?;
+    let etag = view.etag();
+    let not_modified =
+        header_str(req, header::IF_NONE_MATCH).is_some_and(|inm| etag_matches(inm, &etag));
+    let gzipped = header_str(req, header::ACCEPT_ENCODING).is_some_and(accepts_gzip);
+    let mut response = if not_modified {
+        let mut r = Response::new(Vec::new().into());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else if gzipped {
+        let mut r = with_body(StatusCode::OK, OCTETS, gzip(&view.bits));
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else {
+        with_body(StatusCode::OK, OCTETS, view.bits)
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("an etag is ASCII"),
+    );
+    headers.insert(SEQ_HEADER, HeaderValue::from(view.seq));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip("deflate, GZIP;q=0.5, br"));
+        assert!(accepts_gzip("*"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("br, deflate"));
+        assert!(!accepts_gzip(""));
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
+        let packed = gzip(&data);
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&packed[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+    }
+
+    #[test]
+    fn if_none_match_lists_and_weak_tags() {
+        let tag = "\"1-1-5\"";
+        assert!(etag_matches("\"1-1-5\"", tag));
+        assert!(etag_matches("\"0-1-1\", W/\"1-1-5\"", tag));
+        assert!(etag_matches("*", tag));
+        assert!(!etag_matches("\"1-1-4\"", tag));
+    }
+}

@@ -1,0 +1,101 @@
+//! # checkraft-gateway: the stateless front of a checkraft cluster
+//!
+//! A gateway holds no durable state. It follows the cluster and keeps, in
+//! memory, every shard's current bitmap, so that reads never touch a node;
+//! writes go to shard leaders in batches. The websocket layer (to come)
+//! plugs into [`Gateway`]: it reads chunks with [`Gateway::chunk`], feeds
+//! clients from [`shards::ShardHandle::subscribe`], and writes with
+//! [`Gateway::write`].
+//!
+//! ## Data flow
+//! 1. **Map** ([`map`]): one task long-polls `GET
+//!    /meta/map?since=V&wait_ms=…` on a node (the `--cluster` seeds first,
+//!    then any live node of the last map) and publishes each newer
+//!    [`checkraft_proto::ShardMap`] on a watch channel.
+//! 2. **Subscriptions** ([`shards`], [`subscription`]): for each shard of
+//!    the map, exactly one task holds one `GET /shards/{id}/changes?from=SEQ`
+//!    stream on a replica (non-leaders first) and applies its
+//!    [`checkraft_proto::ChangeEvent`] frames to the shard's
+//!    [`state::ShardState`] (croaring bitmap + `seq` + epoch). It
+//!    resubscribes from its last `seq` on a gap, an end, an error, a silent
+//!    stream, or a map change of the shard's replicas or range.
+//! 3. **Writes** ([`batcher`], [`writer`]): sets are grouped per shard for a
+//!    tick (5 ms) or up to 1024 sets, and each batch is ONE `SetBatch` raft
+//!    write to the leader, following 421 forwards and refreshing the map on
+//!    `StaleEpoch`. Every caller of a batch gets its outcome once it is
+//!    committed and applied.
+//! 4. **HTTP** ([`http`]): the API below, served by [`run`].
+//!
+//! ## Invariants
+//! - A shard's state only moves through [`state::ShardState::apply`]:
+//!   `Changes` events strictly in `seq` order (a duplicate is ignored, a gap
+//!   forces a resubscription), `Snapshot` events replace it. So the state
+//!   is always the shard's exact state at its `seq`, never a mix.
+//! - Chunks are chunk-aligned within shards (the metadata group enforces
+//!   it), so a chunk's version is its shard's `(epoch, seq)`, its ETag
+//!   `"{shard}-{epoch}-{seq}"`.
+//! - A write is acknowledged only after the shard committed and applied
+//!   it. A `PUT` then waits (bounded) until this gateway's own state shows
+//!   it, so a client reading back from the same gateway sees its write.
+//! - Sets are absolute, so every retry (lost answer, leader change) is
+//!   safe.
+//!
+//! ## Chunks
+//! The grid (`grid.boxes`, `grid.chunk_size` from the map) is cut into
+//! chunks: chunk `c` covers `[c * chunk_size, min((c + 1) * chunk_size,
+//! boxes))`. Its body is a bitset: `ceil(len / 8)` bytes, box `start + i`
+//! is bit `i % 8` (value `1 << (i % 8)`) of byte `i / 8`, least significant
+//! bit first ([`chunk`] has the test vector).
+//!
+//! ## HTTP API
+//! Errors are JSON [`checkraft_proto::ApiError`] `{kind, message}`: 400
+//! (bad index, body or id), 404 (no such chunk or path), 409 (the shard
+//! rejected the write; `message` says why), 413 (body too large), 503 (map
+//! or shard state not loaded yet, or no commit within `write_timeout_ms`;
+//! `Retry-After: 1`, and retrying is safe).
+//!
+//! | endpoint | request | response |
+//! |---|---|---|
+//! | `GET /api/chunks/{c}` | optional `If-None-Match`, `Accept-Encoding: gzip` | 200 `application/octet-stream` bitset (gzip-encoded when accepted), headers `ETag: "{shard}-{epoch}-{seq}"`, `X-Checkraft-Seq: {seq}`, `Cache-Control: no-cache`; 304 without body when `If-None-Match` matches; 400 bad id, 404 past the grid, 503 shard not loaded |
+//! | `GET /api/boxes/{i}` | | `{"index","checked","seq"}`; 400 bad or out-of-range index, 503 not loaded |
+//! | `PUT /api/boxes/{i}` | `{"checked": bool}` | after commit: `{"index","checked","seq"}` (`seq`: the committing change); 400 bad index or body, 409 rejected, 503 unavailable |
+//! | `GET /api/stats` | | `{"checked","boxes","chunk_size","shards_loaded","shards","map_version"}` |
+//! | `GET /health` | | 200 `ok` once the map and every shard's state are loaded; else 503 with the reason |
+//! | `GET /metrics` | | OpenMetrics text: `checkraft_gateway_shard_subscriptions`, `_resubscriptions_total`, `_events_applied_total`, `_write_batches_total`, `_batch_sets`, `_write_latency_seconds`, `_write_failures_total`, `_map_version`, `_shards_loaded` |
+//!
+//! ## Configuration
+//! [`config::GatewayConfig`]: defaults, a TOML file (`--config`),
+//! `CHECKRAFT_GATEWAY_<FIELD>` environment variables, then the flags
+//! `--listen`, `--cluster`, `--id`. Logs follow `RUST_LOG`.
+//!
+//! ## Caveats
+//! - A gateway holds every shard's bitmap: memory grows with the grid (at
+//!   most about 131 KB per million boxes in croaring's densest case).
+//! - One rejected set rejects its whole batch. The gateway validates
+//!   indices against the map first, so this only happens when the map it
+//!   used is stale (a range change); the caller gets a 409 and may retry.
+//! - A range change (split/merge, not implemented by the cluster yet)
+//!   resets the shard's state and reloads it from `seq` 0; until then the
+//!   shard answers 503.
+//! - Between the commit of a write and its event on this gateway's stream,
+//!   another gateway may still serve the older chunk; the ETag moves on
+//!   as soon as its stream delivers the event.
+
+pub mod batcher;
+pub mod chunk;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod map;
+pub mod metrics;
+pub mod server;
+pub mod shards;
+pub mod state;
+pub mod subscription;
+pub mod writer;
+
+pub use config::GatewayConfig;
+pub use error::{Error, Result};
+pub use gateway::Gateway;
+pub use server::run;

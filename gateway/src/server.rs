@@ -1,0 +1,58 @@
+//! `run(config, shutdown)`: follow the cluster, serve HTTP until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use crate::config::GatewayConfig;
+use crate::error::Result;
+use crate::gateway::Gateway;
+use crate::http;
+
+/// Runs a gateway until `shutdown` completes.
+pub async fn run(
+    config: GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let span = tracing::info_span!("gateway", gateway_id = config.id);
+    serve(config, shutdown).instrument(span).await
+}
+
+/// Binds, starts the gateway's tasks and serves; also returns the gateway
+/// to embedders through `started`.
+pub async fn serve_with(
+    config: GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    started: impl FnOnce(Arc<Gateway>),
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(listen = %config.listen, cluster = ?config.cluster, "starting");
+    let gateway = Gateway::new(config)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    gateway.start(stop_rx.clone());
+    started(gateway.clone());
+    let mut server_stop = stop_rx;
+    let server = warp::serve(http::filter(gateway.clone()))
+        .incoming(listener)
+        .graceful(async move {
+            let _ = server_stop.changed().await;
+        })
+        .run();
+    let server = tokio::spawn(server);
+    tracing::info!("serving");
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    gateway.shards.stop_all();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn serve(
+    config: GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    serve_with(config, shutdown, |_| {}).await
+}

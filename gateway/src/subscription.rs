@@ -1,0 +1,332 @@
+//! One shard's change-stream subscription: the only writer of its state.
+//!
+//! The task holds exactly one `GET /shards/{id}/changes?from=SEQ` stream at
+//! a time, on a replica from the current map (non-leaders first, to spare
+//! the leader), and applies its frames to the [`ShardHandle`]'s state. It
+//! drops the stream and resubscribes from the last applied `seq` when:
+//! - a `Changes` event skips a `seq` (gap) or a progress marker is ahead
+//!   of us (same replica: it replays or sends a snapshot);
+//! - a progress marker or snapshot is behind us (that replica lags: next
+//!   replica);
+//! - the stream ends, fails, or stays silent for `stream_idle_ms` (next
+//!   replica, with backoff);
+//! - the map changes the shard's replicas, addresses, range or epoch. A
+//!   range change also resets the state, so the next subscription starts
+//!   from scratch (`from=0`).
+
+use std::sync::Arc;
+
+use checkraft_proto::codec::FrameReader;
+use checkraft_proto::{ChangeEvent, NodeId, ShardDescriptor, ShardMap};
+use tokio::sync::watch;
+
+use crate::config::GatewayConfig;
+use crate::map::MapFollower;
+use crate::metrics::Metrics;
+use crate::shards::{ShardHandle, ShardUpdate};
+use crate::state::{Applied, ShardState};
+
+/// What a subscription depends on in the map: when this changes, it
+/// resubscribes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RouteKey {
+    descriptor: ShardDescriptor,
+    replicas: Vec<(NodeId, Option<String>)>,
+}
+
+fn route_key(map: &ShardMap, shard: u64) -> Option<RouteKey> {
+    let record = map.shards.get(&shard)?;
+    Some(RouteKey {
+        descriptor: record.descriptor.clone(),
+        replicas: record
+            .replicas
+            .iter()
+            .map(|r| (*r, map.addr(*r).map(String::from)))
+            .collect(),
+    })
+}
+
+/// Replica addresses in the order to try: non-leaders first.
+fn candidates(map: &ShardMap, shard: u64) -> Vec<String> {
+    let Some(record) = map.shards.get(&shard) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<NodeId> = record
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| Some(*r) != record.leader)
+        .collect();
+    ids.extend(record.leader.filter(|l| record.replicas.contains(l)));
+    ids.iter()
+        .filter_map(|id| map.addr(*id).map(String::from))
+        .collect()
+}
+
+/// Why one stream ended.
+enum End {
+    /// The shard's route changed in the map.
+    MapChanged,
+    /// Events are missing; resubscribe on the same replica.
+    Gap(String),
+    /// The replica is behind us; try another.
+    ReplicaLags(u64),
+    /// The stream failed; try another after a pause.
+    Failed(String),
+    /// Shutting down, or the map follower is gone.
+    Shutdown,
+}
+
+/// Everything a subscription task needs.
+pub(crate) struct Subscriber {
+    pub handle: Arc<ShardHandle>,
+    pub map: Arc<MapFollower>,
+    pub http: reqwest::Client,
+    pub config: GatewayConfig,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Decrements the open-streams gauge when a stream ends.
+struct OpenStream<'a>(&'a Metrics);
+
+impl Drop for OpenStream<'_> {
+    fn drop(&mut self) {
+        self.0.subscriptions.dec();
+    }
+}
+
+impl Subscriber {
+    /// Follows the shard until shutdown or until it leaves the map (the
+    /// registry then aborts this task).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let shard = self.handle.id;
+        let mut map_rx = self.map.watch();
+        let mut next = 0usize;
+        let mut failures = 0u32;
+        let mut first = true;
+        loop {
+            let Some(map) = self.map.current() else {
+                tokio::select! {
+                    changed = map_rx.changed() => if changed.is_err() { return },
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            };
+            let Some(key) = route_key(&map, shard) else {
+                return;
+            };
+            {
+                let mut state = self.handle.write();
+                let d = &key.descriptor;
+                if state.start != d.start || state.end != d.end {
+                    tracing::info!(
+                        shard,
+                        start = d.start,
+                        end = d.end,
+                        "shard range changed; reloading its state"
+                    );
+                    *state = ShardState::new(d);
+                }
+            }
+            let replicas = candidates(&map, shard);
+            if replicas.is_empty() {
+                tracing::warn!(shard, "no replica address in the map");
+                tokio::select! {
+                    _ = map_rx.changed() => continue,
+                    _ = shutdown.changed() => return,
+                }
+            }
+            let addr = replicas[next % replicas.len()].clone();
+            if !first {
+                self.metrics.resubscriptions.inc();
+            }
+            first = false;
+            let opened = tokio::time::Instant::now();
+            let end = self.stream(&addr, &key, &mut map_rx, &mut shutdown).await;
+            if opened.elapsed() > self.config.stream_idle() {
+                // The stream served a while: earlier failures are history.
+                failures = 0;
+            }
+            let pause = match end {
+                End::Shutdown => return,
+                End::MapChanged => {
+                    tracing::debug!(shard, "the shard's route changed; resubscribing");
+                    None
+                }
+                End::Gap(reason) => {
+                    // Same replica: it replays from our seq or sends a
+                    // snapshot. A short pause keeps a misbehaving replica
+                    // from spinning us.
+                    tracing::debug!(shard, node = %addr, %reason, "events missing; resubscribing");
+                    Some(std::time::Duration::from_millis(self.config.retry_ms))
+                }
+                End::ReplicaLags(replica_seq) => {
+                    tracing::debug!(shard, node = %addr, replica_seq, "the replica lags; switching");
+                    next += 1;
+                    Some(std::time::Duration::from_millis(self.config.retry_ms))
+                }
+                End::Failed(reason) => {
+                    if failures == 0 {
+                        tracing::info!(shard, node = %addr, %reason, "change stream failed; switching replica");
+                    }
+                    next += 1;
+                    failures += 1;
+                    Some(self.config.backoff(failures - 1))
+                }
+            };
+            if let Some(pause) = pause {
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+
+    /// One stream from `addr`, until it must be replaced.
+    async fn stream(
+        &self,
+        addr: &str,
+        key: &RouteKey,
+        map_rx: &mut watch::Receiver<Option<Arc<ShardMap>>>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> End {
+        let shard = self.handle.id;
+        let from = self.handle.read().seq;
+        let url = format!("http://{addr}/shards/{shard}/changes?from={from}");
+        let opened = tokio::select! {
+            r = tokio::time::timeout(self.config.node_timeout(), self.http.get(url).send()) => r,
+            _ = shutdown.changed() => return End::Shutdown,
+        };
+        let mut resp = match opened {
+            Err(_) => return End::Failed("no answer".into()),
+            Ok(Err(e)) => return End::Failed(e.to_string()),
+            Ok(Ok(resp)) if !resp.status().is_success() => {
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                return End::Failed(format!("HTTP {status}: {}", body.trim()));
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        self.metrics.subscriptions.inc();
+        let _open = OpenStream(&self.metrics);
+        let mut reader = FrameReader::new();
+        loop {
+            tokio::select! {
+                chunk = tokio::time::timeout(self.config.stream_idle(), resp.chunk()) => {
+                    let bytes = match chunk {
+                        Err(_) => return End::Failed("stream idle".into()),
+                        Ok(Err(e)) => return End::Failed(e.to_string()),
+                        Ok(Ok(None)) => return End::Failed("stream ended".into()),
+                        Ok(Ok(Some(bytes))) => bytes,
+                    };
+                    reader.push(&bytes);
+                    loop {
+                        match reader.next_frame::<ChangeEvent>() {
+                            Ok(Some(event)) => {
+                                if let Some(end) = self.apply(&event) {
+                                    return end;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) => return End::Failed(format!("bad frame: {e}")),
+                        }
+                    }
+                }
+                changed = map_rx.changed() => {
+                    if changed.is_err() {
+                        return End::Shutdown;
+                    }
+                    let current = map_rx.borrow_and_update().clone();
+                    let moved = current.as_ref().map(|m| route_key(m, shard)) != Some(Some(key.clone()));
+                    if moved {
+                        return End::MapChanged;
+                    }
+                }
+                _ = shutdown.changed() => return End::Shutdown,
+            }
+        }
+    }
+
+    /// Applies one event; `Some` when the stream must be replaced.
+    fn apply(&self, event: &ChangeEvent) -> Option<End> {
+        let shard = self.handle.id;
+        let applied = self.handle.write().apply(event);
+        match applied {
+            Applied::Changes { seq, sets } => {
+                self.metrics.events_applied.inc();
+                let epoch = self.handle.read().epoch;
+                self.handle.publish(
+                    seq,
+                    ShardUpdate::Changes {
+                        shard,
+                        epoch,
+                        seq,
+                        sets,
+                    },
+                );
+                None
+            }
+            Applied::Reset { seq } => {
+                self.metrics.events_applied.inc();
+                let epoch = self.handle.read().epoch;
+                self.handle
+                    .publish(seq, ShardUpdate::Reset { shard, epoch, seq });
+                None
+            }
+            Applied::Nothing => None,
+            Applied::Behind { replica_seq } => Some(End::Gap(format!(
+                "the replica is at {replica_seq} but sent nothing"
+            ))),
+            Applied::Gap { got } => Some(End::Gap(format!("got seq {got}"))),
+            Applied::ReplicaLags { replica_seq } => Some(End::ReplicaLags(replica_seq)),
+            Applied::Invalid(why) => Some(End::Failed(why)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use checkraft_proto::{NodeRecord, NodeState, ShardRecord};
+
+    #[test]
+    fn non_leaders_come_first_and_key_tracks_replicas() {
+        let mut map = ShardMap::default();
+        for id in 1..=3 {
+            map.nodes.insert(
+                id,
+                NodeRecord {
+                    id,
+                    addr: format!("h:{id}"),
+                    state: NodeState::Up,
+                },
+            );
+        }
+        map.shards.insert(
+            5,
+            ShardRecord {
+                descriptor: ShardDescriptor {
+                    shard: 5,
+                    start: 0,
+                    end: 10,
+                    epoch: 1,
+                },
+                replicas: vec![1, 2, 3],
+                leader: Some(1),
+            },
+        );
+        assert_eq!(candidates(&map, 5), vec!["h:2", "h:3", "h:1"]);
+        let key = route_key(&map, 5).unwrap();
+        let mut hinted = map.clone();
+        hinted.shards.get_mut(&5).unwrap().leader = Some(2);
+        assert_eq!(
+            route_key(&hinted, 5).unwrap(),
+            key,
+            "a leader hint alone keeps the stream"
+        );
+        hinted.shards.get_mut(&5).unwrap().replicas = vec![2, 3];
+        assert_ne!(route_key(&hinted, 5).unwrap(), key);
+        assert!(candidates(&map, 9).is_empty());
+    }
+}

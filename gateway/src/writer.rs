@@ -1,0 +1,253 @@
+//! Sending one batch to a shard's leader: routing, retries, timeout.
+//!
+//! [`NodeWriter`] posts `SetBatch{epoch, sets}` to `/shards/{id}/write`
+//! and keeps trying until the batch is committed or `write_timeout_ms`
+//! passes:
+//! - target: the leader learned from the last answer, else the map's
+//!   leader hint, else the replicas in turn;
+//! - 421 `ForwardToLeader`: go to the named leader at once;
+//! - 503, no leader, a network error or a request timeout: next
+//!   candidate, after a backoff;
+//! - `StaleEpoch`: refresh the map, wait for a newer one, retry with its
+//!   epoch (only if the shard still owns every set's box; otherwise the
+//!   rejection goes back to the caller);
+//! - any other rejection: back to the caller as [`Error::Rejected`].
+//!
+//! Re-sending after a lost answer is safe: sets are absolute, so applying
+//! a batch twice leaves the same state.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use checkraft_proto::{BoxSet, Rejection, SetBatch, ShardId, ShardMap, WriteOutcome};
+use tokio::time::Instant;
+
+use crate::batcher::{BatchSender, Committed, SendFuture};
+use crate::config::GatewayConfig;
+use crate::error::{Error, Result};
+use crate::map::MapFollower;
+
+/// The production [`BatchSender`]: HTTP to the shard's leader.
+pub struct NodeWriter {
+    config: GatewayConfig,
+    http: reqwest::Client,
+    map: Arc<MapFollower>,
+    leaders: Mutex<HashMap<ShardId, String>>,
+}
+
+/// The addresses to try for `shard`: known leader, hint, replicas.
+fn targets(map: &ShardMap, shard: ShardId, known: Option<String>) -> Vec<String> {
+    let mut out: Vec<String> = known.into_iter().collect();
+    if let Some(record) = map.shards.get(&shard) {
+        let ids = record
+            .leader
+            .into_iter()
+            .chain(record.replicas.iter().copied());
+        for id in ids {
+            if let Some(addr) = map.addr(id) {
+                if !out.iter().any(|a| a == addr) {
+                    out.push(addr.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+impl NodeWriter {
+    /// A writer routing with `map`.
+    pub fn new(config: GatewayConfig, http: reqwest::Client, map: Arc<MapFollower>) -> Self {
+        Self {
+            config,
+            http,
+            map,
+            leaders: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn known_leader(&self, shard: ShardId) -> Option<String> {
+        self.leaders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&shard)
+            .cloned()
+    }
+
+    fn set_leader(&self, shard: ShardId, addr: Option<String>) {
+        let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+        match addr {
+            Some(a) => leaders.insert(shard, a),
+            None => leaders.remove(&shard),
+        };
+    }
+
+    async fn post(
+        &self,
+        addr: &str,
+        shard: ShardId,
+        batch: &SetBatch,
+        limit: Duration,
+    ) -> std::result::Result<WriteOutcome, String> {
+        let url = format!("http://{addr}/shards/{shard}/write");
+        let resp = self
+            .http
+            .post(url)
+            .json(batch)
+            .timeout(limit)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| e.to_string())?;
+        serde_json::from_slice::<WriteOutcome>(&body)
+            .map_err(|_| format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim()))
+    }
+
+    /// Writes `sets` to `shard` (see the module docs).
+    pub async fn write(&self, shard: ShardId, sets: Vec<BoxSet>) -> Result<Committed> {
+        let deadline = Instant::now() + self.config.write_timeout();
+        let mut errors = 0u32;
+        let mut forwards = 0u32;
+        let mut last = String::from("no attempt");
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Unavailable(format!(
+                    "shard {shard}: no commit within {} ms (last: {last})",
+                    self.config.write_timeout_ms
+                )));
+            }
+            let Some(map) = self.map.current() else {
+                last = "no shard map yet".into();
+                self.pause(errors, deadline).await;
+                errors += 1;
+                continue;
+            };
+            let Some(record) = map.shards.get(&shard) else {
+                return Err(Error::Unavailable(format!(
+                    "shard {shard} is not in the shard map (version {}); retry",
+                    map.version
+                )));
+            };
+            let d = &record.descriptor;
+            if let Some(&(index, _)) = sets.iter().find(|(i, _)| !d.contains(*i)) {
+                return Err(Error::Rejected(Rejection::OutOfRange {
+                    index,
+                    start: d.start,
+                    end: d.end,
+                }));
+            }
+            let candidates = targets(&map, shard, self.known_leader(shard));
+            if candidates.is_empty() {
+                last = "no replica address in the map".into();
+                self.pause(errors, deadline).await;
+                errors += 1;
+                continue;
+            }
+            let addr = candidates[errors as usize % candidates.len()].clone();
+            let batch = SetBatch {
+                epoch: d.epoch,
+                sets: sets.clone(),
+            };
+            let limit = self.config.node_timeout().min(deadline - now);
+            match self.post(&addr, shard, &batch, limit).await {
+                Ok(WriteOutcome::Applied { seq, .. }) => {
+                    self.set_leader(shard, Some(addr));
+                    return Ok(Committed { seq });
+                }
+                Ok(WriteOutcome::Rejected {
+                    rejection: Rejection::StaleEpoch { current, got },
+                }) => {
+                    last = format!("stale epoch {got} (shard at {current})");
+                    self.map.request_refresh();
+                    let wait = Duration::from_secs(1)
+                        .min(deadline.saturating_duration_since(Instant::now()));
+                    if self.map.wait_newer(map.version, wait).await.is_none() {
+                        errors += 1;
+                    }
+                }
+                Ok(WriteOutcome::Rejected { rejection }) => {
+                    return Err(Error::Rejected(rejection));
+                }
+                Ok(WriteOutcome::ForwardToLeader {
+                    leader_addr: Some(leader),
+                    ..
+                }) if leader != addr => {
+                    last = format!("{addr} forwarded to {leader}");
+                    self.set_leader(shard, Some(leader));
+                    forwards += 1;
+                    if forwards > 3 {
+                        // Leadership is moving: give it a moment.
+                        self.pause(errors, deadline).await;
+                        forwards = 0;
+                    }
+                }
+                Ok(other) => {
+                    last = format!("{addr}: {other:?}");
+                    self.set_leader(shard, None);
+                    self.pause(errors, deadline).await;
+                    errors += 1;
+                }
+                Err(e) => {
+                    last = format!("{addr}: {e}");
+                    self.set_leader(shard, None);
+                    self.pause(errors, deadline).await;
+                    errors += 1;
+                }
+            }
+        }
+    }
+
+    async fn pause(&self, errors: u32, deadline: Instant) {
+        let until = (Instant::now() + self.config.backoff(errors)).min(deadline);
+        tokio::time::sleep_until(until).await;
+    }
+}
+
+impl BatchSender for Arc<NodeWriter> {
+    fn send(&self, shard: ShardId, sets: Vec<BoxSet>) -> SendFuture {
+        let this = self.clone();
+        Box::pin(async move { this.write(shard, sets).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use checkraft_proto::{NodeRecord, NodeState, ShardDescriptor, ShardRecord};
+
+    #[test]
+    fn targets_put_the_known_leader_then_the_hint_first() {
+        let mut map = ShardMap::default();
+        for id in 1..=3 {
+            map.nodes.insert(
+                id,
+                NodeRecord {
+                    id,
+                    addr: format!("h:{id}"),
+                    state: NodeState::Up,
+                },
+            );
+        }
+        map.shards.insert(
+            1,
+            ShardRecord {
+                descriptor: ShardDescriptor {
+                    shard: 1,
+                    start: 0,
+                    end: 10,
+                    epoch: 1,
+                },
+                replicas: vec![1, 2, 3],
+                leader: Some(3),
+            },
+        );
+        assert_eq!(targets(&map, 1, None), vec!["h:3", "h:1", "h:2"]);
+        assert_eq!(
+            targets(&map, 1, Some("h:2".into())),
+            vec!["h:2", "h:3", "h:1"]
+        );
+        assert!(targets(&map, 7, None).is_empty());
+    }
+}
