@@ -1,5 +1,6 @@
-//! `raftctl up --ephemeral`: starts a local cluster, serves `status`, and
-//! on SIGINT exits cleanly, leaving no child process behind.
+//! `raftctl up --ephemeral`: starts a local cluster and a gateway, serves
+//! `status` and the gateway's API, and on SIGINT exits cleanly, leaving no
+//! child process behind.
 
 use std::time::Duration;
 
@@ -56,6 +57,11 @@ async fn test() {
             break p;
         }
     };
+    let gateway_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut up = tokio::process::Command::new(bin_dir().join("raftctl"))
         .args([
             "up",
@@ -66,6 +72,8 @@ async fn test() {
             "4",
             "--boxes",
             "20000",
+            "--gateway-port",
+            &gateway_port.to_string(),
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -91,9 +99,17 @@ async fn test() {
     let kids = children(pid);
     assert_eq!(
         kids.len(),
-        3,
-        "raftctl up runs three node processes, found {kids:?}"
+        4,
+        "raftctl up runs three nodes and a gateway, found {kids:?}"
     );
+    let stats: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{gateway_port}/api/stats"))
+            .await
+            .expect("the gateway answers")
+            .json()
+            .await
+            .expect("stats are JSON");
+    assert_eq!(stats["boxes"], 20000, "gateway stats: {stats}");
 
     kill(Pid::from_raw(pid as i32), Signal::SIGINT).unwrap();
     let status = tokio::time::timeout(Duration::from_secs(30), up.wait())

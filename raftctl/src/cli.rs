@@ -86,7 +86,8 @@ pub enum Command {
         #[arg(long)]
         from: PathBuf,
     },
-    /// Run a local cluster (three nodes) in the foreground until Ctrl-C.
+    /// Run a local cluster (three nodes and a gateway) in the foreground
+    /// until Ctrl-C.
     Up(UpArgs),
 }
 
@@ -192,6 +193,9 @@ pub struct UpArgs {
     /// First node port; nodes listen on PORT, PORT+1, PORT+2.
     #[arg(long, default_value_t = 7001)]
     pub port: u16,
+    /// Port of the gateway (the grid's HTTP API).
+    #[arg(long, default_value_t = 8080)]
+    pub gateway_port: u16,
     /// Boxes in the grid, on first start.
     #[arg(long, default_value_t = 1_000_000)]
     pub boxes: u64,

@@ -1,13 +1,15 @@
-//! `raftctl up`: a local three-node cluster in the foreground.
+//! `raftctl up`: a local three-node cluster and a gateway in the
+//! foreground.
 //!
 //! Starts `checkraft-node` three times (ids 1-3 on `127.0.0.1:PORT..`,
 //! data under `<data-dir>/node-<id>`, logs in `<data-dir>/node-<id>.log`,
 //! admin token from `<data-dir>/token`, created on first use), initializes
 //! the cluster on first start (a data dir that already holds one keeps
-//! it), writes `<data-dir>/cluster.json` describing the processes, and
-//! waits. On SIGINT or SIGTERM it stops every node (SIGTERM, then SIGKILL
-//! after 10 s) and exits 0; if a node dies on its own, it stops the others
-//! and fails. Nodes run in their own process group (a terminal's Ctrl-C
+//! it), then starts one `checkraft-gateway` on `--gateway-port` (log
+//! `<data-dir>/gateway-1.log`), writes `<data-dir>/cluster.json` describing
+//! the processes, and waits. On SIGINT or SIGTERM it stops every process
+//! (SIGTERM, then SIGKILL after 10 s) and exits 0; if one dies on its own,
+//! it stops the others and fails. Nodes run in their own process group (a terminal's Ctrl-C
 //! reaches only raftctl, which then stops them in order) and, on Linux,
 //! get SIGTERM from the kernel should raftctl itself die.
 //!
@@ -38,6 +40,8 @@ use crate::commands::init_cluster;
 const NODES: u16 = 3;
 /// The node binary's name.
 const NODE_BINARY: &str = "checkraft-node";
+/// The gateway binary's name.
+const GATEWAY_BINARY: &str = "checkraft-gateway";
 /// How long a node may take to answer `/health`.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long an existing cluster may take to serve its map after a restart.
@@ -52,10 +56,10 @@ pub async fn run(args: UpArgs, global: Global) -> Result<()> {
     let mut signals = Signals::install()?;
     let data = DataDir::prepare(&args)?;
     let token = load_or_create_token(data.path())?;
-    let binary = find_node_binary()?;
+    let binaries = (find_binary(NODE_BINARY)?, find_binary(GATEWAY_BINARY)?);
     let mut nodes = Supervisor::default();
     let started = tokio::select! {
-        started = start(&mut nodes, &args, &data, &binary, &token) => started.map(Some),
+        started = start(&mut nodes, &args, &data, &binaries, &token) => started.map(Some),
         name = signals.recv() => {
             eprintln!("received {name} while starting: stopping");
             Ok(None)
@@ -84,7 +88,7 @@ async fn start(
     nodes: &mut Supervisor,
     args: &UpArgs,
     data: &DataDir,
-    binary: &Path,
+    (node_binary, gateway_binary): &(PathBuf, PathBuf),
     token: &str,
 ) -> Result<ClusterFile> {
     if args.port.checked_add(NODES - 1).is_none() {
@@ -96,7 +100,8 @@ async fn start(
     let specs: Vec<(u64, String)> = (0..NODES)
         .map(|i| (u64::from(i) + 1, format!("127.0.0.1:{}", args.port + i)))
         .collect();
-    for (_, addr) in &specs {
+    let gateway_addr = format!("127.0.0.1:{}", args.gateway_port);
+    for addr in specs.iter().map(|(_, a)| a).chain([&gateway_addr]) {
         std::net::TcpListener::bind(addr).with_context(|| {
             format!(
                 "port {addr} is in use (another `raftctl up` running?); stop it or pick \
@@ -105,15 +110,47 @@ async fn start(
         })?;
     }
     for (id, addr) in &specs {
-        nodes.spawn(binary, *id, addr, data.path(), token)?;
+        let node_dir = data.path().join(format!("node-{id}")).display().to_string();
+        let args = [
+            "--id",
+            &id.to_string(),
+            "--listen",
+            addr,
+            "--data-dir",
+            &node_dir,
+        ]
+        .map(String::from);
+        let env = [("CHECKRAFT_NODE_ADMIN_TOKEN", token)];
+        nodes.spawn(node_binary, "node", *id, addr, data.path(), &args, &env)?;
     }
     nodes.wait_healthy().await?;
     let client = ClusterClient::new(&specs[0].1, Some(token.to_string()));
     ensure_initialized(&client, &specs, args).await?;
+    // The gateway reads the map from the nodes, so it starts last.
+    let seeds: Vec<&str> = specs.iter().map(|(_, a)| a.as_str()).collect();
+    let gateway_args = [
+        "--id",
+        "1",
+        "--listen",
+        &gateway_addr,
+        "--cluster",
+        &seeds.join(","),
+    ]
+    .map(String::from);
+    nodes.spawn(
+        gateway_binary,
+        "gateway",
+        1,
+        &gateway_addr,
+        data.path(),
+        &gateway_args,
+        &[],
+    )?;
+    nodes.wait_healthy().await?;
     let descriptor = ClusterFile {
         data_dir: data.path().to_path_buf(),
         token_file: data.path().join("token"),
-        processes: nodes.children.iter().map(NodeProcess::describe).collect(),
+        processes: nodes.children.iter().map(ChildProcess::describe).collect(),
     };
     let json = serde_json::to_vec_pretty(&descriptor)?;
     std::fs::write(data.path().join("cluster.json"), json).context("writing cluster.json")?;
@@ -186,7 +223,8 @@ fn announce(descriptor: &ClusterFile, args: &UpArgs, data: &Path, json: bool) ->
     out(format!("checkraft is up: {NODES} nodes"));
     for p in &descriptor.processes {
         out(format!(
-            "  node {}: http://{}  (pid {}, log {})",
+            "  {} {}: http://{}  (pid {}, log {})",
+            p.role,
             p.id,
             p.addr,
             p.pid,
@@ -195,7 +233,12 @@ fn announce(descriptor: &ClusterFile, args: &UpArgs, data: &Path, json: bool) ->
     }
     out(format!("admin token: {}", descriptor.token_file.display()));
     out(format!("try: {}", status_hint(args, data)));
-    out("the gateway will be started here once it exists");
+    if let Some(gateway) = descriptor.processes.iter().find(|p| p.role == "gateway") {
+        out(format!(
+            "the grid's HTTP API: http://{}/api/stats (the page arrives with the browser client)",
+            gateway.addr
+        ));
+    }
     out("Ctrl-C to stop");
     Ok(())
 }
@@ -222,11 +265,11 @@ fn status_hint(args: &UpArgs, data: &Path) -> String {
 async fn serve(nodes: &mut Supervisor, signals: &mut Signals) -> Result<()> {
     tokio::select! {
         name = signals.recv() => {
-            eprintln!("received {name}: stopping the nodes");
+            eprintln!("received {name}: stopping the cluster");
             Ok(())
         }
-        (id, status, log) = nodes.any_exit() => Err(anyhow!(
-            "node {id} exited unexpectedly ({status}); stopping the others. \
+        (who, status, log) = nodes.any_exit() => Err(anyhow!(
+            "{who} exited unexpectedly ({status}); stopping the others. \
              Its log {} ends with:\n{}",
             log.display(),
             log_tail(&log, 20)
@@ -315,23 +358,20 @@ fn load_or_create_token(dir: &Path) -> Result<String> {
     Ok(token)
 }
 
-/// `checkraft-node` next to this executable, else on `PATH`.
-fn find_node_binary() -> Result<PathBuf> {
+/// Binary `name` next to this executable, else on `PATH`.
+fn find_binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the raftctl executable")?;
-    let beside = exe
-        .parent()
-        .map(|d| d.join(NODE_BINARY))
-        .filter(|p| p.is_file());
+    let beside = exe.parent().map(|d| d.join(name)).filter(|p| p.is_file());
     let on_path = || {
         let paths = std::env::var_os("PATH")?;
         std::env::split_paths(&paths)
-            .map(|d| d.join(NODE_BINARY))
+            .map(|d| d.join(name))
             .find(|p| p.is_file())
     };
     beside.or_else(on_path).ok_or_else(|| {
         anyhow!(
-            "{NODE_BINARY} was found neither next to {} nor on PATH: build it with \
-             `cargo build --release -p checkraft-node` (without --release for a debug raftctl)",
+            "{name} was found neither next to {} nor on PATH: build it with \
+             `cargo build --release --bins` (without --release for a debug raftctl)",
             exe.display()
         )
     })
@@ -371,8 +411,9 @@ struct ProcessInfo {
     command: Vec<String>,
 }
 
-/// One running node.
-struct NodeProcess {
+/// One running child: a node or the gateway.
+struct ChildProcess {
+    role: &'static str,
     id: u64,
     addr: String,
     log: PathBuf,
@@ -380,10 +421,10 @@ struct NodeProcess {
     child: tokio::process::Child,
 }
 
-impl NodeProcess {
+impl ChildProcess {
     fn describe(&self) -> ProcessInfo {
         ProcessInfo {
-            role: "node",
+            role: self.role,
             id: self.id,
             addr: self.addr.clone(),
             pid: self.child.id().unwrap_or(0),
@@ -393,40 +434,35 @@ impl NodeProcess {
     }
 }
 
-/// The node processes.
+/// The child processes.
 #[derive(Default)]
 struct Supervisor {
-    children: Vec<NodeProcess>,
+    children: Vec<ChildProcess>,
 }
 
 impl Supervisor {
-    /// Starts node `id` listening on `addr`.
+    /// Starts `binary args` as the `role` with `id`, listening on `addr`,
+    /// logging to `<data>/<role>-<id>.log`.
+    #[allow(clippy::too_many_arguments)]
     fn spawn(
         &mut self,
         binary: &Path,
+        role: &'static str,
         id: u64,
         addr: &str,
         data: &Path,
-        token: &str,
+        args: &[String],
+        env: &[(&str, &str)],
     ) -> Result<()> {
-        let log = data.join(format!("node-{id}.log"));
+        let log = data.join(format!("{role}-{id}.log"));
         let out = File::options()
             .create(true)
             .append(true)
             .open(&log)
             .with_context(|| format!("opening {}", log.display()))?;
-        let node_dir = data.join(format!("node-{id}"));
-        let args: Vec<String> = vec![
-            "--id".into(),
-            id.to_string(),
-            "--listen".into(),
-            addr.into(),
-            "--data-dir".into(),
-            node_dir.display().to_string(),
-        ];
         let mut cmd = tokio::process::Command::new(binary);
-        cmd.args(&args)
-            .env("CHECKRAFT_NODE_ADMIN_TOKEN", token)
+        cmd.args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -437,9 +473,10 @@ impl Supervisor {
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let command = std::iter::once(binary.display().to_string())
-            .chain(args)
+            .chain(args.iter().cloned())
             .collect();
-        self.children.push(NodeProcess {
+        self.children.push(ChildProcess {
+            role,
             id,
             addr: addr.to_string(),
             log,
@@ -460,7 +497,8 @@ impl Supervisor {
             loop {
                 if let Some(status) = node.child.try_wait()? {
                     bail!(
-                        "node {} exited while starting ({status}); its log {} ends with:\n{}",
+                        "{} {} exited while starting ({status}); its log {} ends with:\n{}",
+                        node.role,
                         node.id,
                         node.log.display(),
                         log_tail(&node.log, 20)
@@ -475,7 +513,8 @@ impl Supervisor {
                 }
                 if Instant::now() >= deadline {
                     bail!(
-                        "node {} at {} did not answer /health within {}s; see {}",
+                        "{} {} at {} did not answer /health within {}s; see {}",
+                        node.role,
                         node.id,
                         node.addr,
                         HEALTH_TIMEOUT.as_secs(),
@@ -488,15 +527,19 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Completes when any node exits: its id, exit status and log.
-    async fn any_exit(&mut self) -> (u64, String, PathBuf) {
+    /// Completes when any child exits: who ("node 2"), exit status, log.
+    async fn any_exit(&mut self) -> (String, String, PathBuf) {
         if self.children.is_empty() {
             return std::future::pending().await;
         }
         let waits = self.children.iter_mut().map(|n| {
             Box::pin(async move {
                 let status = n.child.wait().await;
-                (n.id, describe_exit(status), n.log.clone())
+                (
+                    format!("{} {}", n.role, n.id),
+                    describe_exit(status),
+                    n.log.clone(),
+                )
             })
         });
         futures::future::select_all(waits).await.0
@@ -515,7 +558,8 @@ impl Supervisor {
             let left = deadline.saturating_duration_since(Instant::now());
             if tokio::time::timeout(left, node.child.wait()).await.is_err() {
                 eprintln!(
-                    "node {} did not stop within {}s: killing it",
+                    "{} {} did not stop within {}s: killing it",
+                    node.role,
                     node.id,
                     STOP_TIMEOUT.as_secs()
                 );
