@@ -56,6 +56,35 @@ pub struct GatewayConfig {
     /// Capacity of each shard's update broadcast (the websocket layer's
     /// feed); a slower receiver sees `Lagged` and must refetch.
     pub update_buffer: usize,
+    /// Websocket: allowed `Origin` values (empty: allow every origin).
+    pub ws_allowed_origins: Vec<String>,
+    /// Websocket: largest client message or frame, in bytes (larger: 1009).
+    pub ws_max_message_bytes: usize,
+    /// Websocket: read buffer per connection, in bytes.
+    pub ws_read_buffer_bytes: usize,
+    /// Websocket: connections this gateway accepts (over: close 1013).
+    pub ws_max_connections: usize,
+    /// Websocket: connections per client address (over: close 1008).
+    pub ws_max_connections_per_ip: usize,
+    /// Websocket: subscribed chunks per connection (over: close 1008).
+    pub ws_max_subscriptions: usize,
+    /// Websocket: queued outgoing messages per connection before updates
+    /// are dropped for it (it then gets a `Resync`).
+    pub ws_send_queue: usize,
+    /// Websocket: Sets per second per connection, and the burst.
+    pub ws_sets_per_second: u32,
+    /// Burst of [`Self::ws_sets_per_second`].
+    pub ws_sets_burst: u32,
+    /// Websocket: Sets per second per client address, and the burst.
+    pub ws_ip_sets_per_second: u32,
+    /// Burst of [`Self::ws_ip_sets_per_second`].
+    pub ws_ip_sets_burst: u32,
+    /// Websocket: how long updates are coalesced before fan-out (ms).
+    pub ws_fanout_tick_ms: u64,
+    /// Websocket: period of `Stats` messages (ms).
+    pub ws_stats_interval_ms: u64,
+    /// Websocket: period of `Versions` messages (ms).
+    pub ws_versions_interval_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -74,6 +103,20 @@ impl Default for GatewayConfig {
             read_your_writes_ms: 2_000,
             max_body_bytes: 64 << 10,
             update_buffer: 1024,
+            ws_allowed_origins: Vec::new(),
+            ws_max_message_bytes: 4096,
+            ws_read_buffer_bytes: 1024,
+            ws_max_connections: 20_000,
+            ws_max_connections_per_ip: 256,
+            ws_max_subscriptions: 1024,
+            ws_send_queue: 64,
+            ws_sets_per_second: 7,
+            ws_sets_burst: 10,
+            ws_ip_sets_per_second: 7,
+            ws_ip_sets_burst: 10,
+            ws_fanout_tick_ms: 20,
+            ws_stats_interval_ms: 5_000,
+            ws_versions_interval_ms: 30_000,
         }
     }
 }
@@ -140,6 +183,21 @@ impl GatewayConfig {
         if self.stream_idle_ms < 100 || self.update_buffer == 0 {
             return Err(Error::Config(
                 "stream_idle_ms must be at least 100 and update_buffer positive".into(),
+            ));
+        }
+        if self.ws_max_message_bytes < 16
+            || self.ws_read_buffer_bytes == 0
+            || self.ws_send_queue == 0
+            || self.ws_sets_per_second == 0
+            || self.ws_sets_burst == 0
+            || self.ws_ip_sets_per_second == 0
+            || self.ws_ip_sets_burst == 0
+            || self.ws_fanout_tick_ms == 0
+            || self.ws_stats_interval_ms == 0
+            || self.ws_versions_interval_ms == 0
+        {
+            return Err(Error::Config(
+                "ws_* sizes, rates and intervals must be positive".into(),
             ));
         }
         Ok(())

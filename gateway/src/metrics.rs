@@ -2,6 +2,7 @@
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
@@ -31,6 +32,24 @@ pub struct Metrics {
     pub map_version: Gauge,
     /// Shards whose state is loaded.
     pub shards_loaded: Gauge,
+    /// Open websocket connections.
+    pub ws_connections: Gauge,
+    /// Websocket messages received from clients.
+    pub ws_messages_in: Counter,
+    /// Websocket messages sent to clients.
+    pub ws_messages_out: Counter,
+    /// Websocket payload bytes received.
+    pub ws_bytes_in: Counter,
+    /// Websocket payload bytes sent.
+    pub ws_bytes_out: Counter,
+    /// Chunk subscriptions over all websocket connections.
+    pub ws_subscriptions: Gauge,
+    /// Refusals and closes by reason.
+    pub ws_rejections: Family<Vec<(String, String)>, Counter>,
+    /// Resync messages sent, by reason.
+    pub ws_resyncs: Family<Vec<(String, String)>, Counter>,
+    /// Updates dropped for slow connections.
+    pub ws_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -93,8 +112,71 @@ impl Metrics {
             "Shards whose state is loaded",
             shards_loaded.clone(),
         );
+        let ws_connections = Gauge::default();
+        let ws_messages_in = Counter::default();
+        let ws_messages_out = Counter::default();
+        let ws_bytes_in = Counter::default();
+        let ws_bytes_out = Counter::default();
+        let ws_subscriptions = Gauge::default();
+        let ws_rejections = Family::<Vec<(String, String)>, Counter>::default();
+        let ws_resyncs = Family::<Vec<(String, String)>, Counter>::default();
+        let ws_dropped = Counter::default();
+        registry.register(
+            "ws_connections",
+            "Open websocket connections",
+            ws_connections.clone(),
+        );
+        registry.register(
+            "ws_messages_in",
+            "Websocket messages received",
+            ws_messages_in.clone(),
+        );
+        registry.register(
+            "ws_messages_out",
+            "Websocket messages sent",
+            ws_messages_out.clone(),
+        );
+        registry.register(
+            "ws_bytes_in",
+            "Websocket payload bytes received",
+            ws_bytes_in.clone(),
+        );
+        registry.register(
+            "ws_bytes_out",
+            "Websocket payload bytes sent",
+            ws_bytes_out.clone(),
+        );
+        registry.register(
+            "ws_subscriptions",
+            "Chunk subscriptions over all websocket connections",
+            ws_subscriptions.clone(),
+        );
+        registry.register(
+            "ws_rejections",
+            "Websocket refusals and closes, by reason",
+            ws_rejections.clone(),
+        );
+        registry.register(
+            "ws_resyncs",
+            "Resync messages sent, by reason",
+            ws_resyncs.clone(),
+        );
+        registry.register(
+            "ws_dropped_updates",
+            "Updates dropped for connections that fell behind",
+            ws_dropped.clone(),
+        );
         Self {
             registry,
+            ws_connections,
+            ws_messages_in,
+            ws_messages_out,
+            ws_bytes_in,
+            ws_bytes_out,
+            ws_subscriptions,
+            ws_rejections,
+            ws_resyncs,
+            ws_dropped,
             subscriptions,
             resubscriptions,
             events_applied,
@@ -105,6 +187,20 @@ impl Metrics {
             map_version,
             shards_loaded,
         }
+    }
+
+    /// Counts a websocket refusal or close for `reason`.
+    pub fn ws_reject(&self, reason: &str) {
+        self.ws_rejections
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+
+    /// Counts a resync message for `reason`.
+    pub fn ws_resync(&self, reason: &str) {
+        self.ws_resyncs
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
     }
 
     /// The OpenMetrics text of every metric.

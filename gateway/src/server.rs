@@ -9,6 +9,8 @@ use crate::config::GatewayConfig;
 use crate::error::Result;
 use crate::gateway::Gateway;
 use crate::http;
+use crate::ws;
+use warp::Filter;
 
 /// Runs a gateway until `shutdown` completes.
 pub async fn run(
@@ -32,8 +34,13 @@ pub async fn serve_with(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     gateway.start(stop_rx.clone());
     started(gateway.clone());
+    let hub = ws::Hub::new(gateway.clone(), stop_rx.clone());
+    hub.start();
+    let routes = ws::filter(hub.clone())
+        .or(http::filter(gateway.clone()))
+        .unify();
     let mut server_stop = stop_rx;
-    let server = warp::serve(http::filter(gateway.clone()))
+    let server = warp::serve(routes)
         .incoming(listener)
         .graceful(async move {
             let _ = server_stop.changed().await;
@@ -44,6 +51,8 @@ pub async fn serve_with(
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    // Websockets close with 1001 on the flag; give them a moment.
+    hub.wait_closed(std::time::Duration::from_secs(3)).await;
     gateway.shards.stop_all();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
     tracing::info!("stopped");

@@ -20,12 +20,14 @@ mod cluster;
 mod gateway;
 mod raftctl;
 mod router;
+mod ws_client;
 
 pub use client::{ChangeStream, NodeClient};
 pub use cluster::{bin_dir, Cluster, NodeSpec};
 pub use gateway::{ChunkReply, GatewayClient, GatewayProcess};
 pub use raftctl::{raftctl, raftctl_init, RaftctlOutput};
 pub use router::Router;
+pub use ws_client::{WsClient, WsEvent};
 
 use std::time::Duration;
 

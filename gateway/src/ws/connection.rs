@@ -1,0 +1,318 @@
+//! One websocket connection: Hello, then client messages and the outbox.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use checkraft_proto::ws::{
+    AckStatus, ClientMessage, ResyncReason, ServerMessage, PROTOCOL_VERSION,
+};
+use futures::{SinkExt, StreamExt};
+use governor::DefaultDirectRateLimiter;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use super::limits::Refusal;
+use super::{resync_messages, Hub, Outbox};
+use crate::error::Error;
+
+type Close = (CloseCode, Cow<'static, str>);
+
+struct Conn {
+    hub: Arc<Hub>,
+    id: u64,
+    ip: IpAddr,
+    outbox: Arc<Outbox>,
+    limiter: DefaultDirectRateLimiter,
+}
+
+/// Serves one upgraded connection until it closes.
+pub async fn run<S>(hub: Arc<Hub>, io: S, ip: IpAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(hub.ws_config)).await;
+    let metrics = hub.gateway.metrics.clone();
+    let _permit = match hub.limits.admit(ip) {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            let close = match refusal {
+                Refusal::AtCapacity => {
+                    metrics.ws_reject("at_capacity");
+                    (CloseCode::Again, "the gateway is at capacity".into())
+                }
+                Refusal::PerAddress => {
+                    metrics.ws_reject("per_address");
+                    (
+                        CloseCode::Policy,
+                        "too many connections from this address".into(),
+                    )
+                }
+            };
+            close_with(&mut ws, close).await;
+            return;
+        }
+    };
+    metrics.ws_connections.inc();
+    let (id, outbox) = hub.register();
+    let mut conn = Conn {
+        limiter: hub.limits.connection_limiter(),
+        hub: hub.clone(),
+        id,
+        ip,
+        outbox,
+    };
+    let close = conn.serve(&mut ws).await;
+    hub.unregister(id, &conn.outbox);
+    metrics.ws_connections.dec();
+    if let Some(close) = close {
+        close_with(&mut ws, close).await;
+    }
+}
+
+/// Sends a close frame and waits (briefly) for the client's answer.
+async fn close_with<S>(ws: &mut WebSocketStream<S>, (code, reason): Close)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code,
+        reason: reason.as_ref().into(),
+    };
+    if ws.close(Some(frame)).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+fn ack(request_id: u32, status: AckStatus, seq: u64) -> Bytes {
+    Bytes::from(
+        ServerMessage::Ack {
+            request_id,
+            status,
+            seq,
+        }
+        .encode(),
+    )
+}
+
+impl Conn {
+    async fn send<S>(&self, ws: &mut WebSocketStream<S>, msg: Bytes) -> Result<(), WsError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let metrics = &self.hub.gateway.metrics;
+        metrics.ws_messages_out.inc();
+        metrics.ws_bytes_out.inc_by(msg.len() as u64);
+        ws.feed(Message::Binary(msg)).await
+    }
+
+    /// Writes out everything queued, then a FellBehind resync if due.
+    async fn flush<S>(&self, ws: &mut WebSocketStream<S>) -> Result<(), WsError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (queue, resync) = self.outbox.take();
+        for msg in queue {
+            self.send(ws, msg).await?;
+        }
+        if let Some(chunks) = resync {
+            for msg in resync_messages(&chunks, ResyncReason::FellBehind) {
+                self.hub.gateway.metrics.ws_resync("fell_behind");
+                self.send(ws, msg).await?;
+            }
+        }
+        ws.flush().await
+    }
+
+    async fn serve<S>(&mut self, ws: &mut WebSocketStream<S>) -> Option<Close>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let hello = match self.hello() {
+            Ok(hello) => hello,
+            Err(e) => {
+                self.hub.gateway.metrics.ws_reject("not_ready");
+                return Some((CloseCode::Again, e.to_string().into()));
+            }
+        };
+        if self.send(ws, hello).await.is_err() || ws.flush().await.is_err() {
+            return None;
+        }
+        let mut shutdown = self.hub.shutdown.clone();
+        let cap = self.hub.gateway.config.ws_send_queue;
+        loop {
+            if *shutdown.borrow_and_update() {
+                return Some((CloseCode::Away, "shutting down".into()));
+            }
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = self.outbox.notify.notified() => {
+                    if self.flush(ws).await.is_err() {
+                        return None;
+                    }
+                }
+                msg = ws.next() => {
+                    match msg {
+                        None => return None,
+                        Some(Ok(msg)) => {
+                            if let Some(close) = self.message(msg) {
+                                return Some(close);
+                            }
+                        }
+                        Some(Err(WsError::Capacity(e))) => {
+                            self.hub.gateway.metrics.ws_reject("too_big");
+                            return Some((CloseCode::Size, format!("message too big: {e}").into()));
+                        }
+                        Some(Err(WsError::Protocol(e))) => {
+                            self.hub.gateway.metrics.ws_reject("protocol");
+                            return Some((CloseCode::Protocol, e.to_string().into()));
+                        }
+                        Some(Err(_)) => return None,
+                    }
+                    // Answers are bounded: stop reading until they are out.
+                    if self.outbox.len() >= cap && self.flush(ws).await.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn hello(&self) -> crate::Result<Bytes> {
+        let map = self.hub.gateway.current_map()?;
+        let grid = map
+            .grid
+            .ok_or_else(|| Error::Unavailable("the cluster is not initialized".into()))?;
+        Ok(Bytes::from(
+            ServerMessage::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                boxes: grid.boxes,
+                chunk_size: grid.chunk_size,
+                gateway_id: u32::try_from(self.hub.gateway.config.id).unwrap_or(u32::MAX),
+                load: self.hub.limits.load_permille(),
+            }
+            .encode(),
+        ))
+    }
+
+    /// Handles one client message; `Some` closes the connection.
+    fn message(&mut self, msg: Message) -> Option<Close> {
+        let metrics = &self.hub.gateway.metrics;
+        let bytes = match msg {
+            Message::Binary(bytes) => bytes,
+            Message::Text(_) => {
+                metrics.ws_reject("protocol");
+                return Some((CloseCode::Protocol, "text messages are not allowed".into()));
+            }
+            // Pings are answered by tungstenite; a Close ends the stream.
+            _ => return None,
+        };
+        metrics.ws_messages_in.inc();
+        metrics.ws_bytes_in.inc_by(bytes.len() as u64);
+        let msg = match ClientMessage::decode(&bytes) {
+            Ok(msg) => msg,
+            Err(e) => {
+                metrics.ws_reject("protocol");
+                return Some((CloseCode::Protocol, e.to_string().into()));
+            }
+        };
+        match msg {
+            ClientMessage::Subscribe { first_chunk, count } => self.subscribe(first_chunk, count),
+            ClientMessage::Unsubscribe { first_chunk, count } => {
+                let end = u64::from(first_chunk) + u64::from(count);
+                let chunks: Vec<u32> = self
+                    .outbox
+                    .subs()
+                    .into_iter()
+                    .filter(|c| *c >= first_chunk && u64::from(*c) < end)
+                    .collect();
+                self.hub.unsubscribe(self.id, &self.outbox, &chunks);
+                None
+            }
+            ClientMessage::Set {
+                request_id,
+                index,
+                checked,
+            } => {
+                self.set(request_id, index, checked);
+                None
+            }
+            ClientMessage::Ping { nonce } => {
+                self.outbox
+                    .push_reply(Bytes::from(ServerMessage::Pong { nonce }.encode()));
+                None
+            }
+        }
+    }
+
+    fn subscribe(&mut self, first_chunk: u32, count: u32) -> Option<Close> {
+        // Hello needed the map, so it is there; `None` keeps the socket open.
+        let grid = self.hub.gateway.current_map().ok().and_then(|m| m.grid)?;
+        let chunks = grid.boxes.div_ceil(u64::from(grid.chunk_size.max(1)));
+        let end = (u64::from(first_chunk) + u64::from(count)).min(chunks);
+        let max = self.hub.gateway.config.ws_max_subscriptions;
+        let subs = self.outbox.lock().subs.clone();
+        let mut held = subs.cardinality() as usize;
+        let mut new = Vec::new();
+        for chunk in u64::from(first_chunk)..end {
+            let chunk = chunk as u32;
+            if subs.contains(chunk) {
+                continue;
+            }
+            held += 1;
+            if held > max {
+                self.hub.gateway.metrics.ws_reject("subscriptions");
+                return Some((
+                    CloseCode::Policy,
+                    format!("more than {max} subscribed chunks").into(),
+                ));
+            }
+            new.push(chunk);
+        }
+        self.hub.subscribe(self.id, &self.outbox, &new);
+        None
+    }
+
+    fn set(&mut self, request_id: u32, index: u32, checked: bool) {
+        let gateway = self.hub.gateway.clone();
+        let boxes = gateway
+            .current_map()
+            .ok()
+            .and_then(|m| m.grid)
+            .map(|g| g.boxes);
+        let status = match boxes {
+            None => Some(AckStatus::Unavailable),
+            Some(boxes) if u64::from(index) >= boxes => Some(AckStatus::OutOfRange),
+            Some(_) if !self.hub.limits.allow_set(&self.limiter, self.ip) => {
+                gateway.metrics.ws_reject("rate_limited");
+                Some(AckStatus::RateLimited)
+            }
+            Some(_) => None,
+        };
+        if let Some(status) = status {
+            self.outbox.push_reply(ack(request_id, status, 0));
+            return;
+        }
+        let outbox = self.outbox.clone();
+        tokio::spawn(async move {
+            let reply = match gateway.set_box(u64::from(index), checked).await {
+                Ok(view) => ack(request_id, AckStatus::Applied, view.seq),
+                Err(Error::BadRequest(_)) => ack(request_id, AckStatus::OutOfRange, 0),
+                Err(Error::Unavailable(_)) | Err(Error::Io(_)) => {
+                    ack(request_id, AckStatus::Unavailable, 0)
+                }
+                Err(_) => ack(request_id, AckStatus::Invalid, 0),
+            };
+            outbox.push_reply(reply);
+        });
+    }
+}

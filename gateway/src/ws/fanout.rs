@@ -1,0 +1,197 @@
+//! Per-shard fan-out: the shard's update feed becomes per-chunk `Update`s.
+//!
+//! One task per shard handle. It subscribes to the feed, then takes the
+//! state's `seq` as its base: every change after it is in the feed. Changes
+//! are folded into per-chunk net entries for `ws_fanout_tick_ms`; at each
+//! tick every dirty chunk gets ONE encoded `Update` shared by all its
+//! subscribers, with `prev_version` = the version of the chunk's previous
+//! Update (the base for the first one) and `version` = the last seq folded
+//! in. So a client holding any valid version in `[prev_version, version)`
+//! gets exactly the net changes it lacks (docs/protocol.md's rule).
+//!
+//! A state reset (snapshot) or a lagging feed loses that chain: the chunks
+//! of the shard start over from the current seq, and their subscribers get
+//! `Resync{StateReset}`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use checkraft_proto::ws::{ResyncReason, ServerMessage, UpdateEntry};
+use checkraft_proto::ShardId;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::Hub;
+use crate::shards::{ShardHandle, ShardUpdate};
+
+/// Starts one fan-out task per shard handle, and again for a shard whose
+/// handle was replaced.
+pub async fn manager(hub: Arc<Hub>) {
+    let mut tasks: HashMap<ShardId, Weak<ShardHandle>> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = hub.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        for handle in hub.gateway.shards.all() {
+            let known = tasks
+                .get(&handle.id)
+                .and_then(Weak::upgrade)
+                .is_some_and(|old| Arc::ptr_eq(&old, &handle));
+            if !known {
+                tasks.insert(handle.id, Arc::downgrade(&handle));
+                tokio::spawn(ShardFanout::new(hub.clone(), &handle).run());
+            }
+        }
+        tasks.retain(|_, weak| weak.strong_count() > 0);
+    }
+}
+
+struct ShardFanout {
+    hub: Arc<Hub>,
+    shard: ShardId,
+    handle: Weak<ShardHandle>,
+    feed: tokio::sync::broadcast::Receiver<Arc<ShardUpdate>>,
+    chunk_size: u32,
+    /// The seq the chain of every chunk without an Update starts from.
+    base: u64,
+    /// The last seq folded in.
+    seq: u64,
+    /// Chunk → version of its last Update.
+    last: HashMap<u32, u64>,
+    /// Chunk → offset → value, not yet sent.
+    pending: BTreeMap<u32, BTreeMap<u16, bool>>,
+}
+
+impl ShardFanout {
+    fn new(hub: Arc<Hub>, handle: &Arc<ShardHandle>) -> Self {
+        // Subscribe first, then read the seq: nothing falls in between.
+        let feed = handle.subscribe();
+        let base = handle.read().seq;
+        let chunk_size = hub
+            .gateway
+            .map
+            .current()
+            .and_then(|m| m.grid)
+            .map_or(1, |g| g.chunk_size.max(1));
+        hub.book().bases.insert(handle.id, base);
+        Self {
+            hub,
+            shard: handle.id,
+            handle: Arc::downgrade(handle),
+            feed,
+            chunk_size,
+            base,
+            seq: base,
+            last: HashMap::new(),
+            pending: BTreeMap::new(),
+        }
+    }
+
+    async fn run(mut self) {
+        let tick = Duration::from_millis(self.hub.gateway.config.ws_fanout_tick_ms);
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown = self.hub.shutdown.clone();
+        loop {
+            tokio::select! {
+                update = self.feed.recv() => match update {
+                    Ok(update) => self.fold(&update),
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(shard = self.shard, missed = n, "fan-out lagged; resyncing");
+                        let Some(handle) = self.handle.upgrade() else { break };
+                        let seq = handle.read().seq;
+                        drop(handle);
+                        self.reset(seq);
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+                _ = ticker.tick() => self.flush(),
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+
+    fn fold(&mut self, update: &ShardUpdate) {
+        match update {
+            ShardUpdate::Changes { seq, sets, .. } => {
+                if *seq <= self.seq {
+                    return;
+                }
+                self.seq = *seq;
+                for &(index, checked) in sets {
+                    let chunk = index / self.chunk_size;
+                    let offset = (index % self.chunk_size) as u16;
+                    self.pending
+                        .entry(chunk)
+                        .or_default()
+                        .insert(offset, checked);
+                }
+            }
+            ShardUpdate::Reset { seq, .. } => {
+                self.flush();
+                self.reset(*seq);
+            }
+        }
+    }
+
+    /// Sends one Update per dirty chunk.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let version = self.seq;
+        let pending = std::mem::take(&mut self.pending);
+        let mut announced = Vec::with_capacity(pending.len());
+        for (chunk, entries) in pending {
+            let prev_version = self.last.insert(chunk, version).unwrap_or(self.base);
+            let msg = ServerMessage::Update {
+                chunk,
+                prev_version,
+                version,
+                entries: entries
+                    .into_iter()
+                    .map(|(offset, checked)| UpdateEntry { offset, checked })
+                    .collect(),
+            };
+            let bytes = Bytes::from(msg.encode());
+            self.hub.send_to_chunk(chunk, &bytes);
+            announced.push(chunk);
+        }
+        let mut book = self.hub.book();
+        for chunk in announced {
+            book.chunks.insert(chunk, version);
+        }
+    }
+
+    /// Starts every chunk of the shard over from `seq` and asks their
+    /// subscribers to refetch.
+    fn reset(&mut self, seq: u64) {
+        self.pending.clear();
+        self.base = seq;
+        self.seq = seq;
+        let chunks: Vec<u32> = self.last.drain().map(|(c, _)| c).collect();
+        {
+            let mut book = self.hub.book();
+            book.bases.insert(self.shard, seq);
+            for chunk in chunks {
+                book.chunks.remove(&chunk);
+            }
+        }
+        let Some(handle) = self.handle.upgrade() else {
+            return;
+        };
+        let (start, end) = {
+            let state = handle.read();
+            (state.start, state.end)
+        };
+        let size = u64::from(self.chunk_size);
+        let first = u32::try_from(start / size).unwrap_or(u32::MAX);
+        let end = u32::try_from(end.div_ceil(size)).unwrap_or(u32::MAX);
+        self.hub.resync_range(first, end, ResyncReason::StateReset);
+    }
+}

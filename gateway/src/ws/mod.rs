@@ -1,0 +1,442 @@
+//! The websocket layer: `GET /ws` with the binary protocol of
+//! `docs/protocol.md` (codec: [`checkraft_proto::ws`]).
+//!
+//! - [`upgrade`]: the warp route. It checks `Origin` (403 before the
+//!   upgrade), answers 101 itself and builds the stream with
+//!   `WebSocketStream::from_raw_socket` and small buffers (warp's own
+//!   `ws()` costs ~130 KB per idle connection; this costs a few KB).
+//! - [`connection`]: one task per connection: Hello, Subscribe,
+//!   Unsubscribe, Set (through the batcher, Ack after commit), Ping.
+//! - [`fanout`]: one task per shard turns the shard's update feed into
+//!   per-chunk `Update`s, coalesced over `ws_fanout_tick_ms`, each encoded
+//!   once and queued to the connections subscribed to its chunk.
+//! - [`limits`]: connection caps and Set rate limits.
+//!
+//! Every connection has an [`Outbox`]: a bounded queue of encoded
+//! messages. Updates that find it full are dropped and the connection is
+//! marked behind; once it drains, it gets `Resync{FellBehind}` for its
+//! subscriptions. So a slow client never makes memory grow.
+
+pub mod connection;
+pub mod fanout;
+pub mod limits;
+pub mod upgrade;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use checkraft_proto::ws::{ResyncReason, ServerMessage};
+use checkraft_proto::ShardId;
+use tokio::sync::{watch, Notify};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::gateway::Gateway;
+use limits::Limits;
+
+pub use upgrade::filter;
+
+/// Chunks per `Resync` or `Versions` message at most.
+const RUN_MAX: u32 = 256;
+
+/// One connection's outgoing queue and subscriptions.
+pub struct Outbox {
+    state: Mutex<OutState>,
+    notify: Notify,
+    cap: usize,
+}
+
+struct OutState {
+    queue: VecDeque<Bytes>,
+    behind: bool,
+    subs: croaring::Bitmap,
+}
+
+impl Outbox {
+    fn new(cap: usize) -> Self {
+        Self {
+            state: Mutex::new(OutState {
+                queue: VecDeque::new(),
+                behind: false,
+                subs: croaring::Bitmap::new(),
+            }),
+            notify: Notify::new(),
+            cap,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a droppable message (update, resync, stats, versions). When
+    /// the queue is full it is dropped and, if `mark`, the connection is
+    /// marked behind. Returns whether it was queued.
+    fn push(&self, msg: Bytes, mark: bool) -> bool {
+        let mut state = self.lock();
+        if state.queue.len() >= self.cap {
+            if mark {
+                state.behind = true;
+            }
+            return false;
+        }
+        state.queue.push_back(msg);
+        drop(state);
+        self.notify.notify_one();
+        true
+    }
+
+    /// Queues an answer (Ack, Pong). The connection stops reading while
+    /// its queue is over `cap`, which bounds these.
+    fn push_reply(&self, msg: Bytes) {
+        self.lock().queue.push_back(msg);
+        self.notify.notify_one();
+    }
+
+    fn len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// Everything queued, plus the subscriptions to resync when the
+    /// connection had fallen behind.
+    fn take(&self) -> (VecDeque<Bytes>, Option<Vec<u32>>) {
+        let mut state = self.lock();
+        let queue = std::mem::take(&mut state.queue);
+        let resync = if state.behind {
+            state.behind = false;
+            Some(state.subs.iter().collect())
+        } else {
+            None
+        };
+        (queue, resync)
+    }
+
+    fn subs(&self) -> Vec<u32> {
+        self.lock().subs.iter().collect()
+    }
+}
+
+/// Every connection's outbox, and who is subscribed to each chunk.
+#[derive(Default)]
+pub struct Registry {
+    conns: HashMap<u64, Arc<Outbox>>,
+    by_chunk: HashMap<u32, HashSet<u64>>,
+}
+
+/// The versions the fan-out has announced, for `Versions` messages.
+#[derive(Default)]
+pub struct VersionBook {
+    /// Chunk → version of its last `Update`.
+    chunks: HashMap<u32, u64>,
+    /// Shard → the seq its fan-out started from (or was reset to).
+    bases: HashMap<ShardId, u64>,
+}
+
+/// The shared state of the websocket layer.
+pub struct Hub {
+    /// The gateway behind it.
+    pub gateway: Arc<Gateway>,
+    /// Caps and rate limits.
+    pub limits: Arc<Limits>,
+    registry: RwLock<Registry>,
+    versions: Mutex<VersionBook>,
+    next_id: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+    ws_config: WebSocketConfig,
+}
+
+/// Splits sorted chunk ids into runs of consecutive ids, at most
+/// [`RUN_MAX`] long: `(first, count)`.
+pub fn runs(sorted: &[u32]) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for &c in sorted {
+        match out.last_mut() {
+            Some((first, count)) if *first + *count == c && *count < RUN_MAX => *count += 1,
+            _ => out.push((c, 1)),
+        }
+    }
+    out
+}
+
+fn resync_messages(chunks: &[u32], reason: ResyncReason) -> Vec<Bytes> {
+    runs(chunks)
+        .into_iter()
+        .map(|(first_chunk, count)| {
+            Bytes::from(
+                ServerMessage::Resync {
+                    first_chunk,
+                    count,
+                    reason,
+                }
+                .encode(),
+            )
+        })
+        .collect()
+}
+
+fn reason_label(reason: ResyncReason) -> &'static str {
+    match reason {
+        ResyncReason::StateReset => "state_reset",
+        ResyncReason::FellBehind => "fell_behind",
+    }
+}
+
+impl Hub {
+    /// A hub for `gateway`; connections close with 1001 when `shutdown`
+    /// flips to true.
+    pub fn new(gateway: Arc<Gateway>, shutdown: watch::Receiver<bool>) -> Arc<Self> {
+        let config = &gateway.config;
+        let mut ws_config = WebSocketConfig::default();
+        ws_config.read_buffer_size = config.ws_read_buffer_bytes;
+        ws_config.write_buffer_size = 0;
+        ws_config.max_write_buffer_size = 256 << 10;
+        ws_config.max_message_size = Some(config.ws_max_message_bytes);
+        ws_config.max_frame_size = Some(config.ws_max_message_bytes);
+        Arc::new(Self {
+            limits: Arc::new(Limits::new(config)),
+            gateway,
+            registry: RwLock::new(Registry::default()),
+            versions: Mutex::new(VersionBook::default()),
+            next_id: AtomicU64::new(1),
+            shutdown,
+            ws_config,
+        })
+    }
+
+    /// Starts the fan-out and the periodic Stats and Versions.
+    pub fn start(self: &Arc<Self>) {
+        tokio::spawn(fanout::manager(self.clone()));
+        tokio::spawn(self.clone().periodic());
+    }
+
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.registry.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, VersionBook> {
+        self.versions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn register(&self) -> (u64, Arc<Outbox>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let outbox = Arc::new(Outbox::new(self.gateway.config.ws_send_queue));
+        self.registry_mut().conns.insert(id, outbox.clone());
+        (id, outbox)
+    }
+
+    fn unregister(&self, id: u64, outbox: &Outbox) {
+        let subs = outbox.subs();
+        let mut registry = self.registry_mut();
+        registry.conns.remove(&id);
+        for chunk in &subs {
+            if let Some(set) = registry.by_chunk.get_mut(chunk) {
+                set.remove(&id);
+                if set.is_empty() {
+                    registry.by_chunk.remove(chunk);
+                }
+            }
+        }
+        drop(registry);
+        self.gateway
+            .metrics
+            .ws_subscriptions
+            .dec_by(subs.len() as i64);
+    }
+
+    fn subscribe(&self, id: u64, outbox: &Outbox, chunks: &[u32]) {
+        let mut registry = self.registry_mut();
+        for &chunk in chunks {
+            registry.by_chunk.entry(chunk).or_default().insert(id);
+        }
+        drop(registry);
+        let mut state = outbox.lock();
+        for &chunk in chunks {
+            state.subs.add(chunk);
+        }
+        drop(state);
+        self.gateway
+            .metrics
+            .ws_subscriptions
+            .inc_by(chunks.len() as i64);
+    }
+
+    fn unsubscribe(&self, id: u64, outbox: &Outbox, chunks: &[u32]) {
+        let mut state = outbox.lock();
+        for &chunk in chunks {
+            state.subs.remove(chunk);
+        }
+        drop(state);
+        let mut registry = self.registry_mut();
+        for chunk in chunks {
+            if let Some(set) = registry.by_chunk.get_mut(chunk) {
+                set.remove(&id);
+                if set.is_empty() {
+                    registry.by_chunk.remove(chunk);
+                }
+            }
+        }
+        drop(registry);
+        self.gateway
+            .metrics
+            .ws_subscriptions
+            .dec_by(chunks.len() as i64);
+    }
+
+    /// Queues `msg` (an encoded Update of `chunk`) to its subscribers.
+    fn send_to_chunk(&self, chunk: u32, msg: &Bytes) {
+        let registry = self.registry();
+        let Some(ids) = registry.by_chunk.get(&chunk) else {
+            return;
+        };
+        for id in ids {
+            if let Some(outbox) = registry.conns.get(id) {
+                if !outbox.push(msg.clone(), true) {
+                    self.gateway.metrics.ws_dropped.inc();
+                }
+            }
+        }
+    }
+
+    /// Sends `Resync{reason}` to every connection subscribed to a chunk in
+    /// `first .. end`.
+    fn resync_range(&self, first: u32, end: u32, reason: ResyncReason) {
+        let registry = self.registry();
+        let mut per_conn: HashMap<u64, Vec<u32>> = HashMap::new();
+        for (chunk, ids) in &registry.by_chunk {
+            if (first..end).contains(chunk) {
+                for id in ids {
+                    per_conn.entry(*id).or_default().push(*chunk);
+                }
+            }
+        }
+        for (id, mut chunks) in per_conn {
+            let Some(outbox) = registry.conns.get(&id) else {
+                continue;
+            };
+            chunks.sort_unstable();
+            for msg in resync_messages(&chunks, reason) {
+                outbox.push(msg, true);
+                self.gateway.metrics.ws_resync(reason_label(reason));
+            }
+        }
+    }
+
+    /// The version to announce for `chunk` in `Versions`.
+    fn chunk_version(&self, book: &VersionBook, chunk: u32, chunk_size: u32) -> u64 {
+        if let Some(v) = book.chunks.get(&chunk) {
+            return *v;
+        }
+        let Ok(map) = self.gateway.current_map() else {
+            return 0;
+        };
+        map.shard_for(u64::from(chunk) * u64::from(chunk_size))
+            .and_then(|r| book.bases.get(&r.descriptor.shard).copied())
+            .unwrap_or(0)
+    }
+
+    fn broadcast_stats(&self) {
+        let checked = self.gateway.stats().map(|s| s.checked).unwrap_or(0);
+        let online = u32::try_from(self.limits.connections()).unwrap_or(u32::MAX);
+        let msg = Bytes::from(ServerMessage::Stats { checked, online }.encode());
+        for outbox in self.registry().conns.values() {
+            outbox.push(msg.clone(), false);
+        }
+    }
+
+    fn broadcast_versions(&self) {
+        let Ok(map) = self.gateway.current_map() else {
+            return;
+        };
+        let Some(grid) = map.grid else {
+            return;
+        };
+        let outboxes: Vec<Arc<Outbox>> = self.registry().conns.values().cloned().collect();
+        for outbox in outboxes {
+            let subs = outbox.subs();
+            if subs.is_empty() {
+                continue;
+            }
+            let book = self.book();
+            let msgs: Vec<Bytes> = runs(&subs)
+                .into_iter()
+                .map(|(first_chunk, count)| {
+                    let versions = (first_chunk..first_chunk + count)
+                        .map(|c| self.chunk_version(&book, c, grid.chunk_size))
+                        .collect();
+                    Bytes::from(
+                        ServerMessage::Versions {
+                            first_chunk,
+                            versions,
+                        }
+                        .encode(),
+                    )
+                })
+                .collect();
+            drop(book);
+            for msg in msgs {
+                outbox.push(msg, false);
+            }
+        }
+    }
+
+    async fn periodic(self: Arc<Self>) {
+        let config = &self.gateway.config;
+        let mut stats = tokio::time::interval(Duration::from_millis(config.ws_stats_interval_ms));
+        let mut versions =
+            tokio::time::interval(Duration::from_millis(config.ws_versions_interval_ms));
+        stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        versions.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = stats.tick() => {
+                    self.broadcast_stats();
+                    self.limits.prune();
+                }
+                _ = versions.tick() => self.broadcast_versions(),
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+
+    /// Waits (at most `limit`) until every connection is closed.
+    pub async fn wait_closed(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.limits.connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_split_on_gaps_and_length() {
+        assert_eq!(runs(&[1, 2, 3, 7, 9, 10]), vec![(1, 3), (7, 1), (9, 2)]);
+        let long: Vec<u32> = (0..600).collect();
+        assert_eq!(runs(&long), vec![(0, 256), (256, 256), (512, 88)]);
+        assert!(runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn outbox_drops_when_full_and_resyncs_once() {
+        let outbox = Outbox::new(2);
+        outbox.lock().subs.add(5);
+        assert!(outbox.push(Bytes::from_static(b"a"), true));
+        assert!(outbox.push(Bytes::from_static(b"b"), true));
+        assert!(!outbox.push(Bytes::from_static(b"c"), true));
+        let (queue, resync) = outbox.take();
+        assert_eq!(queue.len(), 2);
+        assert_eq!(resync, Some(vec![5]));
+        let (queue, resync) = outbox.take();
+        assert!(queue.is_empty() && resync.is_none());
+    }
+}
