@@ -148,7 +148,7 @@ pub struct Hub {
 }
 
 /// Splits sorted chunk ids into runs of consecutive ids, at most
-/// [`RUN_MAX`] long: `(first, count)`.
+/// `RUN_MAX` long: `(first, count)`.
 pub fn runs(sorted: &[u32]) -> Vec<(u32, u32)> {
     let mut out: Vec<(u32, u32)> = Vec::new();
     for &c in sorted {
