@@ -27,7 +27,7 @@ pub use cluster::{bin_dir, Cluster, NodeSpec};
 pub use gateway::{ChunkReply, GatewayClient, GatewayProcess};
 pub use raftctl::{raftctl, raftctl_init, RaftctlOutput};
 pub use router::Router;
-pub use ws_client::{WsClient, WsEvent};
+pub use ws_client::{ChunkMirror, MirrorAction, WsClient, WsEvent};
 
 use std::time::Duration;
 
