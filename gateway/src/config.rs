@@ -85,6 +85,8 @@ pub struct GatewayConfig {
     pub ws_stats_interval_ms: u64,
     /// Websocket: period of `Versions` messages (ms).
     pub ws_versions_interval_ms: u64,
+    /// No-JavaScript pages (`/nojs`): boxes per page (1 to 100,000).
+    pub nojs_page_boxes: u64,
 }
 
 impl Default for GatewayConfig {
@@ -117,6 +119,7 @@ impl Default for GatewayConfig {
             ws_fanout_tick_ms: 20,
             ws_stats_interval_ms: 5_000,
             ws_versions_interval_ms: 30_000,
+            nojs_page_boxes: 1000,
         }
     }
 }
@@ -198,6 +201,11 @@ impl GatewayConfig {
         {
             return Err(Error::Config(
                 "ws_* sizes, rates and intervals must be positive".into(),
+            ));
+        }
+        if !(1..=100_000).contains(&self.nojs_page_boxes) {
+            return Err(Error::Config(
+                "nojs_page_boxes must be between 1 and 100000".into(),
             ));
         }
         Ok(())

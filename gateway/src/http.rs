@@ -27,6 +27,8 @@ pub struct Request {
     pub method: Method,
     /// Request headers.
     pub headers: HeaderMap,
+    /// The raw query string, without the `?` (empty when none).
+    pub query: String,
     /// The whole body (bounded by `max_body_bytes`).
     pub body: Bytes,
 }
@@ -83,7 +85,8 @@ fn text(status: StatusCode, body: &str) -> Response {
     )
 }
 
-fn status_of(kind: ErrorKind) -> StatusCode {
+/// The HTTP status of an error class.
+pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
         ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -175,9 +178,14 @@ pub fn filter(
     warp::method()
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::body::stream())
         .then(
-            move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
+            move |method: Method,
+                  path: warp::path::FullPath,
+                  headers: HeaderMap,
+                  query: String,
+                  body| {
                 let gateway = gateway.clone();
                 async move {
                     let body =
@@ -188,6 +196,7 @@ pub fn filter(
                     let req = Request {
                         method,
                         headers,
+                        query,
                         body,
                     };
                     match route(&gateway, path.as_str(), &req).await {
@@ -246,6 +255,8 @@ async fn route(gateway: &Gateway, path: &str, req: &Request) -> Result<Response>
             let view = gateway.set_box(index, body.checked).await?;
             Ok(json(StatusCode::OK, &BoxBody::from(view)))
         }
+        ["nojs"] if get => Ok(crate::nojs::get(gateway, req)),
+        ["nojs", "set"] if req.method == Method::POST => Ok(crate::nojs::set(gateway, req).await),
         _ => Err(Error::NotFound(format!("{} {path}", req.method))),
     }
 }

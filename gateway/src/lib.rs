@@ -23,7 +23,8 @@
 //!    write to the leader, following 421 forwards and refreshing the map on
 //!    `StaleEpoch`. Every caller of a batch gets its outcome once it is
 //!    committed and applied.
-//! 4. **HTTP** ([`http`]): the API below, served by [`run`].
+//! 4. **HTTP** ([`http`]): the API below, served by [`run`], including the
+//!    no-JavaScript HTML fallback ([`nojs`]).
 //! 5. **WebSockets** ([`ws`]): `GET /ws` is upgraded by hand so each
 //!    stream gets a 1 KiB read buffer and 4 KiB frame limit (warp's own
 //!    `ws()` costs ~130 KB per socket; ours measured ~3.4 KB per idle
@@ -71,6 +72,8 @@
 //! | `PUT /api/boxes/{i}` | `{"checked": bool}` | after commit: `{"index","checked","seq"}` (`seq`: the committing change); 400 bad index or body, 409 rejected, 503 unavailable |
 //! | `GET /api/stats` | | `{"checked","boxes","chunk_size","shards_loaded","shards","map_version"}` |
 //! | `GET /ws` | WebSocket upgrade | the binary protocol of `docs/protocol.md`; 403 for a foreign `Origin`; close 1002 malformed, 1008 policy, 1009 too big, 1013 at capacity, 1001 shutdown |
+//! | `GET /nojs?page=N` | or `?box=I` (jump) | 200 HTML form of page `N` (`nojs_page_boxes` boxes, default 1000): each box a `<button name="set" value="I:1">` (`I:0` when checked), prev/next links, a jump-to-box field; `?box=I` answers 303 to `/nojs?page=P#box-I`; 400 HTML page for a bad `page`/`box`, 404 past the grid, 503 not loaded. No JavaScript; `Cache-Control: no-store`, `X-Content-Type-Options: nosniff`, script-free `Content-Security-Policy` ([`nojs`]) |
+//! | `POST /nojs/set` | form `set=I:1\|0&page=N` | after commit: 303 to `/nojs?page=N#box-I`; HTML error pages (with a link back): 400 malformed form or index, 409 rejected, 503 unavailable |
 //! | `GET /health` | | 200 `ok` once the map and every shard's state are loaded; else 503 with the reason |
 //! | `GET /metrics` | | OpenMetrics text: `checkraft_gateway_shard_subscriptions`, `_resubscriptions_total`, `_events_applied_total`, `_write_batches_total`, `_batch_sets`, `_write_latency_seconds`, `_write_failures_total`, `_map_version`, `_shards_loaded` |
 //!
@@ -100,6 +103,7 @@ pub mod gateway;
 pub mod http;
 pub mod map;
 pub mod metrics;
+pub mod nojs;
 pub mod server;
 pub mod shards;
 pub mod state;
