@@ -43,6 +43,9 @@ pub struct ShardGroup {
     pub raft: Raft<TypeConfig>,
     /// The group's live state.
     pub shard: Arc<Shard>,
+    /// A handle on the group's log store (the raft owns another), for the
+    /// committed index in metrics.
+    log: LogStore,
     write_timeout: Duration,
 }
 
@@ -69,13 +72,20 @@ impl ShardGroup {
         )?;
         let shard = sm.shard();
         let network = GroupNetwork::new(id, ctx.peers.clone());
-        let raft = Raft::new(ctx.node_id, ctx.raft_config.clone(), network, log, sm)
-            .await
-            .map_err(|e| Error::Unavailable(format!("raft for group {id} did not start: {e}")))?;
+        let raft = Raft::new(
+            ctx.node_id,
+            ctx.raft_config.clone(),
+            network,
+            log.clone(),
+            sm,
+        )
+        .await
+        .map_err(|e| Error::Unavailable(format!("raft for group {id} did not start: {e}")))?;
         Ok(Self {
             id,
             raft,
             shard,
+            log,
             write_timeout: ctx.write_timeout,
         })
     }
@@ -212,6 +222,12 @@ impl ShardGroup {
             end,
             bitmap: shard.read_range(start, end),
         }))
+    }
+
+    /// The commit index this replica knows (as last saved by openraft), or
+    /// `None` when nothing is known committed or the read failed.
+    pub fn committed_index(&self) -> Option<u64> {
+        self.log.committed().ok().flatten().map(|l| l.index)
     }
 
     /// True when this node currently leads the group.

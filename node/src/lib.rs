@@ -73,6 +73,13 @@
 //! hints fresh. A node started without an id waits until `raftctl node
 //! add` allocates one in the metadata group ([`node`]).
 //!
+//! ## Metrics
+//! `GET /metrics` ([`metrics`]) exports Prometheus metrics: per shard
+//! (label `shard`) the raft term, leadership, commit and applied index,
+//! `seq`, entries and sets applied, snapshots and their size; per process
+//! the group-commit flush latency and batch size. Per-shard gauges are read
+//! from each group's raft metrics at scrape time.
+//!
 //! ## HTTP API
 //! Errors are JSON [`checkraft_proto::ApiError`] `{kind, message}` with
 //! status 400 (malformed body or query), 401 (admin token), 404 (unknown
@@ -83,6 +90,7 @@
 //! |---|---|---|
 //! | `GET /health` | | `ok` |
 //! | `GET /status` | | JSON [`checkraft_proto::NodeStatus`] |
+//! | `GET /metrics` | | Prometheus / OpenMetrics text ([`metrics`]; names in `docs/metrics.md`); no auth |
 //! | `POST /raft/{g}/append` | bincode `AppendEntriesRequest` | bincode `Result<AppendEntriesResponse, RaftError>` |
 //! | `POST /raft/{g}/vote` | bincode `VoteRequest` | bincode `Result<VoteResponse, RaftError>` |
 //! | `POST /raft/{g}/snapshot` | bincode `InstallSnapshotRequest` | bincode `Result<InstallSnapshotResponse, RaftError>` |
@@ -127,6 +135,7 @@ pub mod error;
 pub mod group;
 pub mod http;
 pub mod meta_state;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod server;

@@ -90,6 +90,11 @@ impl Node {
         Ok(())
     }
 
+    /// The process's storage (the metrics scrape reads flush statistics).
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
     /// This node's id, once it has one.
     pub fn id(&self) -> Option<u64> {
         self.id.get().copied()

@@ -8,6 +8,7 @@
 //! are written and flushed before openraft may purge the log they cover.
 
 use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -140,6 +141,25 @@ pub struct ShardCore {
     pub changes: ChangeLog,
 }
 
+/// Apply and snapshot counters of one group, exported by
+/// [`crate::metrics`]. Counted since the process started.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    /// Log entries applied (blank, membership and normal).
+    pub entries_applied: AtomicU64,
+    /// `SetBatch` entries applied (accepted or rejected).
+    pub set_batches_applied: AtomicU64,
+    /// Sets carried by those `SetBatch` entries.
+    pub sets_applied: AtomicU64,
+    /// Snapshots this replica built.
+    pub snapshots_built: AtomicU64,
+    /// Snapshots this replica installed from a leader.
+    pub snapshots_installed: AtomicU64,
+    /// Size of the latest snapshot stored (loaded, built or installed), in
+    /// bytes; 0 before the first.
+    pub last_snapshot_bytes: AtomicU64,
+}
+
 /// A group's live state, shared by the state machine, reads and the change
 /// stream.
 pub struct Shard {
@@ -147,6 +167,8 @@ pub struct Shard {
     /// The applied map version (metadata group) or seq (shards), for
     /// long-polling readers.
     version: watch::Sender<u64>,
+    /// Apply and snapshot counters.
+    pub stats: ShardStats,
 }
 
 impl Shard {
@@ -179,12 +201,18 @@ impl StateMachine {
         retained: usize,
     ) -> Result<Self> {
         let group = descriptor.shard;
+        let stats = ShardStats::default();
         let (state, last_applied, membership) = match snapshots.load()? {
-            Some(s) => (
-                GroupState::from_snapshot_bytes(group, &s.data)?,
-                s.meta.last_log_id,
-                s.meta.last_membership,
-            ),
+            Some(s) => {
+                stats
+                    .last_snapshot_bytes
+                    .store(s.data.len() as u64, Ordering::Relaxed);
+                (
+                    GroupState::from_snapshot_bytes(group, &s.data)?,
+                    s.meta.last_log_id,
+                    s.meta.last_membership,
+                )
+            }
             None => (
                 GroupState::empty(descriptor),
                 None,
@@ -202,6 +230,7 @@ impl StateMachine {
             shard: Arc::new(Shard {
                 core: Mutex::new(core),
                 version,
+                stats,
             }),
             snapshots,
         })
@@ -240,6 +269,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             data,
         };
         self.snapshots.save(&stored).await.map_err(write_err)?;
+        let stats = &self.shard.stats;
+        stats.snapshots_built.fetch_add(1, Ordering::Relaxed);
+        stats
+            .last_snapshot_bytes
+            .store(stored.data.len() as u64, Ordering::Relaxed);
         tracing::info!(shard_id, snapshot = %meta.snapshot_id, bytes = stored.data.len(), "snapshot built");
         Ok(Snapshot {
             meta,
@@ -266,6 +300,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut core = self.shard.lock();
         let core = &mut *core;
         let mut responses = Vec::new();
+        let (mut batches, mut sets) = (0u64, 0u64);
         for entry in entries {
             core.last_applied = Some(entry.log_id);
             let response = match entry.payload {
@@ -275,6 +310,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     CommandResponse::Internal
                 }
                 EntryPayload::Normal(command) => {
+                    if let Command::SetBatch(b) = &command {
+                        batches += 1;
+                        sets += b.sets.len() as u64;
+                    }
                     let (response, event) = core.state.apply(&command);
                     if let Some(event) = event {
                         core.changes.push(event);
@@ -285,6 +324,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             responses.push(response);
         }
         self.shard.version.send_replace(core.state.seq());
+        let stats = &self.shard.stats;
+        stats
+            .entries_applied
+            .fetch_add(responses.len() as u64, Ordering::Relaxed);
+        stats
+            .set_batches_applied
+            .fetch_add(batches, Ordering::Relaxed);
+        stats.sets_applied.fetch_add(sets, Ordering::Relaxed);
         Ok(responses)
     }
 
@@ -304,6 +351,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
         let data = snapshot.into_inner();
+        let bytes = data.len() as u64;
         let group = self.shard.lock().state.descriptor().shard;
         let state = GroupState::from_snapshot_bytes(group, &data).map_err(read_err)?;
         self.snapshots
@@ -321,7 +369,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         core.state = state;
         core.last_applied = meta.last_log_id;
         core.membership = meta.last_membership.clone();
-        tracing::info!(shard_id = core.state.descriptor().shard, snapshot = %meta.snapshot_id, "snapshot installed");
+        drop(core);
+        let stats = &self.shard.stats;
+        stats.snapshots_installed.fetch_add(1, Ordering::Relaxed);
+        stats.last_snapshot_bytes.store(bytes, Ordering::Relaxed);
+        tracing::info!(shard_id = group, snapshot = %meta.snapshot_id, "snapshot installed");
         Ok(())
     }
 

@@ -122,6 +122,14 @@ async fn route(node: &Node, path: &str, req: &Request) -> Result<Response> {
     match segments.as_slice() {
         ["health"] if get => Ok(reply::text(StatusCode::OK, "ok\n")),
         ["status"] if get => Ok(reply::json(StatusCode::OK, &node.status())),
+        ["metrics"] if get => {
+            let mut response = reply::text(StatusCode::OK, &crate::metrics::render(node));
+            response.headers_mut().insert(
+                warp::http::header::CONTENT_TYPE,
+                warp::http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            Ok(response)
+        }
         ["raft", group, rpc] if post => {
             raft::handle(&*node.group(group_id(group)?)?, rpc, &req.body).await
         }

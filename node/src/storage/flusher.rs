@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use checkraft_proto::TypeConfig;
 use openraft::storage::LogFlushed;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
@@ -18,8 +19,9 @@ enum Waiter {
     Notify(oneshot::Sender<Result<(), String>>),
 }
 
-/// Counters for observability.
-#[derive(Default, Debug)]
+/// Counters and histograms for observability (exported by
+/// [`crate::metrics`]).
+#[derive(Debug)]
 pub struct FlushStats {
     /// Flushes run.
     pub flushes: AtomicU64,
@@ -27,6 +29,22 @@ pub struct FlushStats {
     pub waiters: AtomicU64,
     /// Total flush time, in microseconds.
     pub micros: AtomicU64,
+    /// Duration of each sled flush, in seconds (100 µs .. ~3.3 s buckets).
+    pub latency: Histogram,
+    /// Waiters completed by each flush (1 .. 4096 buckets).
+    pub batch: Histogram,
+}
+
+impl Default for FlushStats {
+    fn default() -> Self {
+        Self {
+            flushes: AtomicU64::new(0),
+            waiters: AtomicU64::new(0),
+            micros: AtomicU64::new(0),
+            latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            batch: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+        }
+    }
 }
 
 /// Handle to the background flush task. Cloning shares the task.
@@ -83,13 +101,16 @@ async fn run(db: sled::Db, mut rx: mpsc::UnboundedReceiver<Waiter>, stats: Arc<F
             Ok(Err(e)) => Err(e.to_string()),
             Err(e) => Err(format!("flush task panicked: {e}")),
         };
+        let elapsed = started.elapsed();
         stats.flushes.fetch_add(1, Ordering::Relaxed);
         stats
             .waiters
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         stats
             .micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        stats.latency.observe(elapsed.as_secs_f64());
+        stats.batch.observe(batch.len() as f64);
         if let Err(e) = &result {
             tracing::error!(error = %e, "sled flush failed; waiters get the error");
         }

@@ -54,6 +54,12 @@ impl LogStore {
         Ok(())
     }
 
+    /// The committed log id last saved by openraft on this replica (read
+    /// by the metrics scrape).
+    pub fn committed(&self) -> Result<Option<LogId>, StorageError<u64>> {
+        Ok(self.get::<Option<LogId>>(COMMITTED)?.flatten())
+    }
+
     async fn flush(&self) -> Result<(), StorageError<u64>> {
         self.flusher.flush().await.map_err(write_err)
     }

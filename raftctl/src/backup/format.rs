@@ -1,7 +1,7 @@
 //! The byte layout of a backup file (specified in the [module
 //! docs](super)): magic, version, crc32-protected sections, final crc32.
 //!
-//! [`write`] turns a [`Backup`] into bytes; [`read`] turns bytes back into
+//! [`write`](fn@write) turns a [`Backup`] into bytes; [`read`] turns bytes back into
 //! a checked [`Backup`], refusing anything malformed with an error that
 //! names the section, never panicking and never allocating more than the
 //! file actually holds.

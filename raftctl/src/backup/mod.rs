@@ -75,8 +75,8 @@
 //!
 //! ## Files
 //! - [`contents`]: the in-memory [`contents::Backup`].
-//! - [`format`]: bytes ↔ sections, checksums; [`check`]: what makes a
-//!   decoded backup valid; [`file`]: atomic writes and reads.
+//! - [`format`](mod@format): bytes ↔ sections, checksums; [`check`]: what makes a
+//!   decoded backup valid; [`file`](mod@file): atomic writes and reads.
 //! - [`mapping`]: backup ranges → target ranges.
 //! - [`route`]: which node to ask first; [`download`], [`upload`]: the
 //!   snapshot and restore calls.

@@ -1,0 +1,359 @@
+//! The node's Prometheus metrics (`GET /metrics`, OpenMetrics text).
+//!
+//! Nothing here is updated on the hot path except the flush histograms
+//! (in [`crate::storage::Flusher`]) and the apply / snapshot counters (in
+//! [`crate::state_machine::ShardStats`]). Per-group gauges (term, leader,
+//! commit and applied index, `seq`) are read from each group's
+//! `raft.metrics()` and state when `/metrics` is scraped, by a collector
+//! over the groups hosted at that moment. Every per-group metric carries the
+//! label `shard` (the group id; `shard="0"` is the metadata group).
+//!
+//! Names, types and meanings are listed in `docs/metrics.md`.
+
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::group::ShardGroup;
+use crate::node::Node;
+
+/// Content type of the metrics body.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Prefix of every metric name.
+pub const PREFIX: &str = "checkraft_node";
+
+/// One group's values, read at scrape time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupSample {
+    /// The group (shard) id.
+    pub shard: u64,
+    /// The raft term this replica is in.
+    pub term: u64,
+    /// Whether this replica leads the group.
+    pub is_leader: bool,
+    /// The leader this replica knows of (0: none).
+    pub leader_id: u64,
+    /// The commit index this replica knows.
+    pub commit_index: u64,
+    /// The last applied log index.
+    pub applied_index: u64,
+    /// The last log index in this replica's log.
+    pub last_log_index: u64,
+    /// The log index the latest snapshot covers.
+    pub snapshot_index: u64,
+    /// The shard's `seq` (the map version for the metadata group).
+    pub seq: u64,
+    /// Entries applied since the process started.
+    pub entries_applied: u64,
+    /// `SetBatch` entries applied since the process started.
+    pub set_batches_applied: u64,
+    /// Sets in those entries.
+    pub sets_applied: u64,
+    /// Snapshots built by this replica.
+    pub snapshots_built: u64,
+    /// Snapshots installed from a leader.
+    pub snapshots_installed: u64,
+    /// Size of the latest snapshot, in bytes.
+    pub last_snapshot_bytes: u64,
+}
+
+impl GroupSample {
+    /// Reads one group's values.
+    pub fn of(group: &ShardGroup) -> Self {
+        let m = group.raft.metrics().borrow().clone();
+        let (seq, applied) = {
+            let core = group.shard.lock();
+            (core.state.seq(), core.last_applied.map(|l| l.index))
+        };
+        let stats = &group.shard.stats;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Self {
+            shard: group.id,
+            term: m.current_term,
+            is_leader: m.current_leader == Some(m.id) && m.state == openraft::ServerState::Leader,
+            leader_id: m.current_leader.unwrap_or(0),
+            commit_index: group.committed_index().unwrap_or(0),
+            applied_index: applied.unwrap_or(0),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            seq,
+            entries_applied: get(&stats.entries_applied),
+            set_batches_applied: get(&stats.set_batches_applied),
+            sets_applied: get(&stats.sets_applied),
+            snapshots_built: get(&stats.snapshots_built),
+            snapshots_installed: get(&stats.snapshots_installed),
+            last_snapshot_bytes: get(&stats.last_snapshot_bytes),
+        }
+    }
+}
+
+/// The process-wide flush metrics (see [`crate::storage::Flusher`]).
+#[derive(Debug, Clone)]
+pub struct FlushSample {
+    /// Flushes run.
+    pub flushes: u64,
+    /// Waiters completed by flushes.
+    pub waiters: u64,
+    /// Flush duration histogram, in seconds.
+    pub latency: Histogram,
+    /// Waiters per flush histogram.
+    pub batch: Histogram,
+}
+
+/// Encodes the per-group metrics over the groups sampled at scrape time.
+#[derive(Debug)]
+struct GroupCollector {
+    groups: Vec<GroupSample>,
+}
+
+type Field = fn(&GroupSample) -> u64;
+
+/// Per-group gauges: name, help, value.
+const GROUP_GAUGES: &[(&str, &str, Field)] = &[
+    ("raft_term", "Raft term of this replica", |g| g.term),
+    (
+        "raft_is_leader",
+        "1 if this node leads the group, else 0",
+        |g| g.is_leader as u64,
+    ),
+    (
+        "raft_leader_id",
+        "Leader this replica knows of (0: none)",
+        |g| g.leader_id,
+    ),
+    (
+        "raft_commit_index",
+        "Commit index known to this replica",
+        |g| g.commit_index,
+    ),
+    (
+        "raft_applied_index",
+        "Last log index applied to the state machine",
+        |g| g.applied_index,
+    ),
+    (
+        "raft_last_log_index",
+        "Last log index in this replica's log",
+        |g| g.last_log_index,
+    ),
+    (
+        "raft_snapshot_index",
+        "Log index covered by the latest snapshot",
+        |g| g.snapshot_index,
+    ),
+    (
+        "shard_seq",
+        "Shard change sequence number (map version for group 0)",
+        |g| g.seq,
+    ),
+    (
+        "snapshot_last_bytes",
+        "Size of the latest stored snapshot in bytes",
+        |g| g.last_snapshot_bytes,
+    ),
+];
+
+/// Per-group counters: name (without `_total`), help, value.
+const GROUP_COUNTERS: &[(&str, &str, Field)] = &[
+    (
+        "entries_applied",
+        "Raft entries applied since the process started",
+        |g| g.entries_applied,
+    ),
+    (
+        "set_batches_applied",
+        "SetBatch entries applied since the process started",
+        |g| g.set_batches_applied,
+    ),
+    (
+        "sets_applied",
+        "Box sets carried by applied SetBatch entries",
+        |g| g.sets_applied,
+    ),
+    ("snapshots_built", "Snapshots built by this replica", |g| {
+        g.snapshots_built
+    }),
+    (
+        "snapshots_installed",
+        "Snapshots installed from a leader",
+        |g| g.snapshots_installed,
+    ),
+];
+
+impl Collector for GroupCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let labels: Vec<Vec<(&str, String)>> = self
+            .groups
+            .iter()
+            .map(|g| vec![("shard", g.shard.to_string())])
+            .collect();
+        for (name, help, field) in GROUP_GAUGES {
+            let gauge = ConstGauge::new(0i64);
+            let mut metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            for (g, labels) in self.groups.iter().zip(&labels) {
+                let value = i64::try_from(field(g)).unwrap_or(i64::MAX);
+                ConstGauge::new(value).encode(metric.encode_family(labels)?)?;
+            }
+        }
+        for (name, help, field) in GROUP_COUNTERS {
+            let counter = ConstCounter::new(0u64);
+            let mut metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            for (g, labels) in self.groups.iter().zip(&labels) {
+                ConstCounter::new(field(g)).encode(metric.encode_family(labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encodes the process-wide counters.
+#[derive(Debug)]
+struct ProcessCollector {
+    groups: usize,
+    flushes: u64,
+    waiters: u64,
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let groups = ConstGauge::new(self.groups as i64);
+        groups.encode(encoder.encode_descriptor(
+            "groups",
+            "Groups hosted by this node (shards and the metadata group)",
+            None,
+            groups.metric_type(),
+        )?)?;
+        let flushes = ConstCounter::new(self.flushes);
+        flushes.encode(encoder.encode_descriptor(
+            "flushes",
+            "sled flushes run by the group-commit flusher",
+            None,
+            flushes.metric_type(),
+        )?)?;
+        let waiters = ConstCounter::new(self.waiters);
+        waiters.encode(encoder.encode_descriptor(
+            "flush_waiters",
+            "Waiters (log appends and awaited flushes) completed by flushes",
+            None,
+            waiters.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+/// The OpenMetrics text for `groups` and `flush`.
+pub fn render_samples(groups: Vec<GroupSample>, flush: FlushSample) -> String {
+    let mut registry = Registry::with_prefix(PREFIX);
+    registry.register_collector(Box::new(ProcessCollector {
+        groups: groups.len(),
+        flushes: flush.flushes,
+        waiters: flush.waiters,
+    }));
+    registry.register(
+        "flush_latency_seconds",
+        "Duration of each sled flush",
+        flush.latency,
+    );
+    registry.register(
+        "flush_batch_waiters",
+        "Waiters completed per flush (group-commit batch size)",
+        flush.batch,
+    );
+    let mut groups = groups;
+    groups.sort_by_key(|g| g.shard);
+    registry.register_collector(Box::new(GroupCollector { groups }));
+    let mut out = String::new();
+    encode(&mut out, &registry).expect("writing to a String cannot fail");
+    out
+}
+
+/// The OpenMetrics text of every metric of `node`.
+pub fn render(node: &Node) -> String {
+    let groups = node.groups().iter().map(|g| GroupSample::of(g)).collect();
+    let stats = node.storage().flusher().stats();
+    let flush = FlushSample {
+        flushes: stats.flushes.load(Ordering::Relaxed),
+        waiters: stats.waiters.load(Ordering::Relaxed),
+        latency: stats.latency.clone(),
+        batch: stats.batch.clone(),
+    };
+    render_samples(groups, flush)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::metrics::histogram::exponential_buckets;
+
+    #[test]
+    fn renders_every_metric() {
+        let latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        latency.observe(0.002);
+        let batch = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        batch.observe(5.0);
+        let groups = vec![
+            GroupSample {
+                shard: 7,
+                term: 3,
+                is_leader: true,
+                leader_id: 2,
+                commit_index: 12,
+                applied_index: 11,
+                seq: 9,
+                entries_applied: 11,
+                sets_applied: 40,
+                set_batches_applied: 8,
+                last_snapshot_bytes: 1234,
+                ..Default::default()
+            },
+            GroupSample {
+                shard: 0,
+                ..Default::default()
+            },
+        ];
+        let text = render_samples(
+            groups,
+            FlushSample {
+                flushes: 1,
+                waiters: 5,
+                latency,
+                batch,
+            },
+        );
+        for line in [
+            "checkraft_node_groups 2",
+            "checkraft_node_flushes_total 1",
+            "checkraft_node_flush_waiters_total 5",
+            "checkraft_node_flush_latency_seconds_count 1",
+            "checkraft_node_flush_batch_waiters_count 1",
+            "checkraft_node_raft_term{shard=\"7\"} 3",
+            "checkraft_node_raft_is_leader{shard=\"7\"} 1",
+            "checkraft_node_raft_leader_id{shard=\"7\"} 2",
+            "checkraft_node_raft_commit_index{shard=\"7\"} 12",
+            "checkraft_node_raft_applied_index{shard=\"7\"} 11",
+            "checkraft_node_raft_applied_index{shard=\"0\"} 0",
+            "checkraft_node_raft_last_log_index{shard=\"7\"} 0",
+            "checkraft_node_raft_snapshot_index{shard=\"7\"} 0",
+            "checkraft_node_shard_seq{shard=\"7\"} 9",
+            "checkraft_node_snapshot_last_bytes{shard=\"7\"} 1234",
+            "checkraft_node_entries_applied_total{shard=\"7\"} 11",
+            "checkraft_node_set_batches_applied_total{shard=\"7\"} 8",
+            "checkraft_node_sets_applied_total{shard=\"7\"} 40",
+            "checkraft_node_snapshots_built_total{shard=\"7\"} 0",
+            "checkraft_node_snapshots_installed_total{shard=\"7\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
