@@ -84,14 +84,22 @@ async fn test() {
     let entry = format!("127.0.0.1:{port}");
     eventually(
         Duration::from_secs(90),
-        "raftctl up to serve status",
+        "raftctl up to serve status and the gateway",
         || {
             let entry = entry.clone();
             async move {
                 let out = raftctl(&["status", "--json", "--cluster", &entry]).await;
                 let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
                 let shards = v["shards"].as_array()?;
-                (shards.len() == 4 && shards.iter().all(|s| s["leader"].is_u64())).then_some(())
+                if !(shards.len() == 4 && shards.iter().all(|s| s["leader"].is_u64())) {
+                    return None;
+                }
+                // `up` starts the gateway after the nodes are initialized:
+                // ready means the gateway answers too.
+                let health = reqwest::get(format!("http://127.0.0.1:{gateway_port}/health"))
+                    .await
+                    .ok()?;
+                health.status().is_success().then_some(())
             }
         },
     )
