@@ -125,6 +125,21 @@ pub struct Registry {
     by_chunk: HashMap<u32, HashSet<u64>>,
 }
 
+impl Registry {
+    /// Removes connection `id` from the subscribers of `chunks`, dropping
+    /// sets that become empty.
+    fn forget<'a>(&mut self, id: u64, chunks: impl IntoIterator<Item = &'a u32>) {
+        for chunk in chunks {
+            if let Some(set) = self.by_chunk.get_mut(chunk) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.by_chunk.remove(chunk);
+                }
+            }
+        }
+    }
+}
+
 /// The versions the fan-out has announced, for `Versions` messages.
 #[derive(Default)]
 pub struct VersionBook {
@@ -234,14 +249,7 @@ impl Hub {
         let subs = outbox.subs();
         let mut registry = self.registry_mut();
         registry.conns.remove(&id);
-        for chunk in &subs {
-            if let Some(set) = registry.by_chunk.get_mut(chunk) {
-                set.remove(&id);
-                if set.is_empty() {
-                    registry.by_chunk.remove(chunk);
-                }
-            }
-        }
+        registry.forget(id, &subs);
         drop(registry);
         self.gateway
             .metrics
@@ -272,16 +280,7 @@ impl Hub {
             state.subs.remove(chunk);
         }
         drop(state);
-        let mut registry = self.registry_mut();
-        for chunk in chunks {
-            if let Some(set) = registry.by_chunk.get_mut(chunk) {
-                set.remove(&id);
-                if set.is_empty() {
-                    registry.by_chunk.remove(chunk);
-                }
-            }
-        }
-        drop(registry);
+        self.registry_mut().forget(id, chunks);
         self.gateway
             .metrics
             .ws_subscriptions
