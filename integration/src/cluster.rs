@@ -187,6 +187,30 @@ impl Cluster {
         client
     }
 
+    /// The node leading `shard` per the map's hint (read from node 1),
+    /// confirmed by that node's own metrics (admin calls with `token`).
+    pub async fn confirmed_shard_leader(&self, shard: u64, token: &str) -> u64 {
+        let members = self.members();
+        let entry = NodeClient::new(&members[&1]);
+        eventually(Duration::from_secs(30), "a confirmed shard leader", || {
+            let entry = entry.clone();
+            let members = members.clone();
+            async move {
+                let url = entry.url(&format!("/meta/shards/{shard}"));
+                let loc: checkraft_proto::ShardLocation =
+                    entry.http().get(url).send().await.ok()?.json().await.ok()?;
+                let leader = loc.shard.leader?;
+                let status = NodeClient::new(&members[&leader])
+                    .with_token(token)
+                    .metrics(shard)
+                    .await
+                    .ok()?;
+                (status.raft.current_leader == Some(leader)).then_some(leader)
+            }
+        })
+        .await
+    }
+
     /// The last `lines` lines of node `id`'s log.
     pub fn log_tail(&self, id: u64, lines: usize) -> String {
         let Ok(f) = File::open(&self.nodes[&id].log) else {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use checkraft_integration::{
-    eventually, raftctl_init, Cluster, GatewayClient, GatewayProcess, NodeClient, Router,
+    eventually, raftctl_init, Cluster, GatewayClient, GatewayProcess, Router,
 };
 use checkraft_proto::ShardLocation;
 
@@ -225,35 +225,6 @@ async fn acknowledged_puts_survive_a_leader_kill() {
         .expect("gateway failover test exceeded its bound");
 }
 
-/// The node leading `shard`, per the map's hint, confirmed by that node.
-async fn shard_leader(cluster: &Cluster, shard: u64) -> u64 {
-    let members = cluster.members();
-    let entry = NodeClient::new(&members[&1]);
-    eventually(Duration::from_secs(30), "a confirmed shard leader", || {
-        let entry = entry.clone();
-        let members = members.clone();
-        async move {
-            let loc: ShardLocation = entry
-                .http()
-                .get(entry.url(&format!("/meta/shards/{shard}")))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let leader = loc.shard.leader?;
-            let status = NodeClient::new(&members[&leader])
-                .with_token(TOKEN)
-                .metrics(shard)
-                .await
-                .ok()?;
-            (status.raft.current_leader == Some(leader)).then_some(leader)
-        }
-    })
-    .await
-}
-
 async fn failover_test() {
     let mut cluster = cluster().await;
     let gw = GatewayProcess::start(&cluster, 1, &[]).await;
@@ -296,7 +267,7 @@ async fn failover_test() {
     })
     .await;
 
-    let victim = shard_leader(&cluster, shard).await;
+    let victim = cluster.confirmed_shard_leader(shard, TOKEN).await;
     cluster.kill(victim);
     let before = count();
     eventually(Duration::from_secs(120), "PUTs after the kill", || async {

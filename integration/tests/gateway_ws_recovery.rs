@@ -18,11 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use checkraft_integration::{
-    eventually, raftctl_init, Cluster, GatewayClient, GatewayProcess, NodeClient, Router, WsClient,
-    WsEvent,
+    eventually, raftctl_init, Cluster, GatewayClient, GatewayProcess, Router, WsClient, WsEvent,
 };
 use checkraft_proto::ws::{AckStatus, ClientMessage, ServerMessage};
-use checkraft_proto::ShardLocation;
 
 const TOKEN: &str = "gateway-ws-recovery-token";
 const BOXES: u64 = 40_000;
@@ -235,35 +233,6 @@ async fn websocket_writes_survive_a_leader_kill() {
         .expect("websocket failover test exceeded its bound");
 }
 
-/// The node leading `shard`, per the map's hint, confirmed by that node.
-async fn shard_leader(cluster: &Cluster, shard: u64) -> u64 {
-    let members = cluster.members();
-    let entry = NodeClient::new(&members[&1]);
-    eventually(Duration::from_secs(30), "a confirmed shard leader", || {
-        let entry = entry.clone();
-        let members = members.clone();
-        async move {
-            let loc: ShardLocation = entry
-                .http()
-                .get(entry.url(&format!("/meta/shards/{shard}")))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let leader = loc.shard.leader?;
-            let status = NodeClient::new(&members[&leader])
-                .with_token(TOKEN)
-                .metrics(shard)
-                .await
-                .ok()?;
-            (status.raft.current_leader == Some(leader)).then_some(leader)
-        }
-    })
-    .await
-}
-
 /// One Set of the writer: box, Ack status (None: no Ack in time), seq.
 type SetOutcome = (u32, Option<AckStatus>, u64);
 
@@ -382,7 +351,7 @@ async fn ws_failover_test() {
     )
     .await;
     let shard = 2;
-    let victim = shard_leader(&cluster, shard).await;
+    let victim = cluster.confirmed_shard_leader(shard, TOKEN).await;
     cluster.kill(victim);
     let killed_at = Instant::now();
     let before = applied.load(Ordering::Relaxed);
