@@ -23,6 +23,7 @@
 //! - [`commands`]: one module per command family.
 //! - [`backup`]: the backup file format, `backup`, `restore`, `verify`.
 //! - [`up`]: the one-command local cluster.
+//! - [`supervisor`]: the child processes of a local cluster (`up`, `bench`).
 //!
 //! ## Caveats
 //! - Multi-step commands (`node remove`, `restore`) are driven by this
@@ -34,6 +35,7 @@ mod backup;
 mod cli;
 mod client;
 mod commands;
+mod supervisor;
 mod up;
 
 use clap::Parser;

@@ -17,17 +17,13 @@
 //! `cluster.json` content instead of prose): the nodes are local, and the
 //! token is always the data dir's.
 
-use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use checkraft_proto::{ShardMap, META_GROUP};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use rand::Rng;
 use serde::Serialize;
 use tokio::signal::unix::{signal, SignalKind};
@@ -35,6 +31,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::cli::{Global, InitArgs, UpArgs};
 use crate::client::{read_token_file, ClusterClient};
 use crate::commands::init_cluster;
+use crate::supervisor::{find_binary, log_tail, ChildProcess, ProcessInfo, Supervisor};
 
 /// Nodes in the local cluster.
 const NODES: u16 = 3;
@@ -42,12 +39,8 @@ const NODES: u16 = 3;
 const NODE_BINARY: &str = "checkraft-node";
 /// The gateway binary's name.
 const GATEWAY_BINARY: &str = "checkraft-gateway";
-/// How long a node may take to answer `/health`.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long an existing cluster may take to serve its map after a restart.
 const MAP_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the nodes get to stop after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Chunk size of a grid created by `up`.
 const CHUNK_SIZE: u32 = 4096;
 
@@ -358,36 +351,9 @@ fn load_or_create_token(dir: &Path) -> Result<String> {
     Ok(token)
 }
 
-/// Binary `name` next to this executable, else on `PATH`.
-fn find_binary(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the raftctl executable")?;
-    let beside = exe.parent().map(|d| d.join(name)).filter(|p| p.is_file());
-    let on_path = || {
-        let paths = std::env::var_os("PATH")?;
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    };
-    beside.or_else(on_path).ok_or_else(|| {
-        anyhow!(
-            "{name} was found neither next to {} nor on PATH: build it with \
-             `cargo build --release --bins` (without --release for a debug raftctl)",
-            exe.display()
-        )
-    })
-}
-
-/// Writes one line to stdout; a closed stdout drops it instead of
 /// panicking (which would skip stopping the nodes in order).
 fn out(line: impl std::fmt::Display) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
-}
-
-/// The last `lines` lines of a log file.
-fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 // ------------------------------------------------------------ processes
@@ -399,201 +365,6 @@ struct ClusterFile {
     token_file: PathBuf,
     processes: Vec<ProcessInfo>,
 }
-
-/// One process in `cluster.json`.
-#[derive(Debug, Serialize)]
-struct ProcessInfo {
-    role: &'static str,
-    id: u64,
-    addr: String,
-    pid: u32,
-    log: PathBuf,
-    command: Vec<String>,
-}
-
-/// One running child: a node or the gateway.
-struct ChildProcess {
-    role: &'static str,
-    id: u64,
-    addr: String,
-    log: PathBuf,
-    command: Vec<String>,
-    child: tokio::process::Child,
-}
-
-impl ChildProcess {
-    fn describe(&self) -> ProcessInfo {
-        ProcessInfo {
-            role: self.role,
-            id: self.id,
-            addr: self.addr.clone(),
-            pid: self.child.id().unwrap_or(0),
-            log: self.log.clone(),
-            command: self.command.clone(),
-        }
-    }
-}
-
-/// The child processes.
-#[derive(Default)]
-struct Supervisor {
-    children: Vec<ChildProcess>,
-}
-
-impl Supervisor {
-    /// Starts `binary args` as the `role` with `id`, listening on `addr`,
-    /// logging to `<data>/<role>-<id>.log`.
-    #[allow(clippy::too_many_arguments)]
-    fn spawn(
-        &mut self,
-        binary: &Path,
-        role: &'static str,
-        id: u64,
-        addr: &str,
-        data: &Path,
-        args: &[String],
-        env: &[(&str, &str)],
-    ) -> Result<()> {
-        let log = data.join(format!("{role}-{id}.log"));
-        let out = File::options()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("opening {}", log.display()))?;
-        let mut cmd = tokio::process::Command::new(binary);
-        cmd.args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .kill_on_drop(true)
-            .process_group(0);
-        die_with_parent(&mut cmd);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let command = std::iter::once(binary.display().to_string())
-            .chain(args.iter().cloned())
-            .collect();
-        self.children.push(ChildProcess {
-            role,
-            id,
-            addr: addr.to_string(),
-            log,
-            command,
-            child,
-        });
-        Ok(())
-    }
-
-    /// Waits (bounded) until every node answers `/health`; fails early if
-    /// one exits.
-    async fn wait_healthy(&mut self) -> Result<()> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()?;
-        let deadline = Instant::now() + HEALTH_TIMEOUT;
-        for node in &mut self.children {
-            loop {
-                if let Some(status) = node.child.try_wait()? {
-                    bail!(
-                        "{} {} exited while starting ({status}); its log {} ends with:\n{}",
-                        node.role,
-                        node.id,
-                        node.log.display(),
-                        log_tail(&node.log, 20)
-                    );
-                }
-                let health = http
-                    .get(format!("http://{}/health", node.addr))
-                    .send()
-                    .await;
-                if health.is_ok_and(|r| r.status().is_success()) {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    bail!(
-                        "{} {} at {} did not answer /health within {}s; see {}",
-                        node.role,
-                        node.id,
-                        node.addr,
-                        HEALTH_TIMEOUT.as_secs(),
-                        node.log.display()
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        Ok(())
-    }
-
-    /// Completes when any child exits: who ("node 2"), exit status, log.
-    async fn any_exit(&mut self) -> (String, String, PathBuf) {
-        if self.children.is_empty() {
-            return std::future::pending().await;
-        }
-        let waits = self.children.iter_mut().map(|n| {
-            Box::pin(async move {
-                let status = n.child.wait().await;
-                (
-                    format!("{} {}", n.role, n.id),
-                    describe_exit(status),
-                    n.log.clone(),
-                )
-            })
-        });
-        futures::future::select_all(waits).await.0
-    }
-
-    /// Stops every node: SIGTERM, then SIGKILL for any still running after
-    /// [`STOP_TIMEOUT`].
-    async fn stop(&mut self) {
-        for node in &self.children {
-            if let Some(pid) = node.child.id() {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        for node in &mut self.children {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if tokio::time::timeout(left, node.child.wait()).await.is_err() {
-                eprintln!(
-                    "{} {} did not stop within {}s: killing it",
-                    node.role,
-                    node.id,
-                    STOP_TIMEOUT.as_secs()
-                );
-                let _ = node.child.kill().await;
-            }
-        }
-    }
-}
-
-fn describe_exit(status: std::io::Result<ExitStatus>) -> String {
-    match status {
-        Ok(s) => s.to_string(),
-        Err(e) => format!("status unknown: {e}"),
-    }
-}
-
-/// On Linux, has the kernel send the node SIGTERM if raftctl dies without
-/// stopping it (even by SIGKILL).
-#[cfg(target_os = "linux")]
-fn die_with_parent(cmd: &mut tokio::process::Command) {
-    // SAFETY: the closure runs in the forked child before exec and only
-    // makes the prctl(PR_SET_PDEATHSIG) system call, which is
-    // async-signal-safe. The parent-death signal follows the thread that
-    // forked; `up` spawns from the main thread, which lives as long as
-    // raftctl.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut tokio::process::Command) {}
 
 #[cfg(test)]
 mod tests {

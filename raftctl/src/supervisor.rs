@@ -1,0 +1,274 @@
+//! Child processes of a local cluster: spawning with a log file, waiting
+//! for `/health`, noticing an exit, killing one, and stopping them all.
+//!
+//! Shared by `raftctl up` and `raftctl bench`. Children run in their own
+//! process group (a terminal's Ctrl-C reaches only raftctl, which then
+//! stops them in order) and, on Linux, get SIGTERM from the kernel should
+//! raftctl itself die.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::Serialize;
+
+/// How long a child may take to answer `/health`.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the children get to stop after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binary `name` next to this executable, else on `PATH`.
+pub fn find_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the raftctl executable")?;
+    let beside = exe.parent().map(|d| d.join(name)).filter(|p| p.is_file());
+    let on_path = || {
+        let paths = std::env::var_os("PATH")?;
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    };
+    beside.or_else(on_path).ok_or_else(|| {
+        anyhow!(
+            "{name} was found neither next to {} nor on PATH: build it with \
+             `cargo build --release --bins` (without --release for a debug raftctl)",
+            exe.display()
+        )
+    })
+}
+
+/// The last `lines` lines of a log file.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// One process in `cluster.json`.
+#[derive(Debug, Serialize)]
+pub struct ProcessInfo {
+    /// `node`, `gateway` or `caddy`.
+    pub role: &'static str,
+    /// The id within its role.
+    pub id: u64,
+    /// Where it listens, `HOST:PORT`.
+    pub addr: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Its log file (stdout and stderr).
+    pub log: PathBuf,
+    /// The command line it was started with.
+    pub command: Vec<String>,
+}
+
+/// One running child: a node or the gateway.
+pub struct ChildProcess {
+    /// See [`ProcessInfo::role`].
+    pub role: &'static str,
+    /// See [`ProcessInfo::id`].
+    pub id: u64,
+    /// See [`ProcessInfo::addr`].
+    pub addr: String,
+    /// See [`ProcessInfo::log`].
+    pub log: PathBuf,
+    /// See [`ProcessInfo::command`].
+    pub command: Vec<String>,
+    /// The running process.
+    pub child: tokio::process::Child,
+}
+
+impl ChildProcess {
+    /// What `cluster.json` says of it.
+    pub fn describe(&self) -> ProcessInfo {
+        ProcessInfo {
+            role: self.role,
+            id: self.id,
+            addr: self.addr.clone(),
+            pid: self.child.id().unwrap_or(0),
+            log: self.log.clone(),
+            command: self.command.clone(),
+        }
+    }
+}
+
+/// The child processes.
+#[derive(Default)]
+pub struct Supervisor {
+    pub children: Vec<ChildProcess>,
+}
+
+impl Supervisor {
+    /// Starts `binary args` as the `role` with `id`, listening on `addr`,
+    /// logging to `<data>/<role>-<id>.log`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn(
+        &mut self,
+        binary: &Path,
+        role: &'static str,
+        id: u64,
+        addr: &str,
+        data: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Result<()> {
+        let log = data.join(format!("{role}-{id}.log"));
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let mut cmd = tokio::process::Command::new(binary);
+        cmd.args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .kill_on_drop(true)
+            .process_group(0);
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let command = std::iter::once(binary.display().to_string())
+            .chain(args.iter().cloned())
+            .collect();
+        self.children.push(ChildProcess {
+            role,
+            id,
+            addr: addr.to_string(),
+            log,
+            command,
+            child,
+        });
+        Ok(())
+    }
+
+    /// Waits (bounded) until every node answers `/health`; fails early if
+    /// one exits.
+    pub async fn wait_healthy(&mut self) -> Result<()> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = Instant::now() + HEALTH_TIMEOUT;
+        for node in &mut self.children {
+            loop {
+                if let Some(status) = node.child.try_wait()? {
+                    bail!(
+                        "{} {} exited while starting ({status}); its log {} ends with:\n{}",
+                        node.role,
+                        node.id,
+                        node.log.display(),
+                        log_tail(&node.log, 20)
+                    );
+                }
+                let health = http
+                    .get(format!("http://{}/health", node.addr))
+                    .send()
+                    .await;
+                if health.is_ok_and(|r| r.status().is_success()) {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    bail!(
+                        "{} {} at {} did not answer /health within {}s; see {}",
+                        node.role,
+                        node.id,
+                        node.addr,
+                        HEALTH_TIMEOUT.as_secs(),
+                        node.log.display()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills `role` `id` with SIGKILL (no clean shutdown: the chaos
+    /// case), waits for it, and forgets it. Returns its command line, so
+    /// that the caller can start it again with [`Self::spawn`].
+    pub async fn kill_hard(&mut self, role: &str, id: u64) -> Result<Vec<String>> {
+        let at = self
+            .children
+            .iter()
+            .position(|c| c.role == role && c.id == id)
+            .ok_or_else(|| anyhow!("no running {role} {id}"))?;
+        let mut victim = self.children.remove(at);
+        victim
+            .child
+            .kill()
+            .await
+            .with_context(|| format!("killing {role} {id}"))?;
+        Ok(victim.command)
+    }
+
+    /// Completes when any child exits: who ("node 2"), exit status, log.
+    pub async fn any_exit(&mut self) -> (String, String, PathBuf) {
+        if self.children.is_empty() {
+            return std::future::pending().await;
+        }
+        let waits = self.children.iter_mut().map(|n| {
+            Box::pin(async move {
+                let status = n.child.wait().await;
+                (
+                    format!("{} {}", n.role, n.id),
+                    describe_exit(status),
+                    n.log.clone(),
+                )
+            })
+        });
+        futures::future::select_all(waits).await.0
+    }
+
+    /// Stops every node: SIGTERM, then SIGKILL for any still running after
+    /// [`STOP_TIMEOUT`].
+    pub async fn stop(&mut self) {
+        for node in &self.children {
+            if let Some(pid) = node.child.id() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        for node in &mut self.children {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, node.child.wait()).await.is_err() {
+                eprintln!(
+                    "{} {} did not stop within {}s: killing it",
+                    node.role,
+                    node.id,
+                    STOP_TIMEOUT.as_secs()
+                );
+                let _ = node.child.kill().await;
+            }
+        }
+    }
+}
+
+fn describe_exit(status: std::io::Result<ExitStatus>) -> String {
+    match status {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("status unknown: {e}"),
+    }
+}
+
+/// On Linux, has the kernel send the node SIGTERM if raftctl dies without
+/// stopping it (even by SIGKILL).
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes the prctl(PR_SET_PDEATHSIG) system call, which is
+    // async-signal-safe. The parent-death signal follows the thread that
+    // forked; `up` spawns from the main thread, which lives as long as
+    // raftctl.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut tokio::process::Command) {}
