@@ -6,8 +6,8 @@
 //! `CHECKRAFT_GATEWAY_BATCH_TICK_MS=2`; a list such as `cluster` is written
 //! `[\"h:1\",\"h:2\"]`), then command-line flags.
 
-use std::net::SocketAddr;
-use std::path::Path;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -87,6 +87,16 @@ pub struct GatewayConfig {
     pub ws_versions_interval_ms: u64,
     /// No-JavaScript pages (`/nojs`): boxes per page (1 to 100,000).
     pub nojs_page_boxes: u64,
+    /// The page's static files (`assets/`), served at `/` when set. Leave
+    /// unset behind Caddy, which serves them itself.
+    pub assets_dir: Option<PathBuf>,
+    /// WebSocket URLs the page may pick a gateway from, served as
+    /// `/config.json` (empty: just `/ws` on the page's own origin).
+    pub client_endpoints: Vec<String>,
+    /// Addresses of reverse proxies (Caddy) whose `X-Forwarded-For` is
+    /// believed: a websocket from one of them is limited per the client
+    /// address it names, not per the proxy's.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for GatewayConfig {
@@ -120,6 +130,9 @@ impl Default for GatewayConfig {
             ws_stats_interval_ms: 5_000,
             ws_versions_interval_ms: 30_000,
             nojs_page_boxes: 1000,
+            assets_dir: None,
+            client_endpoints: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -202,6 +215,15 @@ impl GatewayConfig {
             return Err(Error::Config(
                 "ws_* sizes, rates and intervals must be positive".into(),
             ));
+        }
+        if let Some(e) = self
+            .client_endpoints
+            .iter()
+            .find(|e| !(e.starts_with("ws://") || e.starts_with("wss://") || e.starts_with('/')))
+        {
+            return Err(Error::Config(format!(
+                "client_endpoints entry {e:?} is neither a ws:// or wss:// URL nor a path"
+            )));
         }
         if !(1..=100_000).contains(&self.nojs_page_boxes) {
             return Err(Error::Config(

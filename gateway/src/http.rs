@@ -255,6 +255,14 @@ async fn route(gateway: &Gateway, path: &str, req: &Request) -> Result<Response>
             let view = gateway.set_box(index, body.checked).await?;
             Ok(json(StatusCode::OK, &BoxBody::from(view)))
         }
+        ["config.json"] if get => {
+            let config = crate::assets::ClientConfig::new(&gateway.config.client_endpoints);
+            let mut response = json(StatusCode::OK, &config);
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            Ok(response)
+        }
         ["nojs"] if get => Ok(crate::nojs::get(gateway, req)),
         ["nojs", "set"] if req.method == Method::POST => Ok(crate::nojs::set(gateway, req).await),
         _ => Err(Error::NotFound(format!("{} {path}", req.method))),

@@ -74,6 +74,8 @@
 //! | `GET /ws` | WebSocket upgrade | the binary protocol of `docs/protocol.md`; 403 for a foreign `Origin`; close 1002 malformed, 1008 policy, 1009 too big, 1013 at capacity, 1001 shutdown |
 //! | `GET /nojs?page=N` | or `?box=I` (jump) | 200 HTML form of page `N` (`nojs_page_boxes` boxes, default 1000): each box a `<button name="set" value="I:1">` (`I:0` when checked), prev/next links, a jump-to-box field; `?box=I` answers 303 to `/nojs?page=P#box-I`; 400 HTML page for a bad `page`/`box`, 404 past the grid, 503 not loaded. No JavaScript; `Cache-Control: no-store`, `X-Content-Type-Options: nosniff`, script-free `Content-Security-Policy` ([`nojs`]) |
 //! | `POST /nojs/set` | form `set=I:1\|0&page=N` | after commit: 303 to `/nojs?page=N#box-I`; HTML error pages (with a link back): 400 malformed form or index, 409 rejected, 503 unavailable |
+//! | `GET /config.json` | | `{"endpoints": [ws URL, ...]}`: the websocket endpoints the page picks from (`client_endpoints`, default `["/ws"]`, the page's own origin) |
+//! | `GET /`, `/js/…`, … | | the page's static files from `assets_dir` when it is set (no Caddy in front), with the Caddyfile's security headers ([`assets`]) |
 //! | `GET /health` | | 200 `ok` once the map and every shard's state are loaded; else 503 with the reason |
 //! | `GET /metrics` | | OpenMetrics text: `checkraft_gateway_shard_subscriptions`, `_resubscriptions_total`, `_events_applied_total`, `_write_batches_total`, `_batch_sets`, `_write_latency_seconds`, `_write_failures_total`, `_map_version`, `_shards_loaded` |
 //!
@@ -95,6 +97,7 @@
 //!   another gateway may still serve the older chunk; the ETag moves on
 //!   as soon as its stream delivers the event.
 
+pub mod assets;
 pub mod batcher;
 pub mod chunk;
 pub mod config;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
+use crate::assets;
 use crate::config::GatewayConfig;
 use crate::error::Result;
 use crate::gateway::Gateway;
@@ -37,6 +38,8 @@ pub async fn serve_with(
     let hub = ws::Hub::new(gateway.clone(), stop_rx.clone());
     hub.start();
     let routes = ws::filter(hub.clone())
+        .or(assets::filter(gateway.config.assets_dir.clone()))
+        .unify()
         .or(http::filter(gateway.clone()))
         .unify();
     let mut server_stop = stop_rx;

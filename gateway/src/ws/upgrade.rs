@@ -86,7 +86,8 @@ fn upgrade(
         );
     };
     let accept = derive_accept_key(key.as_bytes());
-    let ip = remote.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let peer = remote.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let ip = client_ip(peer, headers, &hub.gateway.config.trusted_proxies);
     let hub = hub.clone();
     tokio::spawn(async move {
         match on.await {
@@ -106,6 +107,28 @@ fn upgrade(
     response
 }
 
+/// The client's address: the peer, or, when the peer is a trusted proxy,
+/// the nearest address in `X-Forwarded-For` that is not one (proxies
+/// append, so the rightmost untrusted entry is the one no client can
+/// forge).
+fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(peer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +140,27 @@ mod tests {
         assert!(origin_allowed(&allowed, Some("https://checkraft.example")));
         assert!(origin_allowed(&allowed, None));
         assert!(!origin_allowed(&allowed, Some("https://evil.example")));
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let client: IpAddr = "10.0.0.7".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "1.2.3.4, 10.0.0.7".parse().unwrap());
+        assert_eq!(
+            client_ip(proxy, &headers, &[proxy]),
+            client,
+            "rightmost untrusted"
+        );
+        assert_eq!(client_ip(proxy, &headers, &[]), proxy, "untrusted peer");
+        assert_eq!(client_ip(client, &headers, &[proxy]), client);
+        assert_eq!(
+            client_ip(proxy, &HeaderMap::new(), &[proxy]),
+            proxy,
+            "no header"
+        );
+        headers.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(client_ip(proxy, &headers, &[proxy]), proxy, "unparsable");
     }
 }

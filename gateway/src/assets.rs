@@ -1,0 +1,165 @@
+//! The page's static files and `/config.json`, for a gateway that runs
+//! without Caddy in front (`raftctl up` without Caddy installed).
+//!
+//! Caddy is the intended front: it serves `assets/` with compression and
+//! security headers. This module covers the same files, with the same
+//! headers, so that a single gateway is enough to try the page. Only `GET`
+//! and `HEAD` of files under [`GatewayConfig::assets_dir`] are served;
+//! the development files (`package.json`, `test/`, `node_modules/`) and
+//! every API path are left to the other routes, so an API request never
+//! touches the file system.
+//!
+//! [`GatewayConfig::assets_dir`]: crate::config::GatewayConfig::assets_dir
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use warp::filters::BoxedFilter;
+use warp::http::{header, HeaderValue};
+use warp::{Filter, Reply};
+
+use warp::reply::Response;
+
+/// The page's security headers (the same as the repository's Caddyfile).
+pub const SECURITY_HEADERS: [(&str, &str); 4] = [
+    (
+        "content-security-policy",
+        "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
+         style-src 'self'; script-src 'self'; worker-src 'self'; object-src 'none'; \
+         base-uri 'none'; frame-ancestors 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+];
+
+/// The body of `GET /config.json`: what the page needs before it opens a
+/// websocket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClientConfig {
+    /// WebSocket URLs of the gateways the page may pick from, absolute
+    /// (`ws://host:port/ws`) or relative to the page's origin (`/ws`).
+    pub endpoints: Vec<String>,
+}
+
+impl ClientConfig {
+    /// The configured endpoints, or the page's own origin when none are.
+    pub fn new(endpoints: &[String]) -> Self {
+        let endpoints = if endpoints.is_empty() {
+            vec!["/ws".to_string()]
+        } else {
+            endpoints.to_vec()
+        };
+        Self { endpoints }
+    }
+}
+
+/// Whether `path` (the URL path, with its leading `/`) is for the other
+/// routes or hidden, rather than a static file.
+fn not_a_page_file(path: &str) -> bool {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    matches!(
+        first,
+        "api"
+            | "ws"
+            | "nojs"
+            | "metrics"
+            | "health"
+            | "config.json"
+            | "package.json"
+            | "package-lock.json"
+            | "test"
+            | "node_modules"
+    ) || path.split('/').any(|s| s.starts_with('.'))
+}
+
+/// Serves `dir`'s files, or rejects every request when `dir` is `None`.
+pub fn filter(dir: Option<PathBuf>) -> BoxedFilter<(Response,)> {
+    let Some(dir) = dir else {
+        return warp::any()
+            .and_then(|| async { Err::<Response, _>(warp::reject::not_found()) })
+            .boxed();
+    };
+    warp::get()
+        .or(warp::head())
+        .unify()
+        .and(warp::path::full())
+        .and_then(|path: warp::path::FullPath| async move {
+            if not_a_page_file(path.as_str()) {
+                Err(warp::reject::not_found())
+            } else {
+                Ok(())
+            }
+        })
+        .untuple_one()
+        .and(warp::fs::dir(dir))
+        .map(|file: warp::fs::File| {
+            let mut response = file.into_response();
+            let headers = response.headers_mut();
+            for (name, value) in SECURITY_HEADERS {
+                headers.insert(name, HeaderValue::from_static(value));
+            }
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            response
+        })
+        .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_and_development_paths_are_not_files() {
+        for path in [
+            "/api/chunks/0",
+            "/ws",
+            "/nojs",
+            "/nojs/set",
+            "/metrics",
+            "/health",
+            "/config.json",
+            "/package.json",
+            "/test/protocol.test.js",
+            "/node_modules/x/y.js",
+            "/.git/config",
+            "/js/.hidden",
+        ] {
+            assert!(not_a_page_file(path), "{path}");
+        }
+        for path in ["/", "/index.html", "/js/main.js", "/css/app.css", "/sw.js"] {
+            assert!(!not_a_page_file(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn endpoints_default_to_the_page_origin() {
+        assert_eq!(ClientConfig::new(&[]).endpoints, vec!["/ws"]);
+        let two = ["ws://a/ws".to_string(), "ws://b/ws".to_string()];
+        assert_eq!(ClientConfig::new(&two).endpoints, two.to_vec());
+    }
+
+    #[tokio::test]
+    async fn serves_files_with_security_headers_and_hides_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "<!doctype html>").unwrap();
+        std::fs::write(dir.path().join("package.json"), "{}").unwrap();
+        let f = filter(Some(dir.path().to_path_buf()));
+        let page = warp::test::request().path("/").reply(&f).await;
+        assert_eq!(page.status(), 200);
+        assert_eq!(page.body().as_ref(), b"<!doctype html>");
+        assert!(page.headers().contains_key("content-security-policy"));
+        assert!(warp::test::request()
+            .path("/package.json")
+            .filter(&f)
+            .await
+            .is_err());
+        assert!(warp::test::request()
+            .path("/missing.js")
+            .filter(&f)
+            .await
+            .is_err());
+        let none = filter(None);
+        assert!(warp::test::request().path("/").filter(&none).await.is_err());
+    }
+}

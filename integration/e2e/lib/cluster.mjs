@@ -1,0 +1,299 @@
+// A real local checkraft cluster for the browser tests: three
+// `checkraft-node` processes, `raftctl init`, two `checkraft-gateway`s and
+// Caddy running the repository's Caddyfile in front of them, all on
+// 127.0.0.1 ports picked at random, data in a fresh temp dir.
+//
+// Unlike `raftctl up` (which stops everything when a child dies), this
+// harness lets a test kill -9 any process and start it again. `stop()`
+// kills every process it started and removes the data; the test files
+// call it from `after`, and a process-exit hook covers a crash.
+
+import { spawn, execFile } from "node:child_process";
+import { mkdtempSync, openSync, rmSync, readFileSync, existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const BIN = process.env.CHECKRAFT_BIN_DIR ?? join(REPO, "target", "debug");
+const TOKEN = "e2e-token-0123456789abcdef";
+
+/** A free loopback port (bound, then released). */
+export function freePort() {
+  return new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.once("error", fail);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => ok(port));
+    });
+  });
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `probe` until it returns a truthy value, or throws after `ms`. */
+export async function eventually(what, ms, probe, every = 100) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last}` : ""}`);
+    }
+    await sleep(every);
+  }
+}
+
+async function healthy(addr) {
+  try {
+    const r = await fetch(`http://${addr}/health`, { signal: AbortSignal.timeout(1000) });
+    return r.ok;
+  } catch {
+    return false;
+  }
+}
+
+/** Prometheus text → value of the first sample of `name` (no labels). */
+export function metric(text, name) {
+  for (const line of text.split("\n")) {
+    if (line.startsWith(name + " ")) return Number(line.slice(name.length + 1));
+  }
+  return undefined;
+}
+
+export class Cluster {
+  constructor() {
+    this.dir = mkdtempSync(join(tmpdir(), "checkraft-e2e-"));
+    /** name ("node-1", "gateway-2", "caddy") → {spec, child} */
+    this.procs = new Map();
+    this.nodes = []; // [{id, addr}]
+    this.gateways = []; // [{id, addr}]
+    this.caddyAddr = null;
+    this.exitHook = () => this.killAll();
+    process.on("exit", this.exitHook);
+  }
+
+  /** Starts everything and waits until the page's address is healthy. */
+  static async start({ boxes = 1_000_000, shards = 8, chunkSize = 4096 } = {}) {
+    for (const bin of ["checkraft-node", "checkraft-gateway", "raftctl"]) {
+      if (!existsSync(join(BIN, bin))) {
+        throw new Error(`${join(BIN, bin)} is missing: run \`cargo build --bins\` first`);
+      }
+    }
+    const c = new Cluster();
+    try {
+      for (let id = 1; id <= 3; id++) {
+        c.nodes.push({ id, addr: `127.0.0.1:${await freePort()}` });
+      }
+      for (let id = 1; id <= 2; id++) {
+        c.gateways.push({ id, addr: `127.0.0.1:${await freePort()}` });
+      }
+      c.caddyAddr = `127.0.0.1:${await freePort()}`;
+      for (const n of c.nodes) c.startNode(n.id);
+      for (const n of c.nodes) await c.waitHealthy(`node-${n.id}`, n.addr);
+      await run(join(BIN, "raftctl"), [
+        "init",
+        "--cluster", c.nodes[0].addr,
+        "--token", TOKEN,
+        "--nodes", c.nodes.map((n) => `${n.id}=${n.addr}`).join(","),
+        "--boxes", String(boxes),
+        "--shards", String(shards),
+        "--chunk-size", String(chunkSize),
+      ], { timeout: 60_000 });
+      for (const g of c.gateways) c.startGateway(g.id);
+      c.startCaddy();
+      for (const g of c.gateways) await c.waitHealthy(`gateway-${g.id}`, g.addr);
+      await c.waitHealthy("caddy", c.caddyAddr);
+      return c;
+    } catch (e) {
+      e.message += `\n(logs in ${c.dir})`;
+      c.killAll();
+      throw e;
+    }
+  }
+
+  /** The page's URL (Caddy). */
+  get url() {
+    return `http://${this.caddyAddr}`;
+  }
+
+  spawnLogged(name, bin, args, env = {}) {
+    const log = openSync(join(this.dir, `${name}.log`), "a");
+    const child = spawn(bin, args, {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", log, log],
+      detached: true, // own process group: kill(-pid) reaches only it
+    });
+    child.unref();
+    this.procs.set(name, { bin, args, env, child });
+    return child;
+  }
+
+  startNode(id) {
+    const n = this.nodes.find((x) => x.id === id);
+    this.spawnLogged(`node-${id}`, join(BIN, "checkraft-node"), [
+      "--id", String(id),
+      "--listen", n.addr,
+      "--data-dir", join(this.dir, `node-${id}`),
+    ], { CHECKRAFT_NODE_ADMIN_TOKEN: TOKEN });
+  }
+
+  startGateway(id) {
+    const g = this.gateways.find((x) => x.id === id);
+    this.spawnLogged(`gateway-${id}`, join(BIN, "checkraft-gateway"), [
+      "--id", String(id),
+      "--listen", g.addr,
+      "--cluster", this.nodes.map((n) => n.addr).join(","),
+    ], {
+      CHECKRAFT_GATEWAY_CLIENT_ENDPOINTS: JSON.stringify(
+        this.gateways.map((x) => `ws://${x.addr}/ws`),
+      ),
+      CHECKRAFT_GATEWAY_TRUSTED_PROXIES: '["127.0.0.1"]',
+    });
+  }
+
+  startCaddy() {
+    const home = join(this.dir, "caddy");
+    this.spawnLogged("caddy", "caddy", [
+      "run", "--config", join(REPO, "Caddyfile"), "--adapter", "caddyfile",
+    ], {
+      CHECKRAFT_HTTP_PORT: this.caddyAddr.split(":")[1],
+      CHECKRAFT_BIND: "127.0.0.1",
+      CHECKRAFT_GATEWAYS: this.gateways.map((g) => g.addr).join(" "),
+      CHECKRAFT_ASSETS: join(REPO, "assets"),
+      XDG_DATA_HOME: home,
+      XDG_CONFIG_HOME: home,
+    });
+  }
+
+  async waitHealthy(name, addr, ms = 60_000) {
+    await eventually(`${name} at ${addr} to be healthy (log ${join(this.dir, name + ".log")})`, ms,
+      async () => {
+        const p = this.procs.get(name);
+        if (p && p.child.exitCode !== null) {
+          throw new Error(`${name} exited with ${p.child.exitCode}: ${this.logTail(name)}`);
+        }
+        return healthy(addr);
+      }, 150);
+  }
+
+  logTail(name, lines = 15) {
+    try {
+      return readFileSync(join(this.dir, `${name}.log`), "utf8").split("\n").slice(-lines).join("\n");
+    } catch {
+      return "";
+    }
+  }
+
+  /** kill -9 a process and wait until it is gone. */
+  async kill9(name) {
+    const p = this.procs.get(name);
+    if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return;
+    const gone = new Promise((r) => p.child.once("exit", r));
+    try {
+      process.kill(-p.child.pid, "SIGKILL");
+    } catch {
+      p.child.kill("SIGKILL");
+    }
+    await gone;
+  }
+
+  /** Starts a killed process again with its first command line. */
+  async restart(name) {
+    const p = this.procs.get(name);
+    this.spawnLogged(name, p.bin, p.args, p.env);
+    const [kind, id] = name.split("-");
+    const addr = kind === "node"
+      ? this.nodes.find((n) => n.id === Number(id)).addr
+      : kind === "gateway"
+        ? this.gateways.find((g) => g.id === Number(id)).addr
+        : this.caddyAddr;
+    await this.waitHealthy(name, addr);
+  }
+
+  async metrics(addr) {
+    const r = await fetch(`http://${addr}/metrics`);
+    return r.text();
+  }
+
+  /** Open websockets per gateway: [{id, addr, connections}]. */
+  async wsConnections() {
+    const out = [];
+    for (const g of this.gateways) {
+      let connections = null;
+      try {
+        connections = metric(await this.metrics(g.addr), "checkraft_gateway_ws_connections");
+      } catch {
+        // a killed gateway has no metrics
+      }
+      out.push({ ...g, connections });
+    }
+    return out;
+  }
+
+  /** The shard map, from any node that answers. */
+  async map() {
+    for (const n of this.nodes) {
+      try {
+        const r = await fetch(`http://${n.addr}/meta/map`, { signal: AbortSignal.timeout(2000) });
+        if (r.ok) return await r.json();
+      } catch {
+        // try the next node
+      }
+    }
+    throw new Error("no node serves the shard map");
+  }
+
+  /** The node id leading the shard that holds `box`, confirmed by that
+   * node's own status. */
+  async leaderOf(box) {
+    return eventually(`a confirmed leader for box ${box}`, 30_000, async () => {
+      const map = await this.map();
+      const shard = Object.values(map.shards).find(
+        (s) => s.descriptor.start <= box && box < s.descriptor.end,
+      );
+      const hint = shard?.leader;
+      const node = this.nodes.find((n) => n.id === hint);
+      if (!node) return null;
+      const st = await (await fetch(`http://${node.addr}/status`)).json();
+      const g = st.groups[String(shard.descriptor.shard)];
+      return g && g.leader === hint ? { node: hint, shard: shard.descriptor.shard } : null;
+    }, 250);
+  }
+
+  killAll() {
+    for (const [, p] of this.procs) {
+      if (p.child.exitCode === null && p.child.signalCode === null) {
+        try {
+          process.kill(-p.child.pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+    }
+  }
+
+  /** Kills everything; keeps the logs when `keep` (a failed run). */
+  async stop({ keep = false } = {}) {
+    process.off("exit", this.exitHook);
+    const exits = [...this.procs.values()]
+      .filter((p) => p.child.exitCode === null && p.child.signalCode === null)
+      .map((p) => new Promise((r) => p.child.once("exit", r)));
+    this.killAll();
+    await Promise.race([Promise.all(exits), sleep(5000)]);
+    if (keep || process.env.CHECKRAFT_KEEP_FAILED) {
+      console.error(`e2e: logs kept in ${this.dir}`);
+    } else {
+      rmSync(this.dir, { recursive: true, force: true });
+    }
+  }
+}
