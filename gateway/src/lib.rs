@@ -77,7 +77,7 @@
 //! | `GET /config.json` | | `{"endpoints": [ws URL, ...]}`: the websocket endpoints the page picks from (`client_endpoints`, default `["/ws"]`, the page's own origin) |
 //! | `GET /`, `/js/…`, … | | the page's static files from `assets_dir` when it is set (no Caddy in front), with the Caddyfile's security headers ([`assets`]) |
 //! | `GET /health` | | 200 `ok` once the map and every shard's state are loaded; else 503 with the reason |
-//! | `GET /metrics` | | OpenMetrics text: `checkraft_gateway_shard_subscriptions`, `_resubscriptions_total`, `_events_applied_total`, `_write_batches_total`, `_batch_sets`, `_write_latency_seconds`, `_write_failures_total`, `_map_version`, `_shards_loaded` |
+//! | `GET /metrics` | | OpenMetrics text: connections, messages and bytes, subscriptions, send-queue depth, rejections and resyncs by reason, write and set latency histograms, shard streams; every name in `docs/metrics.md` |
 //!
 //! ## Configuration
 //! [`config::GatewayConfig`]: defaults, a TOML file (`--config`),

@@ -1,4 +1,13 @@
 //! The gateway's Prometheus metrics (`GET /metrics`, OpenMetrics text).
+//!
+//! Counters and histograms are updated where things happen. Values that
+//! are cheaper to read when scraped than to keep current (the websocket
+//! send queues) are brought up to date by render hooks
+//! ([`Metrics::on_render`]) just before encoding.
+//!
+//! Names, types and meanings are listed in `docs/metrics.md`.
+
+use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -7,12 +16,39 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// The `reason`s of `ws_rejections`, exported (at 0) from start so that
+/// `rate()` sees a series' first increase.
+pub const REJECTION_REASONS: &[&str] = &[
+    "at_capacity",
+    "per_address",
+    "not_ready",
+    "too_big",
+    "protocol",
+    "subscriptions",
+    "rate_limited",
+    "origin",
+    "bad_handshake",
+];
+
+/// The `reason`s of `ws_resyncs`, exported (at 0) from start.
+pub const RESYNC_REASONS: &[&str] = &["fell_behind", "state_reset"];
+
+/// The label set of `reason`.
+fn reason(reason: &str) -> Vec<(String, String)> {
+    vec![("reason".to_string(), reason.to_string())]
+}
+
 /// Content type of the metrics body.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A render hook: updates some gauges; `false` asks to be dropped (its
+/// source is gone).
+type RenderHook = Box<dyn Fn() -> bool + Send + Sync>;
 
 /// Every metric the gateway exports, registered in one registry.
 pub struct Metrics {
     registry: Registry,
+    hooks: Mutex<Vec<RenderHook>>,
     /// Change streams currently open (at most one per shard).
     pub subscriptions: Gauge,
     /// Change streams (re)opened after the first one of their shard.
@@ -50,6 +86,17 @@ pub struct Metrics {
     pub ws_resyncs: Family<Vec<(String, String)>, Counter>,
     /// Updates dropped for slow connections.
     pub ws_dropped: Counter,
+    /// Messages queued to websocket connections and not yet written, over
+    /// all connections (set at scrape time).
+    pub ws_send_queue: Gauge,
+    /// The longest send queue of a single connection (set at scrape time).
+    pub ws_send_queue_max: Gauge,
+    /// Times a shard's fan-out fell behind the shard's update feed and
+    /// restarted its chunks (each also sends `Resync{StateReset}`).
+    pub ws_fanout_lags: Counter,
+    /// Time from receiving a websocket `Set` to queueing its `Ack`, for
+    /// sets sent to the shard (batching and commit included), in seconds.
+    pub ws_set_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -120,7 +167,17 @@ impl Metrics {
         let ws_subscriptions = Gauge::default();
         let ws_rejections = Family::<Vec<(String, String)>, Counter>::default();
         let ws_resyncs = Family::<Vec<(String, String)>, Counter>::default();
+        for r in REJECTION_REASONS {
+            let _ = ws_rejections.get_or_create(&reason(r));
+        }
+        for r in RESYNC_REASONS {
+            let _ = ws_resyncs.get_or_create(&reason(r));
+        }
         let ws_dropped = Counter::default();
+        let ws_send_queue = Gauge::default();
+        let ws_send_queue_max = Gauge::default();
+        let ws_fanout_lags = Counter::default();
+        let ws_set_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register(
             "ws_connections",
             "Open websocket connections",
@@ -166,8 +223,33 @@ impl Metrics {
             "Updates dropped for connections that fell behind",
             ws_dropped.clone(),
         );
+        registry.register(
+            "ws_send_queue_messages",
+            "Messages queued to websocket connections, over all connections",
+            ws_send_queue.clone(),
+        );
+        registry.register(
+            "ws_send_queue_max_messages",
+            "Longest send queue of a single websocket connection",
+            ws_send_queue_max.clone(),
+        );
+        registry.register(
+            "ws_fanout_lags",
+            "Shard fan-outs that fell behind their update feed and resynced",
+            ws_fanout_lags.clone(),
+        );
+        registry.register(
+            "ws_set_latency_seconds",
+            "Time from a websocket Set to its Ack",
+            ws_set_latency.clone(),
+        );
         Self {
             registry,
+            hooks: Mutex::new(Vec::new()),
+            ws_send_queue,
+            ws_send_queue_max,
+            ws_fanout_lags,
+            ws_set_latency,
             ws_connections,
             ws_messages_in,
             ws_messages_out,
@@ -189,22 +271,32 @@ impl Metrics {
         }
     }
 
-    /// Counts a websocket refusal or close for `reason`.
-    pub fn ws_reject(&self, reason: &str) {
-        self.ws_rejections
-            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
-            .inc();
+    /// Counts a websocket refusal or close for reason `why`.
+    pub fn ws_reject(&self, why: &str) {
+        self.ws_rejections.get_or_create(&reason(why)).inc();
     }
 
-    /// Counts a resync message for `reason`.
-    pub fn ws_resync(&self, reason: &str) {
-        self.ws_resyncs
-            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
-            .inc();
+    /// Counts a resync message for reason `why`.
+    pub fn ws_resync(&self, why: &str) {
+        self.ws_resyncs.get_or_create(&reason(why)).inc();
     }
 
-    /// The OpenMetrics text of every metric.
+    /// Runs `hook` before every [`Metrics::render`], until it returns
+    /// `false`. Hooks must be quick: they run on the scrape.
+    pub fn on_render(&self, hook: impl Fn() -> bool + Send + Sync + 'static) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(hook));
+    }
+
+    /// The OpenMetrics text of every metric, after running the render
+    /// hooks.
     pub fn render(&self) -> String {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|hook| hook());
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
@@ -230,8 +322,37 @@ mod tests {
             "checkraft_gateway_batch_sets_count 1",
             "checkraft_gateway_write_latency_seconds_bucket",
             "checkraft_gateway_map_version 7",
+            "checkraft_gateway_ws_send_queue_messages 0",
+            "checkraft_gateway_ws_send_queue_max_messages 0",
+            "checkraft_gateway_ws_fanout_lags_total 0",
+            "checkraft_gateway_ws_set_latency_seconds_count 0",
+            "checkraft_gateway_ws_rejections_total{reason=\"bad_handshake\"} 0",
+            "checkraft_gateway_ws_resyncs_total{reason=\"state_reset\"} 0",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn render_hooks_run_until_they_decline() {
+        let m = std::sync::Arc::new(Metrics::new());
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (m2, runs2) = (m.clone(), runs.clone());
+        m.on_render(move || {
+            let n = runs2.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            m2.ws_send_queue.set(n as i64);
+            n < 2
+        });
+        assert!(m
+            .render()
+            .contains("checkraft_gateway_ws_send_queue_messages 1\n"));
+        assert!(m
+            .render()
+            .contains("checkraft_gateway_ws_send_queue_messages 2\n"));
+        // Dropped after declining: the gauge keeps its last value.
+        assert!(m
+            .render()
+            .contains("checkraft_gateway_ws_send_queue_messages 2\n"));
+        assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 }

@@ -1,6 +1,6 @@
 //! The node's Prometheus metrics (`GET /metrics`, OpenMetrics text).
 //!
-//! Nothing here is updated on the hot path except the flush histograms
+//! Nothing here is updated on the hot path except the flush metrics
 //! (in [`crate::storage::Flusher`]) and the apply / snapshot counters (in
 //! [`crate::state_machine::ShardStats`]). Per-group gauges (term, leader,
 //! commit and applied index, `seq`) are read from each group's
@@ -22,6 +22,7 @@ use prometheus_client::registry::Registry;
 
 use crate::group::ShardGroup;
 use crate::node::Node;
+use crate::state_machine::GroupState;
 
 /// Content type of the metrics body.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -62,15 +63,26 @@ pub struct GroupSample {
     pub snapshots_installed: u64,
     /// Size of the latest snapshot, in bytes.
     pub last_snapshot_bytes: u64,
+    /// Boxes checked in the shard's state on this replica (0 for the
+    /// metadata group).
+    pub checked_boxes: u64,
 }
 
 impl GroupSample {
     /// Reads one group's values.
     pub fn of(group: &ShardGroup) -> Self {
         let m = group.raft.metrics().borrow().clone();
-        let (seq, applied) = {
+        let (seq, applied, checked_boxes) = {
             let core = group.shard.lock();
-            (core.state.seq(), core.last_applied.map(|l| l.index))
+            let checked = match &core.state {
+                GroupState::Shard(s) => s.bitmap.cardinality(),
+                GroupState::Meta(_) => 0,
+            };
+            (
+                core.state.seq(),
+                core.last_applied.map(|l| l.index),
+                checked,
+            )
         };
         let stats = &group.shard.stats;
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -90,6 +102,7 @@ impl GroupSample {
             snapshots_built: get(&stats.snapshots_built),
             snapshots_installed: get(&stats.snapshots_installed),
             last_snapshot_bytes: get(&stats.last_snapshot_bytes),
+            checked_boxes,
         }
     }
 }
@@ -105,6 +118,10 @@ pub struct FlushSample {
     pub latency: Histogram,
     /// Waiters per flush histogram.
     pub batch: Histogram,
+    /// Log entries made durable by flushes.
+    pub entries: u64,
+    /// Log entries per flush histogram.
+    pub batch_entries: Histogram,
 }
 
 /// Encodes the per-group metrics over the groups sampled at scrape time.
@@ -157,6 +174,11 @@ const GROUP_GAUGES: &[(&str, &str, Field)] = &[
         "snapshot_last_bytes",
         "Size of the latest stored snapshot in bytes",
         |g| g.last_snapshot_bytes,
+    ),
+    (
+        "shard_checked_boxes",
+        "Boxes checked in this replica's shard state (0 for group 0)",
+        |g| g.checked_boxes,
     ),
 ];
 
@@ -219,6 +241,7 @@ struct ProcessCollector {
     groups: usize,
     flushes: u64,
     waiters: u64,
+    entries: u64,
 }
 
 impl Collector for ProcessCollector {
@@ -244,6 +267,13 @@ impl Collector for ProcessCollector {
             None,
             waiters.metric_type(),
         )?)?;
+        let entries = ConstCounter::new(self.entries);
+        entries.encode(encoder.encode_descriptor(
+            "flush_entries",
+            "Raft log entries made durable by flushes",
+            None,
+            entries.metric_type(),
+        )?)?;
         Ok(())
     }
 }
@@ -255,6 +285,7 @@ pub fn render_samples(groups: Vec<GroupSample>, flush: FlushSample) -> String {
         groups: groups.len(),
         flushes: flush.flushes,
         waiters: flush.waiters,
+        entries: flush.entries,
     }));
     registry.register(
         "flush_latency_seconds",
@@ -265,6 +296,11 @@ pub fn render_samples(groups: Vec<GroupSample>, flush: FlushSample) -> String {
         "flush_batch_waiters",
         "Waiters completed per flush (group-commit batch size)",
         flush.batch,
+    );
+    registry.register(
+        "flush_batch_entries",
+        "Raft log entries made durable per flush",
+        flush.batch_entries,
     );
     let mut groups = groups;
     groups.sort_by_key(|g| g.shard);
@@ -283,6 +319,8 @@ pub fn render(node: &Node) -> String {
         waiters: stats.waiters.load(Ordering::Relaxed),
         latency: stats.latency.clone(),
         batch: stats.batch.clone(),
+        entries: stats.entries.load(Ordering::Relaxed),
+        batch_entries: stats.batch_entries.clone(),
     };
     render_samples(groups, flush)
 }
@@ -298,6 +336,8 @@ mod tests {
         latency.observe(0.002);
         let batch = Histogram::new(exponential_buckets(1.0, 2.0, 13));
         batch.observe(5.0);
+        let batch_entries = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        batch_entries.observe(9.0);
         let groups = vec![
             GroupSample {
                 shard: 7,
@@ -311,6 +351,7 @@ mod tests {
                 sets_applied: 40,
                 set_batches_applied: 8,
                 last_snapshot_bytes: 1234,
+                checked_boxes: 33,
                 ..Default::default()
             },
             GroupSample {
@@ -325,6 +366,8 @@ mod tests {
                 waiters: 5,
                 latency,
                 batch,
+                entries: 9,
+                batch_entries,
             },
         );
         for line in [
@@ -333,6 +376,11 @@ mod tests {
             "checkraft_node_flush_waiters_total 5",
             "checkraft_node_flush_latency_seconds_count 1",
             "checkraft_node_flush_batch_waiters_count 1",
+            "checkraft_node_flush_entries_total 9",
+            "checkraft_node_flush_batch_entries_count 1",
+            "checkraft_node_flush_batch_entries_sum 9.0",
+            "checkraft_node_shard_checked_boxes{shard=\"7\"} 33",
+            "checkraft_node_shard_checked_boxes{shard=\"0\"} 0",
             "checkraft_node_raft_term{shard=\"7\"} 3",
             "checkraft_node_raft_is_leader{shard=\"7\"} 1",
             "checkraft_node_raft_leader_id{shard=\"7\"} 2",

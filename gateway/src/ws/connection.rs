@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use checkraft_proto::ws::{
@@ -303,6 +303,7 @@ impl Conn {
             return;
         }
         let outbox = self.outbox.clone();
+        let started = Instant::now();
         tokio::spawn(async move {
             let reply = match gateway.set_box(u64::from(index), checked).await {
                 Ok(view) => ack(request_id, AckStatus::Applied, view.seq),
@@ -312,6 +313,10 @@ impl Conn {
                 }
                 Err(_) => ack(request_id, AckStatus::Invalid, 0),
             };
+            gateway
+                .metrics
+                .ws_set_latency
+                .observe(started.elapsed().as_secs_f64());
             outbox.push_reply(reply);
         });
     }

@@ -12,6 +12,9 @@
 //! A state reset (snapshot) or a lagging feed loses that chain: the chunks
 //! of the shard start over from the current seq, and their subscribers get
 //! `Resync{StateReset}`.
+//!
+//! The manager also installs the scrape-time probe of the connections'
+//! send queues (`queue_depth`), the gateway's fan-out queue depth.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
@@ -25,9 +28,40 @@ use tokio::sync::broadcast::error::RecvError;
 use super::Hub;
 use crate::shards::{ShardHandle, ShardUpdate};
 
+/// Messages queued to `hub`'s connections and not yet written: the total
+/// and the longest single queue. Takes each outbox's lock once.
+fn queue_depth(hub: &Hub) -> (usize, usize) {
+    let registry = hub.registry();
+    registry
+        .conns
+        .values()
+        .map(|outbox| outbox.len())
+        .fold((0, 0), |(total, max), len| (total + len, max.max(len)))
+}
+
+/// Keeps the send-queue gauges current at every scrape, while `hub` lives.
+fn install_queue_probe(hub: &Arc<Hub>) {
+    let weak = Arc::downgrade(hub);
+    hub.gateway.metrics.on_render(move || {
+        let Some(hub) = weak.upgrade() else {
+            return false;
+        };
+        let (total, max) = queue_depth(&hub);
+        let metrics = &hub.gateway.metrics;
+        metrics
+            .ws_send_queue
+            .set(i64::try_from(total).unwrap_or(i64::MAX));
+        metrics
+            .ws_send_queue_max
+            .set(i64::try_from(max).unwrap_or(i64::MAX));
+        true
+    });
+}
+
 /// Starts one fan-out task per shard handle, and again for a shard whose
 /// handle was replaced.
 pub async fn manager(hub: Arc<Hub>) {
+    install_queue_probe(&hub);
     let mut tasks: HashMap<ShardId, Weak<ShardHandle>> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -103,6 +137,7 @@ impl ShardFanout {
                     Ok(update) => self.fold(&update),
                     Err(RecvError::Lagged(n)) => {
                         tracing::warn!(shard = self.shard, missed = n, "fan-out lagged; resyncing");
+                        self.hub.gateway.metrics.ws_fanout_lags.inc();
                         let Some(handle) = self.handle.upgrade() else { break };
                         let seq = handle.read().seq;
                         drop(handle);

@@ -13,8 +13,9 @@ use crate::error::{Error, Result};
 
 /// Something waiting for the next flush.
 enum Waiter {
-    /// openraft's append callback.
-    Log(LogFlushed<TypeConfig>),
+    /// openraft's append callback, and the number of entries appended
+    /// when the caller said.
+    Log(LogFlushed<TypeConfig>, Option<u64>),
     /// An `await`ing caller (vote, truncate, purge, snapshot).
     Notify(oneshot::Sender<Result<(), String>>),
 }
@@ -33,6 +34,12 @@ pub struct FlushStats {
     pub latency: Histogram,
     /// Waiters completed by each flush (1 .. 4096 buckets).
     pub batch: Histogram,
+    /// Log entries made durable by successful flushes (those appended
+    /// through [`Flusher::after_append`]).
+    pub entries: AtomicU64,
+    /// Log entries made durable by each flush that had appends counted
+    /// through [`Flusher::after_append`] (1 .. 4096 buckets).
+    pub batch_entries: Histogram,
 }
 
 impl Default for FlushStats {
@@ -43,6 +50,8 @@ impl Default for FlushStats {
             micros: AtomicU64::new(0),
             latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             batch: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            entries: AtomicU64::new(0),
+            batch_entries: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
         }
     }
 }
@@ -64,8 +73,22 @@ impl Flusher {
     }
 
     /// Calls `callback` once a flush that starts after this call completes.
+    /// The entries it covers are not counted in [`FlushStats::entries`];
+    /// log appends should use [`Flusher::after_append`].
     pub fn after_flush(&self, callback: LogFlushed<TypeConfig>) {
-        if let Err(mpsc::error::SendError(Waiter::Log(cb))) = self.tx.send(Waiter::Log(callback)) {
+        self.queue_log(callback, None);
+    }
+
+    /// Like [`Flusher::after_flush`], for an append of `entries` log
+    /// entries, which the flush metrics count.
+    pub fn after_append(&self, callback: LogFlushed<TypeConfig>, entries: u64) {
+        self.queue_log(callback, Some(entries));
+    }
+
+    fn queue_log(&self, callback: LogFlushed<TypeConfig>, entries: Option<u64>) {
+        if let Err(mpsc::error::SendError(Waiter::Log(cb, _))) =
+            self.tx.send(Waiter::Log(callback, entries))
+        {
             cb.log_io_completed(Err(std::io::Error::other("flusher stopped")));
         }
     }
@@ -111,12 +134,20 @@ async fn run(db: sled::Db, mut rx: mpsc::UnboundedReceiver<Waiter>, stats: Arc<F
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
         stats.latency.observe(elapsed.as_secs_f64());
         stats.batch.observe(batch.len() as f64);
+        let counted = batch.iter().filter_map(|w| match w {
+            Waiter::Log(_, entries) => *entries,
+            Waiter::Notify(_) => None,
+        });
+        if let (Ok(()), Some(entries)) = (&result, counted.reduce(|a, b| a + b)) {
+            stats.entries.fetch_add(entries, Ordering::Relaxed);
+            stats.batch_entries.observe(entries as f64);
+        }
         if let Err(e) = &result {
             tracing::error!(error = %e, "sled flush failed; waiters get the error");
         }
         for waiter in batch.drain(..) {
             match waiter {
-                Waiter::Log(cb) => {
+                Waiter::Log(cb, _) => {
                     cb.log_io_completed(result.clone().map_err(std::io::Error::other))
                 }
                 Waiter::Notify(tx) => {

@@ -166,12 +166,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
+        let mut appended = 0u64;
         for entry in entries {
             batch.insert(&log_key(entry.log_id.index), codec::encode(&entry));
+            appended += 1;
         }
         self.tree.apply_batch(batch).map_err(write_err)?;
         // Readable now; reported durable only after the next flush.
-        self.flusher.after_flush(callback);
+        self.flusher.after_append(callback, appended);
         Ok(())
     }
 
