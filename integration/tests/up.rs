@@ -1,5 +1,6 @@
-//! `raftctl up --ephemeral`: starts a local cluster and a gateway, serves
-//! `status` and the gateway's API, and on SIGINT exits cleanly, leaving no
+//! `raftctl up --ephemeral`: starts a local cluster, its gateways and the
+//! page (through Caddy, or served by the gateway with `--no-caddy`), serves
+//! `status` and the grid's API, and on SIGINT exits cleanly, leaving no
 //! child process behind.
 
 use std::time::Duration;
@@ -40,41 +41,68 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// `n` consecutive free loopback ports.
+fn free_ports(n: u16) -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = l.local_addr().unwrap().port();
+        drop(l);
+        if p < 60000 && (1..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
+            break p;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn up_ephemeral_serves_status_and_stops_cleanly() {
-    tokio::time::timeout(Duration::from_secs(180), test())
+async fn up_with_caddy_and_two_gateways_serves_the_page_and_stops_cleanly() {
+    assert!(
+        which("caddy"),
+        "caddy is not installed: integration/run-tests installs it"
+    );
+    tokio::time::timeout(Duration::from_secs(180), test(true))
         .await
         .expect("up test exceeded its bound");
 }
 
-async fn test() {
-    // Three consecutive free ports.
-    let port = loop {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = l.local_addr().unwrap().port();
-        drop(l);
-        if p < 60000 && (1..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
-            break p;
-        }
-    };
-    let gateway_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_without_caddy_has_the_gateway_serve_the_page() {
+    tokio::time::timeout(Duration::from_secs(180), test(false))
+        .await
+        .expect("up test exceeded its bound");
+}
+
+fn which(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+}
+
+async fn test(caddy: bool) {
+    let port = free_ports(3);
+    let gateway_port = free_ports(2);
+    let http_port = free_ports(1);
+    let gateways: u16 = if caddy { 2 } else { 1 };
+    let mut args = vec![
+        "up".to_string(),
+        "--ephemeral".into(),
+        "--port".into(),
+        port.to_string(),
+        "--shards".into(),
+        "4".into(),
+        "--boxes".into(),
+        "20000".into(),
+        "--gateway-port".into(),
+        gateway_port.to_string(),
+        "--gateways".into(),
+        gateways.to_string(),
+        "--http-port".into(),
+        http_port.to_string(),
+    ];
+    if !caddy {
+        args.push("--no-caddy".into());
+    }
+    let page_port = if caddy { http_port } else { gateway_port };
     let mut up = tokio::process::Command::new(bin_dir().join("raftctl"))
-        .args([
-            "up",
-            "--ephemeral",
-            "--port",
-            &port.to_string(),
-            "--shards",
-            "4",
-            "--boxes",
-            "20000",
-            "--gateway-port",
-            &gateway_port.to_string(),
-        ])
+        .args(&args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -84,7 +112,7 @@ async fn test() {
     let entry = format!("127.0.0.1:{port}");
     eventually(
         Duration::from_secs(90),
-        "raftctl up to serve status and the gateway",
+        "raftctl up to serve status and the page",
         || {
             let entry = entry.clone();
             async move {
@@ -94,9 +122,10 @@ async fn test() {
                 if !(shards.len() == 4 && shards.iter().all(|s| s["leader"].is_u64())) {
                     return None;
                 }
-                // `up` starts the gateway after the nodes are initialized:
-                // ready means the gateway answers too.
-                let health = reqwest::get(format!("http://127.0.0.1:{gateway_port}/health"))
+                // `up` starts the gateways and Caddy after the nodes are
+                // initialized: ready means the page's address answers
+                // /health too (Caddy proxies it to a gateway).
+                let health = reqwest::get(format!("http://127.0.0.1:{page_port}/health"))
                     .await
                     .ok()?;
                 health.status().is_success().then_some(())
@@ -105,19 +134,53 @@ async fn test() {
     )
     .await;
     let kids = children(pid);
+    let expected = 3 + usize::from(gateways) + usize::from(caddy);
     assert_eq!(
         kids.len(),
-        4,
-        "raftctl up runs three nodes and a gateway, found {kids:?}"
+        expected,
+        "raftctl up runs three nodes, {gateways} gateway(s) and {} Caddy, found {kids:?}",
+        if caddy { "one" } else { "no" }
     );
-    let stats: serde_json::Value =
-        reqwest::get(format!("http://127.0.0.1:{gateway_port}/api/stats"))
-            .await
-            .expect("the gateway answers")
-            .json()
-            .await
-            .expect("stats are JSON");
+    let page = format!("http://127.0.0.1:{page_port}");
+    let stats: serde_json::Value = reqwest::get(format!("{page}/api/stats"))
+        .await
+        .expect("the grid's API answers")
+        .json()
+        .await
+        .expect("stats are JSON");
     assert_eq!(stats["boxes"], 20000, "gateway stats: {stats}");
+    let index = reqwest::get(format!("{page}/")).await.expect("the page");
+    assert!(
+        index.status().is_success(),
+        "GET / answered {}",
+        index.status()
+    );
+    assert!(
+        index.headers().contains_key("content-security-policy"),
+        "the page carries security headers: {:?}",
+        index.headers()
+    );
+    let html = index.text().await.unwrap();
+    assert!(
+        html.contains("/js/main.js") && html.contains("/nojs"),
+        "the page: {html}"
+    );
+    let hidden = reqwest::get(format!("{page}/package.json")).await.unwrap();
+    assert_eq!(hidden.status(), 404, "development files stay hidden");
+    let config: serde_json::Value = reqwest::get(format!("{page}/config.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .expect("config.json is JSON");
+    let endpoints: Vec<String> = (0..gateways)
+        .map(|i| format!("ws://127.0.0.1:{}/ws", gateway_port + i))
+        .collect();
+    assert_eq!(
+        config["endpoints"],
+        serde_json::json!(endpoints),
+        "{config}"
+    );
 
     kill(Pid::from_raw(pid as i32), Signal::SIGINT).unwrap();
     let status = tokio::time::timeout(Duration::from_secs(30), up.wait())
@@ -126,6 +189,6 @@ async fn test() {
         .unwrap();
     assert!(status.success(), "raftctl up exited with {status}");
     for kid in kids {
-        assert!(!alive(kid), "node process {kid} outlived raftctl up");
+        assert!(!alive(kid), "child process {kid} outlived raftctl up");
     }
 }

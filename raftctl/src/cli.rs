@@ -86,8 +86,8 @@ pub enum Command {
         #[arg(long)]
         from: PathBuf,
     },
-    /// Run a local cluster (three nodes and a gateway) in the foreground
-    /// until Ctrl-C.
+    /// Run a local cluster (three nodes, gateways, and Caddy serving the
+    /// page when installed) in the foreground until Ctrl-C.
     Up(UpArgs),
 }
 
@@ -193,9 +193,25 @@ pub struct UpArgs {
     /// First node port; nodes listen on PORT, PORT+1, PORT+2.
     #[arg(long, default_value_t = 7001)]
     pub port: u16,
-    /// Port of the gateway (the grid's HTTP API).
-    #[arg(long, default_value_t = 8080)]
+    /// Port of the first gateway (the grid's HTTP API and websockets);
+    /// further gateways take the following ports.
+    #[arg(long, default_value_t = 8081)]
     pub gateway_port: u16,
+    /// Gateways to run (stateless; the page picks among them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub gateways: u16,
+    /// Port of the page: Caddy serves `assets/` and proxies to the
+    /// gateways. Without Caddy installed (or with `--no-caddy`), the first
+    /// gateway serves the page on its own port instead.
+    #[arg(long, default_value_t = 8080)]
+    pub http_port: u16,
+    /// Don't start Caddy even if it is installed.
+    #[arg(long)]
+    pub no_caddy: bool,
+    /// The page's static files (default: `assets/` beside the current
+    /// directory or the source tree raftctl was built from).
+    #[arg(long)]
+    pub assets: Option<PathBuf>,
     /// Boxes in the grid, on first start.
     #[arg(long, default_value_t = 1_000_000)]
     pub boxes: u64,

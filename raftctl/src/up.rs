@@ -1,15 +1,22 @@
-//! `raftctl up`: a local three-node cluster and a gateway in the
+//! `raftctl up`: a local cluster, its gateways and the page, in the
 //! foreground.
 //!
 //! Starts `checkraft-node` three times (ids 1-3 on `127.0.0.1:PORT..`,
 //! data under `<data-dir>/node-<id>`, logs in `<data-dir>/node-<id>.log`,
 //! admin token from `<data-dir>/token`, created on first use), initializes
 //! the cluster on first start (a data dir that already holds one keeps
-//! it), then starts one `checkraft-gateway` on `--gateway-port` (log
-//! `<data-dir>/gateway-1.log`), writes `<data-dir>/cluster.json` describing
-//! the processes, and waits. On SIGINT or SIGTERM it stops every process
-//! (SIGTERM, then SIGKILL after 10 s) and exits 0; if one dies on its own,
-//! it stops the others and fails. Nodes run in their own process group (a terminal's Ctrl-C
+//! it), then starts `--gateways` `checkraft-gateway`s on `--gateway-port`
+//! and the ports after it (logs `<data-dir>/gateway-<id>.log`), each
+//! offering every gateway's websocket URL in `/config.json`. When `caddy`
+//! is on `PATH` (and not `--no-caddy`), Caddy runs the repository's
+//! `Caddyfile` on `--http-port`: it serves `assets/` and proxies to the
+//! gateways, which trust its `X-Forwarded-For`. Without Caddy the gateways
+//! serve `assets/` themselves. It writes `<data-dir>/cluster.json`
+//! describing the processes and the page's URL, and waits.
+//!
+//! On SIGINT or SIGTERM it stops every process (SIGTERM, then SIGKILL after
+//! 10 s) and exits 0; if one dies on its own, it stops the others and
+//! fails. Children run in their own process group (a terminal's Ctrl-C
 //! reaches only raftctl, which then stops them in order) and, on Linux,
 //! get SIGTERM from the kernel should raftctl itself die.
 //!
@@ -93,12 +100,31 @@ async fn start(
     let specs: Vec<(u64, String)> = (0..NODES)
         .map(|i| (u64::from(i) + 1, format!("127.0.0.1:{}", args.port + i)))
         .collect();
-    let gateway_addr = format!("127.0.0.1:{}", args.gateway_port);
-    for addr in specs.iter().map(|(_, a)| a).chain([&gateway_addr]) {
+    let gateway_addrs: Vec<String> = (0..args.gateways)
+        .map(|i| {
+            args.gateway_port
+                .checked_add(i)
+                .map(|p| format!("127.0.0.1:{p}"))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "--gateway-port {} leaves no room for {} gateways",
+                        args.gateway_port,
+                        args.gateways
+                    )
+                })
+        })
+        .collect::<Result<_>>()?;
+    let front = Front::find(args)?;
+    let http_addr = format!("127.0.0.1:{}", args.http_port);
+    let mut addrs: Vec<&String> = specs.iter().map(|(_, a)| a).chain(&gateway_addrs).collect();
+    if front.caddy.is_some() {
+        addrs.push(&http_addr);
+    }
+    for addr in addrs {
         std::net::TcpListener::bind(addr).with_context(|| {
             format!(
                 "port {addr} is in use (another `raftctl up` running?); stop it or pick \
-                 another --port"
+                 other ports (--port, --gateway-port, --http-port)"
             )
         })?;
     }
@@ -119,28 +145,78 @@ async fn start(
     nodes.wait_healthy().await?;
     let client = ClusterClient::new(&specs[0].1, Some(token.to_string()));
     ensure_initialized(&client, &specs, args).await?;
-    // The gateway reads the map from the nodes, so it starts last.
+    // The gateways read the map from the nodes, so they start after them.
     let seeds: Vec<&str> = specs.iter().map(|(_, a)| a.as_str()).collect();
-    let gateway_args = [
-        "--id",
-        "1",
-        "--listen",
-        &gateway_addr,
-        "--cluster",
-        &seeds.join(","),
-    ]
-    .map(String::from);
-    nodes.spawn(
-        gateway_binary,
-        "gateway",
-        1,
-        &gateway_addr,
-        data.path(),
-        &gateway_args,
-        &[],
-    )?;
+    let endpoints: Vec<String> = gateway_addrs
+        .iter()
+        .map(|a| format!("ws://{a}/ws"))
+        .collect();
+    let endpoints = serde_json::to_string(&endpoints)?;
+    let assets = front.assets.display().to_string();
+    let mut env = vec![("CHECKRAFT_GATEWAY_CLIENT_ENDPOINTS", endpoints.as_str())];
+    if front.caddy.is_some() {
+        env.push(("CHECKRAFT_GATEWAY_TRUSTED_PROXIES", "[\"127.0.0.1\"]"));
+    } else {
+        env.push(("CHECKRAFT_GATEWAY_ASSETS_DIR", assets.as_str()));
+    }
+    for (i, addr) in gateway_addrs.iter().enumerate() {
+        let id = i as u64 + 1;
+        let gateway_args = [
+            "--id",
+            &id.to_string(),
+            "--listen",
+            addr,
+            "--cluster",
+            &seeds.join(","),
+        ]
+        .map(String::from);
+        nodes.spawn(
+            gateway_binary,
+            "gateway",
+            id,
+            addr,
+            data.path(),
+            &gateway_args,
+            &env,
+        )?;
+    }
+    if let Some((caddy, caddyfile)) = &front.caddy {
+        let caddy_home = data.path().join("caddy").display().to_string();
+        let port = args.http_port.to_string();
+        let caddy_args = [
+            "run",
+            "--config",
+            &caddyfile.display().to_string(),
+            "--adapter",
+            "caddyfile",
+        ]
+        .map(String::from);
+        let env = [
+            ("CHECKRAFT_HTTP_PORT", port.as_str()),
+            ("CHECKRAFT_BIND", "127.0.0.1"),
+            ("CHECKRAFT_GATEWAYS", &gateway_addrs.join(" ")),
+            ("CHECKRAFT_ASSETS", assets.as_str()),
+            ("XDG_DATA_HOME", caddy_home.as_str()),
+            ("XDG_CONFIG_HOME", caddy_home.as_str()),
+        ];
+        nodes.spawn(
+            caddy,
+            "caddy",
+            1,
+            &http_addr,
+            data.path(),
+            &caddy_args,
+            &env,
+        )?;
+    }
     nodes.wait_healthy().await?;
+    let page = if front.caddy.is_some() {
+        &http_addr
+    } else {
+        &gateway_addrs[0]
+    };
     let descriptor = ClusterFile {
+        page_url: format!("http://{page}/"),
         data_dir: data.path().to_path_buf(),
         token_file: data.path().join("token"),
         processes: nodes.children.iter().map(ChildProcess::describe).collect(),
@@ -226,12 +302,10 @@ fn announce(descriptor: &ClusterFile, args: &UpArgs, data: &Path, json: bool) ->
     }
     out(format!("admin token: {}", descriptor.token_file.display()));
     out(format!("try: {}", status_hint(args, data)));
-    if let Some(gateway) = descriptor.processes.iter().find(|p| p.role == "gateway") {
-        out(format!(
-            "the grid's HTTP API: http://{}/api/stats (the page arrives with the browser client)",
-            gateway.addr
-        ));
-    }
+    out(format!(
+        "open the grid: {}  (no JavaScript: {}nojs)",
+        descriptor.page_url, descriptor.page_url
+    ));
     out("Ctrl-C to stop");
     Ok(())
 }
@@ -293,6 +367,61 @@ impl Signals {
             _ = self.terminate.recv() => "SIGTERM",
         }
     }
+}
+
+// ------------------------------------------------------------ the page
+
+/// What serves the page: the static files, and Caddy when it is used.
+struct Front {
+    /// The page's static files (`assets/`).
+    assets: PathBuf,
+    /// The `caddy` binary and the repository's `Caddyfile`, unless Caddy
+    /// is missing or turned off (then the gateways serve `assets`).
+    caddy: Option<(PathBuf, PathBuf)>,
+}
+
+impl Front {
+    /// Finds `assets/` (`--assets`, else in the current directory or an
+    /// ancestor, else in the source tree raftctl was built from), the
+    /// `Caddyfile` beside it, and `caddy` on `PATH`.
+    fn find(args: &UpArgs) -> Result<Self> {
+        let assets = match &args.assets {
+            Some(dir) => dir.clone(),
+            None => {
+                let cwd = std::env::current_dir().context("reading the current directory")?;
+                let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+                cwd.ancestors()
+                    .map(Path::to_path_buf)
+                    .chain([built_from])
+                    .map(|root| root.join("assets"))
+                    .find(|a| a.join("index.html").is_file())
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "the page's files (assets/index.html) were not found; run from \
+                             the repository or pass --assets"
+                        )
+                    })?
+            }
+        };
+        if !assets.join("index.html").is_file() {
+            bail!("{} holds no index.html", assets.display());
+        }
+        let assets = assets.canonicalize()?;
+        let caddyfile = assets.parent().map(|root| root.join("Caddyfile"));
+        let caddy = match (args.no_caddy, on_path("caddy"), caddyfile) {
+            (false, Some(caddy), Some(file)) if file.is_file() => Some((caddy, file)),
+            _ => None,
+        };
+        Ok(Self { assets, caddy })
+    }
+}
+
+/// `name` on `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 // ------------------------------------------------------- data and token
@@ -361,6 +490,8 @@ fn out(line: impl std::fmt::Display) {
 /// `<data-dir>/cluster.json`.
 #[derive(Debug, Serialize)]
 struct ClusterFile {
+    /// Where a browser opens the grid: Caddy, or the first gateway.
+    page_url: String,
     data_dir: PathBuf,
     token_file: PathBuf,
     processes: Vec<ProcessInfo>,

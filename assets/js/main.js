@@ -1,0 +1,574 @@
+// The page: wires the pure model (state.js) and view plan (viewplan.js) to
+// the DOM (grid.js, minimap.js), the socket hub link (connection.js), chunk
+// fetching (chunks.js) and the offline record (offline.js).
+//
+// Flow: events (scroll, resize, hub messages, fetch results, clicks) only
+// change state and call `invalidate()`; one requestAnimationFrame callback
+// then computes the plan, diffs it against what is on screen and applies
+// the patches, redraws the minimap and counters, and updates <html>'s
+// data-connection. Subscriptions follow the visible chunks (plus a margin),
+// debounced while scrolling.
+
+import { GridModel, receiveUpdate, versionShowsGap, wantedChunks } from "./state.js";
+import {
+  CHECKED, DISABLED, HIGHLIGHT, PENDING, UNKNOWN,
+  computeLayout, diffPlans, nextPos, planView, posForIndex, rowOf, samePool, scrollForPos, visibleRange,
+} from "./viewplan.js";
+import { GridView } from "./grid.js";
+import { Minimap } from "./minimap.js";
+import { ChunkFetcher } from "./chunks.js";
+import { OfflineStore, loadLast, saveLast } from "./offline.js";
+import { openLink } from "./connection.js";
+
+const ACK_TIMEOUT_MS = 15_000; // the gateway answers "unavailable" after 10 s
+const SUBSCRIBE_DEBOUNCE_MS = 150;
+const SUBSCRIBE_MAX_WAIT_MS = 600;
+const MARGIN_CHUNKS = 1;
+const MAX_SUBSCRIBED = 32;
+const MAX_KEPT_CHUNKS = 256;
+const NOTICE_MS = 3_500;
+const MINIMAP_MS = 150;
+
+const NOTICES = {
+  rate_limited: "Too fast — slow down",
+  unavailable: "Server unavailable, try again",
+  out_of_range: "That box is out of range",
+  invalid: "The server refused that change",
+  timeout: "No answer from the server — change undone",
+  disconnected: "Not connected — change undone",
+};
+
+const $ = (sel) => document.querySelector(sel);
+const root = document.documentElement;
+const viewport = $("#viewport");
+const gridEl = $("#grid");
+const view = new GridView(viewport, gridEl);
+const minimap = new Minimap($("#minimap"), (i) => goTo(i, { focus: false }));
+const checkedEl = $("#checked-count");
+const onlineEl = $("#online-count");
+const noticeEl = $("#notice");
+const bannerEl = $("#offline-banner");
+
+// ---------------------------------------------------------------- state
+
+let model = new GridModel(0, 1);
+let known = false; // dimensions known
+let L = null; // layout
+let pos = 0; // content position (px)
+let lastScroll = 0;
+let applied = null; // the plan on screen
+let highlight = -1;
+let focusTarget = -1;
+let pendingJump = null;
+let wanted = []; // subscribed chunks
+let visibleChunks = [];
+let hub = { state: "connecting", endpoint: null, gen: 0 };
+let mode = "per-tab";
+let networkDown = false;
+let counters = { checked: null, online: null };
+let nextReq = 1;
+let subTimer = null;
+let noticeTimer = null;
+const densities = new Map(); // chunk -> density, kept after a chunk is dropped
+let minimapDirty = true;
+let countersDirty = true;
+
+const store = new OfflineStore(() => model);
+const fetcher = new ChunkFetcher(model, {
+  onChange(c) {
+    chunkChanged(c);
+  },
+  onNetwork(ok) {
+    if (networkDown === ok) {
+      networkDown = !ok;
+      invalidate();
+    }
+  },
+  wanted: (c) => wanted.includes(c),
+  store,
+});
+
+const hook = {
+  acks: [],
+  // Frame counter; set `perf.log = []` to record [planMs, applyMs, patches] per frame.
+  perf: { frames: 0, log: null },
+  state: () => ({
+    connection: root.dataset.connection,
+    endpoint: root.dataset.endpoint ?? null,
+    mode,
+    boxes: model.boxes,
+    chunkSize: model.chunkSize,
+    subscribed: [...wanted],
+  }),
+};
+window.__checkraft = hook;
+
+function chunkChanged(c) {
+  const e = model.chunks.get(c);
+  if (e && e.loaded && e.density !== null) densities.set(c, e.density);
+  minimapDirty = true;
+  store.markDirty(c);
+  invalidate();
+}
+
+function setDimensions(boxes, chunkSize) {
+  if (!Number.isFinite(boxes) || !Number.isFinite(chunkSize) || chunkSize <= 0) return;
+  if (known && boxes === model.boxes && chunkSize === model.chunkSize) return;
+  model = new GridModel(boxes, chunkSize);
+  fetcher.reset(model);
+  densities.clear();
+  wanted = [];
+  known = true;
+  saveLast({ boxes, chunkSize, checked: counters.checked, online: counters.online });
+  relayout();
+  const target = pendingJump ?? hashIndex();
+  pendingJump = null;
+  if (target !== null) goTo(target, { focus: true });
+  updateSubscriptions();
+}
+
+// ---------------------------------------------------------------- layout and frame
+
+function relayout() {
+  if (!known) return;
+  const anchor = L ? Math.floor(pos / L.rowHeight) * L.cols : 0; // first visible box
+  const narrow = viewport.clientWidth < 500;
+  const next = computeLayout({
+    width: viewport.clientWidth,
+    height: viewport.clientHeight,
+    boxes: model.boxes,
+    cell: narrow ? 30 : 36,
+    rowHeight: narrow ? 30 : 36,
+  });
+  const old = L;
+  L = next;
+  view.applyLayout(L);
+  if (!samePool(old, L)) applied = null;
+  if (old && old.cols !== L.cols) pos = Math.min(L.maxPos, rowOf(L, anchor) * L.rowHeight);
+  pos = Math.min(pos, L.maxPos);
+  setScroll(scrollForPos(L, pos));
+  minimapDirty = true;
+  invalidate();
+}
+
+function setScroll(s) {
+  viewport.scrollTop = s;
+  lastScroll = viewport.scrollTop;
+}
+
+/** Queues one frame. Hidden or occluded tabs get no animation frames, so a
+ * slow timer stands in for them (whichever fires first renders). */
+const FALLBACK_FRAME_MS = 250;
+let frameQueued = false;
+let frameToken = 0;
+function invalidate() {
+  if (frameQueued) return;
+  frameQueued = true;
+  const token = ++frameToken;
+  const run = () => { if (frameQueued && token === frameToken) frame(); };
+  requestAnimationFrame(run);
+  setTimeout(run, FALLBACK_FRAME_MS);
+}
+
+let frameOffline = false; // isOffline(), once per frame
+
+function flagsOf(index) {
+  let f = frameOffline ? DISABLED : 0;
+  if (model.isChecked(index)) f |= CHECKED;
+  if (model.pending.size > 0 && model.isPending(index)) f |= PENDING;
+  if (!model.isLoaded(index)) f |= UNKNOWN;
+  if (index === highlight) f |= HIGHLIGHT;
+  return f;
+}
+
+let lastRange = { first: 0, last: -1 };
+
+function frame() {
+  frameQueued = false;
+  frameOffline = isOffline();
+  if (known && L) {
+    const s = viewport.scrollTop;
+    if (s !== lastScroll) {
+      pos = nextPos(L, pos, lastScroll, s);
+      lastScroll = s;
+    }
+    const t0 = performance.now();
+    const plan = planView(L, pos, flagsOf, lastScroll);
+    const patches = diffPlans(applied, plan);
+    const t1 = performance.now();
+    view.apply(patches);
+    applied = plan;
+    const t2 = performance.now();
+    hook.perf.frames++;
+    if (hook.perf.log) hook.perf.log.push([Math.round(t1 - t0), Math.round(t2 - t1), patches.length]);
+    if (focusTarget >= 0) {
+      const el = view.inputFor(focusTarget);
+      if (el) {
+        if (view.tabStop && view.tabStop !== el) view.tabStop.tabIndex = -1;
+        el.tabIndex = 0;
+        view.tabStop = el;
+        el.focus({ preventScroll: true });
+        focusTarget = -1;
+      }
+    }
+    const range = visibleRange(L, pos);
+    if (L.poolRows > 0) view.setTabStop(range.first, rowOf(L, range.first) % L.poolRows, range.first % L.cols);
+    if (range.first !== lastRange.first || range.last !== lastRange.last) {
+      lastRange = range;
+      minimapDirty = true;
+      scheduleSubscriptions();
+    }
+    if (minimapDirty) drawMinimap(range);
+  }
+  if (countersDirty) {
+    countersDirty = false;
+    showCount(checkedEl, counters.checked);
+    showCount(onlineEl, counters.online);
+  }
+  updateConnection();
+}
+
+/** Redraws the minimap, at most every MINIMAP_MS (it is not worth a frame while scrolling). */
+let minimapAt = 0;
+let minimapTimer = null;
+function drawMinimap(range) {
+  const now = performance.now();
+  if (now - minimapAt < MINIMAP_MS) {
+    if (!minimapTimer) minimapTimer = setTimeout(() => { minimapTimer = null; invalidate(); }, MINIMAP_MS);
+    return;
+  }
+  minimapAt = now;
+  minimapDirty = false;
+  minimap.draw({ boxes: model.boxes, nChunks: model.nChunks, densities, ...range });
+}
+
+function showCount(el, v) {
+  if (v === null || v === undefined) {
+    el.removeAttribute("data-value");
+    el.textContent = "–";
+  } else {
+    el.dataset.value = String(v);
+    el.textContent = v.toLocaleString("en-US");
+  }
+}
+
+function isOffline() {
+  return navigator.onLine === false || (networkDown && hub.state !== "live");
+}
+
+function updateConnection() {
+  const offline = isOffline();
+  let c;
+  if (offline) c = "offline";
+  else if (hub.state === "live") c = visibleLoaded() ? "live" : "connecting";
+  else c = hub.state === "reconnecting" ? "reconnecting" : "connecting";
+  if (root.dataset.connection !== c) root.dataset.connection = c;
+  if (hub.endpoint && root.dataset.endpoint !== hub.endpoint) root.dataset.endpoint = hub.endpoint;
+  if (bannerEl.hidden === offline) bannerEl.hidden = !offline;
+  gridEl.setAttribute("aria-readonly", offline ? "true" : "false");
+  // The label follows the socket only (no flicker while chunks load).
+  const shown = offline ? "offline" : hub.state;
+  const text = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline" }[shown];
+  const label = $("#connection-label");
+  if (label.textContent !== text) label.textContent = text;
+}
+
+function visibleLoaded() {
+  if (!known) return false;
+  for (const c of visibleChunks) {
+    const e = model.chunks.get(c);
+    if (!e || !e.loaded || e.stale) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- subscriptions
+
+/** Debounced while scrolling, but never later than SUBSCRIBE_MAX_WAIT_MS after the first change. */
+let subSince = 0;
+function scheduleSubscriptions() {
+  const now = performance.now();
+  if (!subTimer) subSince = now;
+  clearTimeout(subTimer);
+  const wait = Math.max(0, Math.min(SUBSCRIBE_DEBOUNCE_MS, subSince + SUBSCRIBE_MAX_WAIT_MS - now));
+  subTimer = setTimeout(() => {
+    subTimer = null;
+    updateSubscriptions();
+  }, wait);
+}
+
+function updateSubscriptions() {
+  if (!known || !L) return;
+  const range = visibleRange(L, pos);
+  visibleChunks = wantedChunks(range.first, range.last, model.chunkSize, model.nChunks, 0, MAX_SUBSCRIBED);
+  const next = wantedChunks(range.first, range.last, model.chunkSize, model.nChunks, MARGIN_CHUNKS, MAX_SUBSCRIBED);
+  const same = next.length === wanted.length && next.every((c, i) => c === wanted[i]);
+  if (same) return;
+  const before = new Set(wanted);
+  const nextSet = new Set(next);
+  // Chunks we stop subscribing to get no more updates: their copy goes stale.
+  for (const c of wanted) if (!nextSet.has(c)) { const e = model.chunks.get(c); if (e) e.stale = true; }
+  wanted = next;
+  link.subscribe(wanted);
+  // Visible chunks first, then the margin.
+  const order = [...visibleChunks, ...wanted.filter((c) => !visibleChunks.includes(c))];
+  for (const c of order) {
+    const e = model.chunks.get(c);
+    if (!before.has(c) || !e || !e.loaded || e.stale) fetcher.request(c);
+  }
+  evict();
+  invalidate();
+}
+
+/** Drops the content of chunks far from view (their density stays for the minimap). */
+function evict() {
+  if (model.chunks.size <= MAX_KEPT_CHUNKS) return;
+  for (const [c, e] of model.chunks) {
+    if (model.chunks.size <= MAX_KEPT_CHUNKS) break;
+    if (wanted.includes(c) || e.fetching) continue;
+    model.chunks.delete(c);
+  }
+}
+
+// ---------------------------------------------------------------- hub messages
+
+function onHubMessage(msg) {
+  switch (msg.t) {
+    case "status": {
+      const wasGen = hub.gen;
+      hub = { state: msg.state, endpoint: msg.endpoint, gen: msg.gen };
+      if (msg.hello) setDimensions(msg.hello.boxes, msg.hello.chunk_size);
+      if (msg.state === "live" && msg.gen !== wasGen) {
+        // A new socket (or the first): changes before its subscriptions
+        // were never sent to us, so refetch (If-None-Match keeps it cheap).
+        for (const c of wanted) fetcher.request(c);
+      }
+      if (msg.state !== "live") failAllPending("disconnected");
+      invalidate();
+      break;
+    }
+    case "server":
+      onServer(msg.m);
+      break;
+    case "ack":
+      resolve(msg.id, msg.status, msg.seq);
+      break;
+    default:
+      break;
+  }
+}
+
+function onServer(m) {
+  switch (m.type) {
+    case "update": {
+      if (!wanted.includes(m.chunk)) return;
+      const e = model.chunks.get(m.chunk);
+      if (!e) return;
+      const r = receiveUpdate(e, m);
+      if (r === "applied") chunkChanged(m.chunk);
+      else if (r === "refetch") fetcher.request(m.chunk);
+      break;
+    }
+    case "versions":
+      m.versions.forEach((v, i) => {
+        const c = m.first_chunk + i;
+        const e = model.chunks.get(c);
+        if (e && wanted.includes(c) && !e.fetching && versionShowsGap(e, v)) fetcher.request(c);
+      });
+      break;
+    case "resync":
+      for (const c of wanted) if (c >= m.first_chunk && c < m.first_chunk + m.count) fetcher.request(c);
+      break;
+    case "stats":
+      counters = { checked: m.checked, online: m.online };
+      countersDirty = true;
+      saveLast({ boxes: model.boxes, chunkSize: model.chunkSize, ...counters });
+      invalidate();
+      break;
+    default:
+      break;
+  }
+}
+
+// ---------------------------------------------------------------- clicks
+
+function onToggle(index, checked) {
+  if (isOffline() || !model.isLoaded(index)) return false;
+  const id = nextReq++;
+  model.beginSet(index, checked, id, performance.now());
+  link.send({ t: "set", id, index, checked });
+  invalidate();
+  return true;
+}
+
+function resolve(id, status, seq) {
+  const r = model.resolveSet(id, status, seq);
+  if (!r) return;
+  hook.acks.push({ index: r.index, checked: r.checked, status: r.status });
+  if (r.reverted) showNotice(NOTICES[status] ?? `Change undone (${status})`);
+  else store.markDirty(model.chunkOf(r.index));
+  invalidate();
+}
+
+function failAllPending(status) {
+  for (const id of model.pendingRequests()) resolve(id, status, 0);
+}
+
+setInterval(() => {
+  for (const id of model.expiredRequests(performance.now() - ACK_TIMEOUT_MS)) resolve(id, "timeout", 0);
+}, 1_000);
+
+gridEl.addEventListener("click", (ev) => {
+  const t = ev.target;
+  if (!(t instanceof HTMLInputElement) || t.dataset.index === undefined) return;
+  const index = Number(t.dataset.index);
+  if (!onToggle(index, t.checked)) {
+    ev.preventDefault();
+    t.checked = model.isChecked(index);
+    return;
+  }
+  // Show the pending state now, not at the next frame; the next diff
+  // re-syncs this cell whatever happens meanwhile.
+  t.dataset.pending = "true";
+  forgetCell(index);
+});
+
+/** Makes the next diff rewrite the cell of box `index` (the DOM was touched directly). */
+function forgetCell(index) {
+  if (!applied || !L) return;
+  const row = rowOf(L, index);
+  const slot = row % applied.poolRows;
+  if (applied.slotRow[slot] === row) applied.cellFlags[slot * applied.cols + (index % L.cols)] = 255;
+}
+
+gridEl.addEventListener("keydown", (ev) => {
+  const t = ev.target;
+  if (!(t instanceof HTMLInputElement) || t.dataset.index === undefined || !L) return;
+  // Keys can come faster than frames: move from the box about to get focus.
+  const index = focusTarget >= 0 ? focusTarget : Number(t.dataset.index);
+  const step = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -L.cols, ArrowDown: L.cols }[ev.key];
+  if (step === undefined) return;
+  ev.preventDefault();
+  const to = index + step;
+  if (to < 0 || to >= model.boxes) return;
+  reveal(to);
+  focusTarget = to;
+  invalidate();
+});
+
+function showNotice(text) {
+  noticeEl.textContent = text;
+  noticeEl.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => { noticeEl.hidden = true; }, NOTICE_MS);
+}
+
+// ---------------------------------------------------------------- navigation
+
+function hashIndex() {
+  const m = /^#(\d+)$/.exec(location.hash);
+  return m ? Number(m[1]) : null;
+}
+
+/** Scrolls so box `index` is centred, highlights it and (optionally) focuses it. */
+function goTo(index, { focus = true } = {}) {
+  if (!Number.isFinite(index)) return;
+  if (!known || !L) {
+    pendingJump = index;
+    return;
+  }
+  index = Math.min(model.boxes - 1, Math.max(0, Math.floor(index)));
+  pos = posForIndex(L, index);
+  setScroll(scrollForPos(L, pos));
+  highlight = index;
+  if (focus) focusTarget = index;
+  clearTimeout(subTimer);
+  subTimer = null;
+  updateSubscriptions();
+  invalidate();
+}
+
+/** Scrolls the least needed for box `index`'s row to be fully visible. */
+function reveal(index) {
+  const top = rowOf(L, index) * L.rowHeight;
+  if (top < pos) pos = top;
+  else if (top + L.rowHeight > pos + L.height) pos = top + L.rowHeight - L.height;
+  else return;
+  setScroll(scrollForPos(L, pos));
+  invalidate();
+}
+
+$("#jump-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const raw = $("#jump-input").value.replace(/[\s,_#]/g, "");
+  if (!/^\d+$/.test(raw)) {
+    showNotice("Enter a box number");
+    return;
+  }
+  const n = Number(raw);
+  if (known && n >= model.boxes) {
+    showNotice(`Boxes go from 0 to ${(model.boxes - 1).toLocaleString("en-US")}`);
+    return;
+  }
+  history.replaceState(null, "", `#${n}`);
+  goTo(n);
+});
+
+addEventListener("hashchange", () => {
+  const n = hashIndex();
+  if (n !== null) goTo(n);
+});
+
+viewport.addEventListener("scroll", invalidate, { passive: true });
+new ResizeObserver(() => relayout()).observe(viewport);
+
+// ---------------------------------------------------------------- connectivity
+
+addEventListener("online", () => {
+  networkDown = false;
+  link.kick();
+  for (const c of wanted) fetcher.request(c);
+  invalidate();
+});
+addEventListener("offline", invalidate);
+addEventListener("pagehide", () => { store.flush(); });
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "hidden") store.flush();
+});
+
+const link = openLink(onHubMessage, (m) => {
+  mode = m;
+  root.dataset.socketMode = m;
+});
+
+async function loadStats() {
+  try {
+    const r = await fetch("/api/stats", { cache: "no-store" });
+    if (!r.ok) throw new Error(`stats: ${r.status}`);
+    const s = await r.json();
+    networkDown = false;
+    if (counters.checked === null) {
+      counters.checked = s.checked;
+      countersDirty = true;
+    }
+    setDimensions(s.boxes, s.chunk_size);
+  } catch {
+    if (navigator.onLine === false) networkDown = true;
+    const last = loadLast();
+    if (last && !known) {
+      networkDown = true;
+      counters = { checked: last.checked ?? null, online: last.online ?? null };
+      countersDirty = true;
+      setDimensions(last.boxes, last.chunkSize);
+    }
+  }
+  invalidate();
+}
+
+root.dataset.connection = "connecting";
+loadStats();
+invalidate();
+
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => {});
+}

@@ -1,0 +1,98 @@
+// checkraft's service worker: caching only (it cannot own a WebSocket and
+// is stopped when idle; the socket lives in socket-worker.js or a tab).
+// - install: precache the app shell under a versioned cache name;
+// - navigations and shell files: network first, the cache when offline;
+// - GET /api/chunks/{c}: straight to the network (a page's If-None-Match
+//   304 reaches the page untouched); every 200 body is also stored, keyed
+//   by URL, in the chunk cache the page itself writes (offline.js);
+// - /ws, /nojs*, /metrics and anything cross-origin: not intercepted.
+
+const VERSION = "v1";
+const SHELL_CACHE = `checkraft-shell-${VERSION}`;
+const CHUNK_CACHE = "checkraft-chunks-v1";
+const SHELL = [
+  "/",
+  "/index.html",
+  "/css/app.css",
+  "/js/main.js",
+  "/js/protocol.js",
+  "/js/state.js",
+  "/js/viewplan.js",
+  "/js/grid.js",
+  "/js/minimap.js",
+  "/js/chunks.js",
+  "/js/offline.js",
+  "/js/connection.js",
+  "/js/hub.js",
+  "/js/endpoints.js",
+  "/js/socket-worker.js",
+];
+const OPTIONAL = ["/config.json"];
+
+self.addEventListener("install", (event) => {
+  event.waitUntil((async () => {
+    const cache = await caches.open(SHELL_CACHE);
+    await cache.addAll(SHELL);
+    await Promise.all(OPTIONAL.map(async (url) => {
+      try {
+        const res = await fetch(url, { cache: "no-store" });
+        if (res.ok) await cache.put(url, res);
+      } catch {
+        /* optional: the page falls back to ["/ws"] */
+      }
+    }));
+    await self.skipWaiting();
+  })());
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil((async () => {
+    for (const name of await caches.keys()) {
+      if (name.startsWith("checkraft-shell-") && name !== SHELL_CACHE) await caches.delete(name);
+    }
+    await self.clients.claim();
+  })());
+});
+
+function bypass(url) {
+  return url.pathname === "/ws" || url.pathname.startsWith("/nojs") || url.pathname === "/metrics";
+}
+
+self.addEventListener("fetch", (event) => {
+  const req = event.request;
+  if (req.method !== "GET") return;
+  const url = new URL(req.url);
+  if (url.origin !== self.location.origin || bypass(url)) return;
+  if (url.pathname.startsWith("/api/chunks/")) {
+    event.respondWith(chunk(req));
+  } else if (url.pathname.startsWith("/api/")) {
+    return; // stats and box reads: the network only
+  } else if (req.mode === "navigate" || SHELL.includes(url.pathname) || OPTIONAL.includes(url.pathname)) {
+    event.respondWith(networkFirst(req, url));
+  }
+});
+
+async function chunk(req) {
+  const res = await fetch(req);
+  if (res.status === 200) {
+    const copy = res.clone();
+    caches.open(CHUNK_CACHE).then((c) => c.put(req.url, copy)).catch(() => {});
+  }
+  return res;
+}
+
+async function networkFirst(req, url) {
+  const cache = await caches.open(SHELL_CACHE);
+  try {
+    const res = await fetch(req);
+    if (res.ok && (req.mode !== "navigate" || url.pathname === "/" || url.pathname === "/index.html")) {
+      cache.put(req.mode === "navigate" ? url.pathname : req, res.clone()).catch(() => {});
+    }
+    return res;
+  } catch (err) {
+    const hit = (await cache.match(req, { ignoreSearch: req.mode === "navigate" }))
+      ?? (req.mode === "navigate" ? await cache.match("/") : undefined);
+    if (hit) return hit;
+    throw err;
+  }
+}
