@@ -364,8 +364,17 @@ function onServer(m) {
       if (!wanted.includes(m.chunk)) return;
       const e = model.chunks.get(m.chunk);
       if (!e) return;
+      const before = e.loaded ? Math.round(e.density * e.len) : null;
       const r = receiveUpdate(e, m);
-      if (r === "applied") chunkChanged(m.chunk);
+      if (r === "applied") {
+        // Keep the total live between Stats (every few seconds) for the
+        // changes this page sees; the next Stats corrects the rest.
+        if (before !== null && counters.checked !== null) {
+          counters.checked = Math.max(0, counters.checked + Math.round(e.density * e.len) - before);
+          countersDirty = true;
+        }
+        chunkChanged(m.chunk);
+      }
       else if (r === "refetch") fetcher.request(m.chunk);
       break;
     }

@@ -124,6 +124,11 @@ step("1. a click in one browser appears in another, and survives a reload", asyn
   await waitLive(b);
   await seen(b, 5);
   assert.equal(await boxOverHttp(5), true);
+  // Live counters: the total follows the change at once, "online" comes
+  // with the gateway's next Stats.
+  const count = (page, id) => page.evaluate((id) => Number(document.getElementById(id).dataset.value ?? -1), id);
+  await eventually("the checked counter to count box 5", 10_000, async () => (await count(a, "checked-count")) >= 1);
+  await eventually("the online counter", 15_000, async () => (await count(a, "online-count")) >= 1, 250);
   await a.screenshot({ path: join(ARTIFACTS, "main-page.png") });
   await b.screenshot({ path: join(ARTIFACTS, "main-page-phone.png") });
   assert.deepEqual([...a.errors, ...b.errors], [], "no page errors");
