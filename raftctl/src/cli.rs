@@ -89,6 +89,13 @@ pub enum Command {
     /// Run a local cluster (three nodes, gateways, and Caddy serving the
     /// page when installed) in the foreground until Ctrl-C.
     Up(UpArgs),
+    /// Benchmark a fresh local cluster over the real websocket protocol:
+    /// `throughput` (with redis), `day`, `connections` or `failover`. See
+    /// docs/benchmarks.md.
+    Bench(crate::bench::BenchArgs),
+    /// One load-generator process of `bench` (internal).
+    #[command(hide = true)]
+    BenchWorker(crate::bench::WorkerArgs),
 }
 
 /// `raftctl init`.

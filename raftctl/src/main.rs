@@ -24,6 +24,8 @@
 //! - [`backup`]: the backup file format, `backup`, `restore`, `verify`.
 //! - [`up`]: the one-command local cluster.
 //! - [`supervisor`]: the child processes of a local cluster (`up`, `bench`).
+//! - [`bench`](mod@bench): `raftctl bench`, the websocket load generator and its
+//!   scenarios (throughput with redis, day, connections, failover).
 //!
 //! ## Caveats
 //! - Multi-step commands (`node remove`, `restore`) are driven by this
@@ -32,6 +34,7 @@
 //!   an interrupted one.
 
 mod backup;
+mod bench;
 mod cli;
 mod client;
 mod commands;

@@ -257,11 +257,12 @@ fn describe_exit(status: std::io::Result<ExitStatus>) -> String {
 /// On Linux, has the kernel send the node SIGTERM if raftctl dies without
 /// stopping it (even by SIGKILL).
 #[cfg(target_os = "linux")]
-fn die_with_parent(cmd: &mut tokio::process::Command) {
+pub(crate) fn die_with_parent(cmd: &mut tokio::process::Command) {
     // SAFETY: the closure runs in the forked child before exec and only
     // makes the prctl(PR_SET_PDEATHSIG) system call, which is
     // async-signal-safe. The parent-death signal follows the thread that
-    // forked; `up` spawns from the main thread, which lives as long as
+    // forked; `up` and `bench` spawn from the main thread (their futures
+    // run in `block_on`, not in spawned tasks), which lives as long as
     // raftctl.
     unsafe {
         cmd.pre_exec(|| {
@@ -271,4 +272,4 @@ fn die_with_parent(cmd: &mut tokio::process::Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut tokio::process::Command) {}
+pub(crate) fn die_with_parent(_cmd: &mut tokio::process::Command) {}

@@ -23,6 +23,12 @@ pub async fn run(cli: Cli) -> Result<()> {
     if let Command::Up(args) = cli.command {
         return crate::up::run(args, g).await;
     }
+    if let Command::Bench(args) = cli.command {
+        return crate::bench::run(args).await;
+    }
+    if let Command::BenchWorker(args) = cli.command {
+        return crate::bench::run_worker(args).await;
+    }
     if let Command::Verify { from } = &cli.command {
         return crate::backup::verify(from, g.json);
     }
@@ -49,6 +55,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Snapshot { target } => snapshot::run(&client, &target, g.json).await,
         Command::Backup { out } => crate::backup::backup(&client, &out, g.json).await,
         Command::Restore { from } => crate::backup::restore(&client, &from, g.json).await,
-        Command::Verify { .. } | Command::Up(_) => unreachable!("handled above"),
+        Command::Verify { .. } | Command::Up(_) | Command::Bench(_) | Command::BenchWorker(_) => {
+            unreachable!("handled above")
+        }
     }
 }
