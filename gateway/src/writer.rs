@@ -5,7 +5,8 @@
 //! passes:
 //! - target: the leader learned from the last answer, else the map's
 //!   leader hint, else the replicas in turn;
-//! - 421 `ForwardToLeader`: go to the named leader at once;
+//! - 421 `ForwardToLeader`: go to the named leader at once (the very
+//!   next attempt, whatever failed before);
 //! - 503, no leader, a network error or a request timeout: next
 //!   candidate, after a backoff;
 //! - `StaleEpoch`: refresh the map, wait for a newer one, retry with its
@@ -109,6 +110,10 @@ impl NodeWriter {
         let deadline = Instant::now() + self.config.write_timeout();
         let mut errors = 0u32;
         let mut forwards = 0u32;
+        // A leader named by a 421: the next attempt goes there, whatever
+        // the error count says (otherwise an attempt indexed past it keeps
+        // asking a follower, which keeps forwarding: a loop until timeout).
+        let mut forwarded: Option<String> = None;
         let mut last = String::from("no attempt");
         loop {
             let now = Instant::now();
@@ -145,7 +150,9 @@ impl NodeWriter {
                 errors += 1;
                 continue;
             }
-            let addr = candidates[errors as usize % candidates.len()].clone();
+            let addr = forwarded
+                .take()
+                .unwrap_or_else(|| candidates[errors as usize % candidates.len()].clone());
             let batch = SetBatch {
                 epoch: d.epoch,
                 sets: sets.clone(),
@@ -175,7 +182,8 @@ impl NodeWriter {
                     ..
                 }) if leader != addr => {
                     last = format!("{addr} forwarded to {leader}");
-                    self.set_leader(shard, Some(leader));
+                    self.set_leader(shard, Some(leader.clone()));
+                    forwarded = Some(leader);
                     forwards += 1;
                     if forwards > 3 {
                         // Leadership is moving: give it a moment.
@@ -249,5 +257,104 @@ mod tests {
             vec!["h:2", "h:3", "h:1"]
         );
         assert!(targets(&map, 7, None).is_empty());
+    }
+
+    /// A three-node map of shard 1 (boxes 0..10) on `addrs`, hinting
+    /// node 1 as its leader.
+    fn map_on(addrs: &[String]) -> ShardMap {
+        let mut map = ShardMap::default();
+        for (i, addr) in addrs.iter().enumerate() {
+            let id = i as u64 + 1;
+            map.nodes.insert(
+                id,
+                NodeRecord {
+                    id,
+                    addr: addr.clone(),
+                    state: NodeState::Up,
+                },
+            );
+        }
+        map.version = 1;
+        map.grid = Some(checkraft_proto::Grid {
+            boxes: 10,
+            chunk_size: 10,
+        });
+        map.shards.insert(
+            1,
+            ShardRecord {
+                descriptor: ShardDescriptor {
+                    shard: 1,
+                    start: 0,
+                    end: 10,
+                    epoch: 1,
+                },
+                replicas: vec![1, 2, 3],
+                leader: Some(1),
+            },
+        );
+        map
+    }
+
+    /// The failover case: the hinted leader fails once (it was killed),
+    /// both followers then name node 3 as the leader. The write must go
+    /// to node 3 right after a forward, not keep asking a follower that
+    /// keeps forwarding until the write times out.
+    #[tokio::test]
+    async fn a_forward_is_followed_even_after_an_error() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use warp::Filter;
+        let listeners: Vec<_> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let addrs: Vec<String> = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().to_string())
+            .collect();
+        let leader = addrs[2].clone();
+        let first_calls = Arc::new(AtomicU32::new(0));
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let leader = leader.clone();
+            let first_calls = first_calls.clone();
+            let route = warp::post().map(move || {
+                let outcome = match i {
+                    // The old leader: down once, then a follower.
+                    0 if first_calls.fetch_add(1, Ordering::SeqCst) == 0 => {
+                        return warp::reply::with_status(
+                            warp::reply::json(&"restarting"),
+                            warp::http::StatusCode::SERVICE_UNAVAILABLE,
+                        );
+                    }
+                    0 | 1 => WriteOutcome::ForwardToLeader {
+                        leader_id: Some(3),
+                        leader_addr: Some(leader.clone()),
+                    },
+                    _ => WriteOutcome::Applied {
+                        log_id: Default::default(),
+                        seq: 42,
+                        changed: 1,
+                    },
+                };
+                warp::reply::with_status(warp::reply::json(&outcome), warp::http::StatusCode::OK)
+            });
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            tokio::spawn(warp::serve(route).incoming(listener).run());
+        }
+        let config = GatewayConfig {
+            write_timeout_ms: 5_000,
+            retry_ms: 10,
+            ..GatewayConfig::default()
+        };
+        let http = reqwest::Client::new();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let map = Arc::new(MapFollower::new(config.clone(), http.clone(), metrics));
+        assert!(map.offer(map_on(&addrs)));
+        let writer = NodeWriter::new(config, http, map);
+        let committed = writer
+            .write(1, vec![(3, true)])
+            .await
+            .expect("the write reaches the leader named by the forwards");
+        assert_eq!(committed.seq, 42);
+        assert_eq!(writer.known_leader(1), Some(leader));
     }
 }
