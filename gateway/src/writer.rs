@@ -8,7 +8,8 @@
 //! - 421 `ForwardToLeader`: go to the named leader at once (the very
 //!   next attempt, whatever failed before);
 //! - 503, no leader, a network error or a request timeout: next
-//!   candidate, after a backoff;
+//!   candidate, after a backoff (at most 250 ms: during an election the
+//!   writer polls, so it finds the new leader soon after it is up);
 //! - `StaleEpoch`: refresh the map, wait for a newer one, retry with its
 //!   epoch (only if the shard still owns every set's box; otherwise the
 //!   rejection goes back to the caller);
@@ -28,6 +29,9 @@ use crate::batcher::{BatchSender, Committed, SendFuture};
 use crate::config::GatewayConfig;
 use crate::error::{Error, Result};
 use crate::map::MapFollower;
+
+/// The longest pause between two attempts of one write.
+const MAX_WRITE_PAUSE: Duration = Duration::from_millis(250);
 
 /// The production [`BatchSender`]: HTTP to the shard's leader.
 pub struct NodeWriter {
@@ -158,7 +162,9 @@ impl NodeWriter {
                 sets: sets.clone(),
             };
             let limit = self.config.node_timeout().min(deadline - now);
-            match self.post(&addr, shard, &batch, limit).await {
+            let outcome = self.post(&addr, shard, &batch, limit).await;
+            tracing::debug!(shard, %addr, errors, outcome = ?outcome, "write attempt");
+            match outcome {
                 Ok(WriteOutcome::Applied { seq, .. }) => {
                     self.set_leader(shard, Some(addr));
                     return Ok(Committed { seq });
@@ -207,8 +213,14 @@ impl NodeWriter {
         }
     }
 
+    /// Waits before the next attempt: the configured backoff, but never
+    /// more than [`MAX_WRITE_PAUSE`]. A write waits for a leader election,
+    /// and every moment slept after the new leader is up is unavailability
+    /// (the `failover` benchmark saw a second of it); an attempt costs one
+    /// small request per shard and gateway.
     async fn pause(&self, errors: u32, deadline: Instant) {
-        let until = (Instant::now() + self.config.backoff(errors)).min(deadline);
+        let wait = self.config.backoff(errors).min(MAX_WRITE_PAUSE);
+        let until = (Instant::now() + wait).min(deadline);
         tokio::time::sleep_until(until).await;
     }
 }
