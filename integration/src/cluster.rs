@@ -21,15 +21,6 @@ pub fn bin_dir() -> PathBuf {
     target.join("debug")
 }
 
-/// A free port on 127.0.0.1 (bound, read, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind port 0")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// One node of a test cluster.
 pub struct NodeSpec {
     /// Node id (for a node started without `--id`, the harness's own key).
@@ -93,7 +84,7 @@ impl Cluster {
         let spec = NodeSpec {
             id,
             pass_id,
-            addr: format!("127.0.0.1:{}", free_port()),
+            addr: format!("127.0.0.1:{}", crate::free_port()),
             data_dir: self.dir.path().join(format!("node-{id}")),
             log: self.dir.path().join(format!("node-{id}.log")),
             child: None,

@@ -20,14 +20,6 @@ pub struct GatewayProcess {
     child: Option<Child>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind port 0")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 impl GatewayProcess {
     /// Starts gateway `id` with every node of `cluster` as a seed, plus
     /// `env` (`CHECKRAFT_GATEWAY_*` overrides), and waits until its
@@ -39,7 +31,7 @@ impl GatewayProcess {
             "{} is missing: build it first (integration/run-tests does)",
             binary.display()
         );
-        let addr = format!("127.0.0.1:{}", free_port());
+        let addr = format!("127.0.0.1:{}", crate::free_port());
         let log = cluster.dir().join(format!("gateway-{id}.log"));
         let out = File::options()
             .create(true)

@@ -29,7 +29,33 @@ pub use raftctl::{raftctl, raftctl_init, RaftctlOutput};
 pub use router::Router;
 pub use ws_client::{ChunkMirror, MirrorAction, WsClient, WsEvent};
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// A loopback port for a process the harness is about to start: free now,
+/// never handed out before in this test process, and below Linux's
+/// ephemeral range (32768 and up). A port from `bind(0)` comes from that
+/// range, so a running node's outgoing connection could take it between
+/// this check and the new process's bind; these cannot.
+pub fn free_port() -> u16 {
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed = handed.get_or_insert_with(HashSet::new);
+    // Start from a spot that differs per test process, then walk.
+    let seed = std::process::id() as usize * 7919;
+    for step in 0..12_000usize {
+        let port = 20_000 + ((seed + step * 31) % 12_000) as u16;
+        if handed.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed.insert(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000..32000");
+}
 
 /// Polls `f` every 50 ms until it returns `Some`, or panics after `limit`
 /// with `what` in the message.
