@@ -183,6 +183,47 @@ impl MapFollower {
     }
 }
 
+/// A shard map for unit tests: an initialized 10-box grid, nodes 1..=n
+/// at `addrs`, and shard `shard` (boxes 0..10, epoch 1) replicated on
+/// them all, with `leader` as the hint.
+#[cfg(test)]
+pub(crate) fn test_map(addrs: &[&str], shard: checkraft_proto::ShardId, leader: u64) -> ShardMap {
+    use checkraft_proto::{Grid, NodeRecord, NodeState, ShardDescriptor, ShardRecord};
+    let mut map = ShardMap {
+        version: 1,
+        grid: Some(Grid {
+            boxes: 10,
+            chunk_size: 10,
+        }),
+        ..Default::default()
+    };
+    for (i, addr) in addrs.iter().enumerate() {
+        let id = i as u64 + 1;
+        map.nodes.insert(
+            id,
+            NodeRecord {
+                id,
+                addr: addr.to_string(),
+                state: NodeState::Up,
+            },
+        );
+    }
+    map.shards.insert(
+        shard,
+        ShardRecord {
+            descriptor: ShardDescriptor {
+                shard,
+                start: 0,
+                end: 10,
+                epoch: 1,
+            },
+            replicas: map.nodes.keys().copied().collect(),
+            leader: Some(leader),
+        },
+    );
+    map
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

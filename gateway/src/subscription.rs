@@ -288,34 +288,11 @@ impl Subscriber {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use checkraft_proto::{NodeRecord, NodeState, ShardRecord};
+    use crate::map::test_map;
 
     #[test]
     fn non_leaders_come_first_and_key_tracks_replicas() {
-        let mut map = ShardMap::default();
-        for id in 1..=3 {
-            map.nodes.insert(
-                id,
-                NodeRecord {
-                    id,
-                    addr: format!("h:{id}"),
-                    state: NodeState::Up,
-                },
-            );
-        }
-        map.shards.insert(
-            5,
-            ShardRecord {
-                descriptor: ShardDescriptor {
-                    shard: 5,
-                    start: 0,
-                    end: 10,
-                    epoch: 1,
-                },
-                replicas: vec![1, 2, 3],
-                leader: Some(1),
-            },
-        );
+        let map = test_map(&["h:1", "h:2", "h:3"], 5, 1);
         assert_eq!(candidates(&map, 5), vec!["h:2", "h:3", "h:1"]);
         let key = route_key(&map, 5).unwrap();
         let mut hinted = map.clone();

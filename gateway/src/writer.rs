@@ -235,76 +235,17 @@ impl BatchSender for Arc<NodeWriter> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use checkraft_proto::{NodeRecord, NodeState, ShardDescriptor, ShardRecord};
+    use crate::map::test_map;
 
     #[test]
     fn targets_put_the_known_leader_then_the_hint_first() {
-        let mut map = ShardMap::default();
-        for id in 1..=3 {
-            map.nodes.insert(
-                id,
-                NodeRecord {
-                    id,
-                    addr: format!("h:{id}"),
-                    state: NodeState::Up,
-                },
-            );
-        }
-        map.shards.insert(
-            1,
-            ShardRecord {
-                descriptor: ShardDescriptor {
-                    shard: 1,
-                    start: 0,
-                    end: 10,
-                    epoch: 1,
-                },
-                replicas: vec![1, 2, 3],
-                leader: Some(3),
-            },
-        );
+        let map = test_map(&["h:1", "h:2", "h:3"], 1, 3);
         assert_eq!(targets(&map, 1, None), vec!["h:3", "h:1", "h:2"]);
         assert_eq!(
             targets(&map, 1, Some("h:2".into())),
             vec!["h:2", "h:3", "h:1"]
         );
         assert!(targets(&map, 7, None).is_empty());
-    }
-
-    /// A three-node map of shard 1 (boxes 0..10) on `addrs`, hinting
-    /// node 1 as its leader.
-    fn map_on(addrs: &[String]) -> ShardMap {
-        let mut map = ShardMap::default();
-        for (i, addr) in addrs.iter().enumerate() {
-            let id = i as u64 + 1;
-            map.nodes.insert(
-                id,
-                NodeRecord {
-                    id,
-                    addr: addr.clone(),
-                    state: NodeState::Up,
-                },
-            );
-        }
-        map.version = 1;
-        map.grid = Some(checkraft_proto::Grid {
-            boxes: 10,
-            chunk_size: 10,
-        });
-        map.shards.insert(
-            1,
-            ShardRecord {
-                descriptor: ShardDescriptor {
-                    shard: 1,
-                    start: 0,
-                    end: 10,
-                    epoch: 1,
-                },
-                replicas: vec![1, 2, 3],
-                leader: Some(1),
-            },
-        );
-        map
     }
 
     /// The failover case: the hinted leader fails once (it was killed),
@@ -360,7 +301,8 @@ mod tests {
         let http = reqwest::Client::new();
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let map = Arc::new(MapFollower::new(config.clone(), http.clone(), metrics));
-        assert!(map.offer(map_on(&addrs)));
+        let hosts: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        assert!(map.offer(test_map(&hosts, 1, 1)));
         let writer = NodeWriter::new(config, http, map);
         let committed = writer
             .write(1, vec![(3, true)])
