@@ -25,7 +25,7 @@ mod ws_client;
 pub use client::{ChangeStream, NodeClient};
 pub use cluster::{bin_dir, Cluster, NodeSpec};
 pub use gateway::{ChunkReply, GatewayClient, GatewayProcess};
-pub use raftctl::{raftctl, raftctl_init, RaftctlOutput};
+pub use raftctl::{initialized_cluster, raftctl, raftctl_init, RaftctlOutput};
 pub use router::Router;
 pub use ws_client::{ChunkMirror, MirrorAction, WsClient, WsEvent};
 

@@ -88,3 +88,20 @@ pub async fn raftctl_init(
     ])
     .await
 }
+
+/// Three nodes with admin token `token` (leader hints reported every
+/// 200 ms), initialized by `raftctl init` with `boxes` boxes in `shards`
+/// shards: the usual start of a test that needs a serving cluster.
+pub async fn initialized_cluster(token: &str, boxes: u64, shards: u64) -> Cluster {
+    let cluster = Cluster::start(
+        3,
+        &[
+            ("CHECKRAFT_NODE_ADMIN_TOKEN", token),
+            ("CHECKRAFT_NODE_REPORT_MS", "200"),
+        ],
+    )
+    .await;
+    let out = raftctl_init(&cluster, token, boxes, shards).await;
+    assert!(out.ok, "init failed:\n{}\n{}", out.stdout, out.stderr);
+    cluster
+}

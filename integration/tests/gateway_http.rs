@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use checkraft_integration::{
-    eventually, raftctl_init, Cluster, GatewayClient, GatewayProcess, Router,
+    eventually, initialized_cluster, Cluster, GatewayClient, GatewayProcess, Router,
 };
 use checkraft_proto::ShardLocation;
 
@@ -26,17 +26,7 @@ const BOXES: u64 = 40_000;
 const CHUNK: u64 = 4096;
 
 async fn cluster() -> Cluster {
-    let cluster = Cluster::start(
-        3,
-        &[
-            ("CHECKRAFT_NODE_ADMIN_TOKEN", TOKEN),
-            ("CHECKRAFT_NODE_REPORT_MS", "200"),
-        ],
-    )
-    .await;
-    let out = raftctl_init(&cluster, TOKEN, BOXES, 4).await;
-    assert!(out.ok, "init failed:\n{}\n{}", out.stdout, out.stderr);
-    cluster
+    initialized_cluster(TOKEN, BOXES, 4).await
 }
 
 async fn put_ok(gw: &GatewayClient, index: u64, checked: bool) -> u64 {

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use checkraft_integration::{raftctl_init, Cluster, GatewayClient, GatewayProcess};
+use checkraft_integration::{initialized_cluster, Cluster, GatewayClient, GatewayProcess};
 
 const TOKEN: &str = "gateway-nojs-token";
 const BOXES: u64 = 40_000;
@@ -20,17 +20,7 @@ const PER_PAGE: u64 = 1_000;
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'";
 
 async fn cluster() -> Cluster {
-    let cluster = Cluster::start(
-        3,
-        &[
-            ("CHECKRAFT_NODE_ADMIN_TOKEN", TOKEN),
-            ("CHECKRAFT_NODE_REPORT_MS", "200"),
-        ],
-    )
-    .await;
-    let out = raftctl_init(&cluster, TOKEN, BOXES, 4).await;
-    assert!(out.ok, "init failed:\n{}\n{}", out.stdout, out.stderr);
-    cluster
+    initialized_cluster(TOKEN, BOXES, 4).await
 }
 
 /// A client that does not follow redirects, so 303s can be checked.

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use checkraft_integration::{raftctl_init, Cluster, GatewayProcess, WsClient};
+use checkraft_integration::{initialized_cluster, Cluster, GatewayProcess, WsClient};
 use checkraft_proto::ws::{AckStatus, ClientMessage, ServerMessage, UpdateEntry};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -22,17 +22,7 @@ const CHUNK: u32 = 4096;
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn cluster() -> Cluster {
-    let cluster = Cluster::start(
-        3,
-        &[
-            ("CHECKRAFT_NODE_ADMIN_TOKEN", TOKEN),
-            ("CHECKRAFT_NODE_REPORT_MS", "200"),
-        ],
-    )
-    .await;
-    let out = raftctl_init(&cluster, TOKEN, BOXES, 4).await;
-    assert!(out.ok, "init failed:\n{}\n{}", out.stdout, out.stderr);
-    cluster
+    initialized_cluster(TOKEN, BOXES, 4).await
 }
 
 /// Connects and checks the Hello.

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use checkraft_integration::{
-    eventually, raftctl_init, Cluster, GatewayClient, GatewayProcess, Router, WsClient, WsEvent,
+    eventually, initialized_cluster, Cluster, GatewayClient, GatewayProcess, Router, WsClient,
+    WsEvent,
 };
 use checkraft_proto::ws::{AckStatus, ClientMessage, ServerMessage};
 
@@ -29,17 +30,7 @@ const CHUNKS: u32 = 10;
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn cluster() -> Cluster {
-    let cluster = Cluster::start(
-        3,
-        &[
-            ("CHECKRAFT_NODE_ADMIN_TOKEN", TOKEN),
-            ("CHECKRAFT_NODE_REPORT_MS", "200"),
-        ],
-    )
-    .await;
-    let out = raftctl_init(&cluster, TOKEN, BOXES, 4).await;
-    assert!(out.ok, "init failed:\n{}\n{}", out.stdout, out.stderr);
-    cluster
+    initialized_cluster(TOKEN, BOXES, 4).await
 }
 
 /// Reads the Hello and checks the grid.
