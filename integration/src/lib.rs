@@ -12,8 +12,17 @@
 //! shard map, following leaders; [`raftctl`] runs the real `raftctl`
 //! binary.
 //!
+//! [`GatewayProcess`] and [`WsClient`] do the same for gateways and their
+//! websocket protocol; [`initialized_cluster`] is the usual start of a test
+//! that needs a serving cluster. Ports come from [`free_port`], below the
+//! kernel's ephemeral range, so no running node's outgoing connection can
+//! take a port between the check and the new process's bind.
+//!
 //! The binaries are looked up in `$CHECKRAFT_BIN_DIR`, else in the
 //! workspace's `target/debug`; `integration/run-tests` builds them first.
+//! The browser tests live beside this crate, in `integration/e2e/`
+//! (playwright-core driving Debian's Chromium through Caddy, with their own
+//! process harness in `e2e/lib/cluster.mjs`).
 
 mod client;
 mod cluster;
