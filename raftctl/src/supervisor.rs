@@ -25,19 +25,31 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn find_binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the raftctl executable")?;
     let beside = exe.parent().map(|d| d.join(name)).filter(|p| p.is_file());
-    let on_path = || {
-        let paths = std::env::var_os("PATH")?;
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    };
-    beside.or_else(on_path).ok_or_else(|| {
+    beside.or_else(|| on_path(name)).ok_or_else(|| {
         anyhow!(
             "{name} was found neither next to {} nor on PATH: build it with \
              `cargo build --release --bins` (without --release for a debug raftctl)",
             exe.display()
         )
     })
+}
+
+/// `name` on `PATH`.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A new random admin token: 32 hex digits.
+pub fn random_token() -> String {
+    use rand::Rng;
+    rand::thread_rng()
+        .gen::<[u8; 16]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The last `lines` lines of a log file.
@@ -144,6 +156,55 @@ impl Supervisor {
             child,
         });
         Ok(())
+    }
+
+    /// Starts `checkraft-node` `id` on `addr` with its data in
+    /// `<dir>/node-<id>` and the admin `token`, plus `env`.
+    pub fn spawn_node(
+        &mut self,
+        binary: &Path,
+        id: u64,
+        addr: &str,
+        dir: &Path,
+        token: &str,
+        env: &[(&str, &str)],
+    ) -> Result<()> {
+        let data = dir.join(format!("node-{id}")).display().to_string();
+        let args = [
+            "--id",
+            &id.to_string(),
+            "--listen",
+            addr,
+            "--data-dir",
+            &data,
+        ]
+        .map(String::from);
+        let mut env = env.to_vec();
+        env.push(("CHECKRAFT_NODE_ADMIN_TOKEN", token));
+        self.spawn(binary, "node", id, addr, dir, &args, &env)
+    }
+
+    /// Starts `checkraft-gateway` `id` on `addr`, following the nodes
+    /// `seeds` (`HOST:PORT`s), with `env`.
+    pub fn spawn_gateway(
+        &mut self,
+        binary: &Path,
+        id: u64,
+        addr: &str,
+        dir: &Path,
+        seeds: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<()> {
+        let args = [
+            "--id",
+            &id.to_string(),
+            "--listen",
+            addr,
+            "--cluster",
+            &seeds.join(","),
+        ]
+        .map(String::from);
+        self.spawn(binary, "gateway", id, addr, dir, &args, env)
     }
 
     /// Waits (bounded) until every node answers `/health`; fails early if

@@ -31,14 +31,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use checkraft_proto::{ShardMap, META_GROUP};
-use rand::Rng;
 use serde::Serialize;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::{Global, InitArgs, UpArgs};
 use crate::client::{read_token_file, ClusterClient};
 use crate::commands::init_cluster;
-use crate::supervisor::{find_binary, log_tail, ChildProcess, ProcessInfo, Supervisor};
+use crate::supervisor::{
+    find_binary, log_tail, on_path, random_token, ChildProcess, ProcessInfo, Supervisor,
+};
 
 /// Nodes in the local cluster.
 const NODES: u16 = 3;
@@ -129,18 +130,7 @@ async fn start(
         })?;
     }
     for (id, addr) in &specs {
-        let node_dir = data.path().join(format!("node-{id}")).display().to_string();
-        let args = [
-            "--id",
-            &id.to_string(),
-            "--listen",
-            addr,
-            "--data-dir",
-            &node_dir,
-        ]
-        .map(String::from);
-        let env = [("CHECKRAFT_NODE_ADMIN_TOKEN", token)];
-        nodes.spawn(node_binary, "node", *id, addr, data.path(), &args, &env)?;
+        nodes.spawn_node(node_binary, *id, addr, data.path(), token, &[])?;
     }
     nodes.wait_healthy().await?;
     let client = ClusterClient::new(&specs[0].1, Some(token.to_string()));
@@ -161,24 +151,7 @@ async fn start(
     }
     for (i, addr) in gateway_addrs.iter().enumerate() {
         let id = i as u64 + 1;
-        let gateway_args = [
-            "--id",
-            &id.to_string(),
-            "--listen",
-            addr,
-            "--cluster",
-            &seeds.join(","),
-        ]
-        .map(String::from);
-        nodes.spawn(
-            gateway_binary,
-            "gateway",
-            id,
-            addr,
-            data.path(),
-            &gateway_args,
-            &env,
-        )?;
+        nodes.spawn_gateway(gateway_binary, id, addr, data.path(), &seeds, &env)?;
     }
     if let Some((caddy, caddyfile)) = &front.caddy {
         let caddy_home = data.path().join("caddy").display().to_string();
@@ -416,14 +389,6 @@ impl Front {
     }
 }
 
-/// `name` on `PATH`.
-fn on_path(name: &str) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 // ------------------------------------------------------- data and token
 
 /// The data directory: kept, or temporary (deleted on exit).
@@ -461,11 +426,7 @@ fn load_or_create_token(dir: &Path) -> Result<String> {
     if let Some(token) = read_token_file(dir) {
         return Ok(token);
     }
-    let token: String = rand::thread_rng()
-        .gen::<[u8; 16]>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let token = random_token();
     let path = dir.join("token");
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -10,13 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use checkraft_proto::ShardMap;
-use rand::Rng;
 
 use super::args::Settings;
 use crate::cli::InitArgs;
 use crate::client::ClusterClient;
 use crate::commands::init_cluster;
-use crate::supervisor::{find_binary, Supervisor};
+use crate::supervisor::{find_binary, random_token, Supervisor};
 
 /// Nodes in a benchmark cluster.
 const NODES: u64 = 3;
@@ -54,11 +53,7 @@ impl LocalCluster {
             .prefix("checkraft-bench-")
             .tempdir()
             .context("creating the benchmark's temporary directory")?;
-        let token: String = rand::thread_rng()
-            .gen::<[u8; 16]>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let token = random_token();
         let mut nodes = Vec::new();
         for id in 1..=NODES {
             nodes.push((id, format!("127.0.0.1:{}", free_port()?)));
@@ -104,7 +99,6 @@ impl LocalCluster {
         init_cluster(&self.client, &init).await?;
         self.map = self.client.map().await?;
         let seeds: Vec<&str> = self.nodes.iter().map(|(_, a)| a.as_str()).collect();
-        let seeds = seeds.join(",");
         let mut env: Vec<(&str, &str)> = settings
             .gateway_env
             .iter()
@@ -113,54 +107,23 @@ impl LocalCluster {
         env.push(("RUST_LOG", "warn"));
         for id in 1..=u64::from(settings.gateways) {
             let addr = format!("127.0.0.1:{}", free_port()?);
-            let args = [
-                "--id",
-                &id.to_string(),
-                "--listen",
-                &addr,
-                "--cluster",
-                &seeds,
-            ]
-            .map(String::from);
-            self.sup.spawn(
-                gateway_binary,
-                "gateway",
-                id,
-                &addr,
-                self.dir.path(),
-                &args,
-                &env,
-            )?;
+            self.sup
+                .spawn_gateway(gateway_binary, id, &addr, self.dir.path(), &seeds, &env)?;
             self.gateways.push(addr);
         }
         self.sup.wait_healthy().await
     }
 
-    fn node_args(&self, id: u64) -> Vec<String> {
-        let addr = &self.nodes[(id - 1) as usize].1;
-        let data = self.dir.path().join(format!("node-{id}"));
-        [
-            "--id",
-            &id.to_string(),
-            "--listen",
-            addr,
-            "--data-dir",
-            &data.display().to_string(),
-        ]
-        .map(String::from)
-        .to_vec()
-    }
-
     fn spawn_node(&mut self, id: u64) -> Result<()> {
-        let args = self.node_args(id);
-        let addr = self.nodes[(id - 1) as usize].1.clone();
-        let env = [
-            ("CHECKRAFT_NODE_ADMIN_TOKEN", self.token.as_str()),
-            ("RUST_LOG", "warn"),
-        ];
-        let binary = self.node_binary.clone();
-        self.sup
-            .spawn(&binary, "node", id, &addr, self.dir.path(), &args, &env)
+        let addr = &self.nodes[(id - 1) as usize].1;
+        self.sup.spawn_node(
+            &self.node_binary,
+            id,
+            addr,
+            self.dir.path(),
+            &self.token,
+            &[("RUST_LOG", "warn")],
+        )
     }
 
     /// The temporary directory (logs: `node-<id>.log`, `gateway-<id>.log`).
