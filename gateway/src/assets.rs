@@ -132,6 +132,29 @@ mod tests {
         }
     }
 
+    /// The two fronts (Caddy, or the gateway without it) send the same
+    /// headers: each of ours is in the repository's Caddyfile verbatim.
+    #[test]
+    fn the_caddyfile_sends_the_same_security_headers() {
+        let caddyfile = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Caddyfile"),
+        )
+        .expect("the repository's Caddyfile");
+        let caddyfile = caddyfile.to_ascii_lowercase();
+        for (name, value) in SECURITY_HEADERS {
+            let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
+            let in_caddy = caddyfile.lines().any(|l| {
+                let l = l.trim();
+                l.starts_with(name)
+                    && l[name.len()..]
+                        .trim()
+                        .trim_matches('"')
+                        .eq_ignore_ascii_case(&value)
+            });
+            assert!(in_caddy, "the Caddyfile lacks `{name} {value}`");
+        }
+    }
+
     #[test]
     fn endpoints_default_to_the_page_origin() {
         assert_eq!(ClientConfig::new(&[]).endpoints, vec!["/ws"]);
