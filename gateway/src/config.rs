@@ -14,6 +14,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use checkraft_auth::{Role, Secret, Signer};
+
 use crate::error::{Error, Result};
 
 /// Everything a gateway needs to run.
@@ -28,6 +30,11 @@ pub struct GatewayConfig {
     /// Seed nodes, `HOST:PORT`: where the first shard map is read. Later
     /// the nodes of the last map are tried too.
     pub cluster: Vec<String>,
+    /// The gateway secret (at least 16 characters), the same as the
+    /// nodes' `gateway_secret`: every call to a node is signed with it
+    /// (see `checkraft-auth`). Required; a gateway without it does not
+    /// start.
+    pub gateway_secret: Option<String>,
     /// How long a write batch collects sets before it is sent, in ms.
     pub batch_tick_ms: u64,
     /// A batch is sent as soon as it holds this many sets.
@@ -56,8 +63,23 @@ pub struct GatewayConfig {
     /// Capacity of each shard's update broadcast (the websocket layer's
     /// feed); a slower receiver sees `Lagged` and must refetch.
     pub update_buffer: usize,
-    /// Websocket: allowed `Origin` values (empty: allow every origin).
-    pub ws_allowed_origins: Vec<String>,
+    /// Origins (`scheme://host[:port]`) of pages allowed to open
+    /// websockets here besides the gateway's own origin: a request with an
+    /// `Origin` is upgraded only when that Origin's `host[:port]` is the
+    /// request's `Host` (or `X-Forwarded-Host` from a trusted proxy) or it
+    /// is listed here; any other gets 403 (requests without `Origin`, not
+    /// from a browser, always pass). List the page's origin when the page
+    /// is served from another origin than the websockets (`raftctl up`:
+    /// Caddy's). `"*"` allows every origin, which is insecure: any web
+    /// site's script could then use its visitors' sockets. The rule:
+    /// [`crate::guard`].
+    pub page_origins: Vec<String>,
+    /// The former name of [`Self::page_origins`], still accepted: when
+    /// set, [`Self::load`] adds its entries to `page_origins` and clears
+    /// it.
+    #[doc(hidden)]
+    #[serde(skip_serializing)]
+    pub ws_allowed_origins: Option<Vec<String>>,
     /// Websocket: largest client message or frame, in bytes (larger: 1009).
     pub ws_max_message_bytes: usize,
     /// Websocket: read buffer per connection, in bytes.
@@ -79,6 +101,12 @@ pub struct GatewayConfig {
     pub ws_ip_sets_per_second: u32,
     /// Burst of [`Self::ws_ip_sets_per_second`].
     pub ws_ip_sets_burst: u32,
+    /// HTTP writes (`PUT /api/boxes/{i}` and `POST /nojs/set`, one bucket
+    /// for both): per second per client address (the forwarded one from
+    /// `trusted_proxies`); over it, 429 with `Retry-After`.
+    pub http_sets_per_second: u32,
+    /// Burst of [`Self::http_sets_per_second`].
+    pub http_sets_burst: u32,
     /// Websocket: how long updates are coalesced before fan-out (ms).
     pub ws_fanout_tick_ms: u64,
     /// Websocket: period of `Stats` messages (ms).
@@ -93,9 +121,10 @@ pub struct GatewayConfig {
     /// WebSocket URLs the page may pick a gateway from, served as
     /// `/config.json` (empty: just `/ws` on the page's own origin).
     pub client_endpoints: Vec<String>,
-    /// Addresses of reverse proxies (Caddy) whose `X-Forwarded-For` is
-    /// believed: a websocket from one of them is limited per the client
-    /// address it names, not per the proxy's.
+    /// Addresses of reverse proxies (Caddy) whose `X-Forwarded-For` and
+    /// `X-Forwarded-Host` are believed: websockets and HTTP writes from one
+    /// of them are limited per the client address it names, not per the
+    /// proxy's, and the Origin rule compares with the forwarded host.
     pub trusted_proxies: Vec<IpAddr>,
 }
 
@@ -105,6 +134,7 @@ impl Default for GatewayConfig {
             id: 0,
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             cluster: vec!["127.0.0.1:7001".into()],
+            gateway_secret: None,
             batch_tick_ms: 5,
             batch_max_sets: 1024,
             write_timeout_ms: 10_000,
@@ -115,7 +145,8 @@ impl Default for GatewayConfig {
             read_your_writes_ms: 2_000,
             max_body_bytes: 64 << 10,
             update_buffer: 1024,
-            ws_allowed_origins: Vec::new(),
+            page_origins: Vec::new(),
+            ws_allowed_origins: None,
             ws_max_message_bytes: 4096,
             ws_read_buffer_bytes: 1024,
             ws_max_connections: 20_000,
@@ -126,6 +157,8 @@ impl Default for GatewayConfig {
             ws_sets_burst: 10,
             ws_ip_sets_per_second: 7,
             ws_ip_sets_burst: 10,
+            http_sets_per_second: 10,
+            http_sets_burst: 20,
             ws_fanout_tick_ms: 20,
             ws_stats_interval_ms: 5_000,
             ws_versions_interval_ms: 30_000,
@@ -175,12 +208,36 @@ impl GatewayConfig {
         if let Some(cluster) = overrides.cluster {
             config.cluster = cluster;
         }
+        if let Some(legacy) = config.ws_allowed_origins.take() {
+            config.page_origins.extend(legacy);
+        }
         config.validate()?;
         Ok(config)
     }
 
+    /// The signer of this gateway's calls to nodes, from
+    /// [`Self::gateway_secret`].
+    pub fn signer(&self) -> Result<Signer> {
+        let secret = self.gateway_secret.as_deref().ok_or_else(|| {
+            Error::Config(
+                "gateway_secret is not set: gateways sign their calls to nodes with the secret \
+                 the nodes have as gateway_secret (CHECKRAFT_GATEWAY_GATEWAY_SECRET, or \
+                 gateway_secret in the config file; `raftctl up` writes one to data/gateway-secret)"
+                    .into(),
+            )
+        })?;
+        let secret =
+            Secret::new("gateway_secret", secret).map_err(|e| Error::Config(e.to_string()))?;
+        Ok(Signer::new(Role::Gateway, secret))
+    }
+
     /// Checks the invariants that defaults cannot guarantee.
+    /// A missing `gateway_secret` is not an error here (the defaults have
+    /// none) but at start, in [`Self::signer`].
     pub fn validate(&self) -> Result<()> {
+        if self.gateway_secret.is_some() {
+            self.signer()?;
+        }
         if self.cluster.is_empty() || self.cluster.iter().any(|a| a.trim().is_empty()) {
             return Err(Error::Config(
                 "cluster must name at least one node HOST:PORT".into(),
@@ -215,6 +272,21 @@ impl GatewayConfig {
             return Err(Error::Config(
                 "ws_* sizes, rates and intervals must be positive".into(),
             ));
+        }
+        if self.http_sets_per_second == 0 || self.http_sets_burst == 0 {
+            return Err(Error::Config(
+                "http_sets_per_second and http_sets_burst must be positive".into(),
+            ));
+        }
+        if let Some(o) = self
+            .page_origins
+            .iter()
+            .find(|o| !crate::guard::valid_page_origin(o))
+        {
+            return Err(Error::Config(format!(
+                "page_origins entry {o:?} is neither \"*\" nor an http:// or https:// origin \
+                 (scheme://host[:port], no path)"
+            )));
         }
         if let Some(e) = self
             .client_endpoints
@@ -308,6 +380,33 @@ mod tests {
             GatewayConfig::load(Some(Path::new("/nonexistent.toml")), Overrides::default())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn page_origins_are_checked_and_keep_their_old_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.toml");
+        std::fs::write(&path, "ws_allowed_origins = [\"https://a.example\"]\n").unwrap();
+        let config = GatewayConfig::load(Some(&path), Overrides::default()).unwrap();
+        assert_eq!(config.page_origins, vec!["https://a.example".to_string()]);
+        assert_eq!(config.ws_allowed_origins, None);
+        for bad in ["a.example", "https://a.example/page", ""] {
+            let config = GatewayConfig {
+                page_origins: vec![bad.into()],
+                ..Default::default()
+            };
+            assert!(config.validate().is_err(), "{bad:?}");
+        }
+        let any = GatewayConfig {
+            page_origins: vec!["*".into(), "http://127.0.0.1:8080".into()],
+            ..Default::default()
+        };
+        any.validate().unwrap();
+        let no_rate = GatewayConfig {
+            http_sets_burst: 0,
+            ..Default::default()
+        };
+        assert!(no_rate.validate().is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::config::GatewayConfig;
 use crate::error::{Error, Result};
 use crate::map::MapFollower;
 use crate::metrics::Metrics;
+use crate::node_client::NodeClient;
 use crate::shards::{ShardHandle, Shards};
 use crate::subscription::Subscriber;
 use crate::writer::NodeWriter;
@@ -79,23 +80,26 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     writer: Arc<NodeWriter>,
     batchers: Mutex<HashMap<ShardId, Batcher>>,
-    stream_http: reqwest::Client,
+    stream_http: NodeClient,
 }
 
 impl Gateway {
     /// A gateway with no map yet; [`Self::start`] starts its tasks.
     pub fn new(config: GatewayConfig) -> Result<Arc<Self>> {
+        let signer = config.signer()?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.node_timeout())
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let http = NodeClient::new(http, signer.clone());
         // Change streams are long-lived: a separate client, so that no
         // pooled request waits behind them, and no overall timeout.
         let stream_http = reqwest::Client::builder()
             .connect_timeout(config.node_timeout())
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let stream_http = NodeClient::new(stream_http, signer);
         let metrics = Arc::new(Metrics::new());
         let map = Arc::new(MapFollower::new(
             config.clone(),

@@ -3,6 +3,7 @@
 //! Endpoints are documented in the crate docs.
 
 use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -15,6 +16,7 @@ use warp::Filter;
 
 use crate::error::{Error, Result};
 use crate::gateway::{BoxView, Gateway};
+use crate::guard::{self, WriteLimiter};
 
 /// Content type of a chunk body.
 pub const OCTETS: &str = "application/octet-stream";
@@ -31,6 +33,9 @@ pub struct Request {
     pub query: String,
     /// The whole body (bounded by `max_body_bytes`).
     pub body: Bytes,
+    /// The client's address: the peer's, or the forwarded one when the
+    /// peer is a trusted proxy ([`guard::client_ip`]).
+    pub client: IpAddr,
 }
 
 /// Body of `PUT /api/boxes/{i}`.
@@ -90,9 +95,11 @@ pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
         ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -113,6 +120,48 @@ pub fn error(e: &Error) -> Response {
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
+    response
+}
+
+/// Takes one write token of `req`'s client address for a write at
+/// `endpoint` (a label of `http_rate_limited`). Over the limit the refusal
+/// is counted and the error carries the seconds to wait (for
+/// `Retry-After`) and a message.
+pub(crate) fn take_write_token(
+    gateway: &Gateway,
+    limiter: &WriteLimiter,
+    req: &Request,
+    endpoint: &str,
+) -> std::result::Result<(), (u64, String)> {
+    let Err(wait) = limiter.check(req.client) else {
+        return Ok(());
+    };
+    gateway.metrics.http_limited(endpoint);
+    let secs = guard::retry_after_secs(wait);
+    let config = &gateway.config;
+    Err((
+        secs,
+        format!(
+            "too many writes from {}: at most {} per second per address (burst {}); \
+             retry after {secs} s",
+            req.client, config.http_sets_per_second, config.http_sets_burst
+        ),
+    ))
+}
+
+/// A 429 answer: JSON `{"kind": "rate_limited", "message"}` with
+/// `Retry-After: secs`.
+pub fn rate_limited(secs: u64, message: String) -> Response {
+    let mut response = json(
+        StatusCode::TOO_MANY_REQUESTS,
+        &ApiError {
+            kind: ErrorKind::RateLimited,
+            message,
+        },
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     response
 }
 
@@ -171,35 +220,46 @@ async fn collect_body(
     Ok(out.freeze())
 }
 
-/// The warp filter serving every endpoint.
+/// The warp filter serving every endpoint. It owns the per-address
+/// limiter of the HTTP write paths.
 pub fn filter(
     gateway: Arc<Gateway>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let limiter = Arc::new(WriteLimiter::new(&gateway.config));
     warp::method()
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::addr::remote())
         .and(warp::body::stream())
         .then(
             move |method: Method,
                   path: warp::path::FullPath,
                   headers: HeaderMap,
                   query: String,
+                  remote: Option<SocketAddr>,
                   body| {
                 let gateway = gateway.clone();
+                let limiter = limiter.clone();
                 async move {
                     let body =
                         match collect_body(Box::pin(body), gateway.config.max_body_bytes).await {
                             Ok(b) => b,
                             Err(e) => return error(&e),
                         };
+                    let client = guard::client_ip(
+                        guard::peer_ip(remote),
+                        &headers,
+                        &gateway.config.trusted_proxies,
+                    );
                     let req = Request {
                         method,
                         headers,
                         query,
                         body,
+                        client,
                     };
-                    match route(&gateway, path.as_str(), &req).await {
+                    match route(&gateway, &limiter, path.as_str(), &req).await {
                         Ok(response) => response,
                         Err(e) => {
                             if e.kind() == ErrorKind::Internal {
@@ -223,7 +283,12 @@ fn header_str(req: &Request, name: header::HeaderName) -> Option<&str> {
 }
 
 /// Every endpoint, by method and path.
-async fn route(gateway: &Gateway, path: &str, req: &Request) -> Result<Response> {
+async fn route(
+    gateway: &Gateway,
+    limiter: &WriteLimiter,
+    path: &str,
+    req: &Request,
+) -> Result<Response> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let get = req.method == Method::GET;
     match segments.as_slice() {
@@ -252,6 +317,11 @@ async fn route(gateway: &Gateway, path: &str, req: &Request) -> Result<Response>
                     "invalid JSON body (want {{\"checked\": true|false}}): {e}"
                 ))
             })?;
+            // Only well-formed writes take a token: they are what reaches
+            // the shards.
+            if let Err((secs, message)) = take_write_token(gateway, limiter, req, "api") {
+                return Ok(rate_limited(secs, message));
+            }
             let view = gateway.set_box(index, body.checked).await?;
             Ok(json(StatusCode::OK, &BoxBody::from(view)))
         }
@@ -264,7 +334,9 @@ async fn route(gateway: &Gateway, path: &str, req: &Request) -> Result<Response>
             Ok(response)
         }
         ["nojs"] if get => Ok(crate::nojs::get(gateway, req)),
-        ["nojs", "set"] if req.method == Method::POST => Ok(crate::nojs::set(gateway, req).await),
+        ["nojs", "set"] if req.method == Method::POST => {
+            Ok(crate::nojs::set(gateway, limiter, req).await)
+        }
         _ => Err(Error::NotFound(format!("{} {path}", req.method))),
     }
 }

@@ -6,6 +6,12 @@
 //! WebSocket each ([`ws`], protocol in `docs/protocol.md`) and fetch chunk
 //! state over HTTP ([`http`]).
 //!
+//! Every call to a node goes through [`node_client::NodeClient`], which
+//! signs it with the gateway secret (`gateway_secret`, required; see
+//! `checkraft-auth`). That credential allows only the data plane and map
+//! reads: a compromised gateway can write boxes, but cannot forge raft
+//! messages, restore a shard or change the cluster.
+//!
 //! ## Data flow
 //! 1. **Map** ([`map`]): one task long-polls `GET
 //!    /meta/map?since=V&wait_ms=…` on a node (the `--cluster` seeds first,
@@ -35,7 +41,13 @@
 //!    behind loses updates and gets `Resync{FellBehind}` instead, so memory
 //!    stays bounded. Sets go through the batcher and are acknowledged after
 //!    commit; token buckets per connection and per IP, connection caps and
-//!    an `Origin` allowlist apply. Shutdown closes every socket with 1001.
+//!    the `Origin` rule apply. Shutdown closes every socket with 1001.
+//! 6. **Guard** ([`guard`]): the client's address (the forwarded one from
+//!    `trusted_proxies`), the websocket `Origin` rule (the gateway's own
+//!    origin, i.e. Origin host = `Host` or trusted `X-Forwarded-Host`, or
+//!    one of `page_origins`; else 403), and the per-address token bucket
+//!    of the HTTP write paths (`http_sets_per_second`, `http_sets_burst`;
+//!    else 429).
 //!
 //! ## Invariants
 //! - A shard's state only moves through [`state::ShardState::apply`]:
@@ -61,19 +73,21 @@
 //! ## HTTP API
 //! Errors are JSON [`checkraft_proto::ApiError`] `{kind, message}`: 400
 //! (bad index, body or id), 404 (no such chunk or path), 409 (the shard
-//! rejected the write; `message` says why), 413 (body too large), 503 (map
-//! or shard state not loaded yet, or no commit within `write_timeout_ms`;
+//! rejected the write; `message` says why), 413 (body too large), 429
+//! (`{"kind": "rate_limited", ...}`: too many writes from this client
+//! address; `Retry-After` in seconds; nothing changed), 503 (map or shard
+//! state not loaded yet, or no commit within `write_timeout_ms`;
 //! `Retry-After: 1`, and retrying is safe).
 //!
 //! | endpoint | request | response |
 //! |---|---|---|
 //! | `GET /api/chunks/{c}` | optional `If-None-Match`, `Accept-Encoding: gzip` | 200 `application/octet-stream` bitset (gzip-encoded when accepted), headers `ETag: "{shard}-{epoch}-{seq}"`, `X-Checkraft-Seq: {seq}`, `Cache-Control: no-cache`; 304 without body when `If-None-Match` matches; 400 bad id, 404 past the grid, 503 shard not loaded |
 //! | `GET /api/boxes/{i}` | | `{"index","checked","seq"}`; 400 bad or out-of-range index, 503 not loaded |
-//! | `PUT /api/boxes/{i}` | `{"checked": bool}` | after commit: `{"index","checked","seq"}` (`seq`: the committing change); 400 bad index or body, 409 rejected, 503 unavailable |
+//! | `PUT /api/boxes/{i}` | `{"checked": bool}` | after commit: `{"index","checked","seq"}` (`seq`: the committing change); 400 bad index or body, 409 rejected, 429 over the per-address write limit, 503 unavailable |
 //! | `GET /api/stats` | | `{"checked","boxes","chunk_size","shards_loaded","shards","map_version"}` |
-//! | `GET /ws` | WebSocket upgrade | the binary protocol of `docs/protocol.md`; 403 for a foreign `Origin`; close 1002 malformed, 1008 policy, 1009 too big, 1013 at capacity, 1001 shutdown |
+//! | `GET /ws` | WebSocket upgrade | the binary protocol of `docs/protocol.md`; 403 for an `Origin` that is neither the gateway's own (its `host[:port]` = `Host`, or `X-Forwarded-Host` from a trusted proxy) nor in `page_origins` (no `Origin`: allowed); close 1002 malformed, 1008 policy, 1009 too big, 1013 at capacity, 1001 shutdown |
 //! | `GET /nojs?page=N` | or `?box=I` (jump) | 200 HTML form of page `N` (`nojs_page_boxes` boxes, default 1000): each box a `<button name="set" value="I:1">` (`I:0` when checked), prev/next links, a jump-to-box field; `?box=I` answers 303 to `/nojs?page=P#box-I`; 400 HTML page for a bad `page`/`box`, 404 past the grid, 503 not loaded. No JavaScript; `Cache-Control: no-store`, `X-Content-Type-Options: nosniff`, script-free `Content-Security-Policy` ([`nojs`]) |
-//! | `POST /nojs/set` | form `set=I:1\|0&page=N` | after commit: 303 to `/nojs?page=N#box-I`; HTML error pages (with a link back): 400 malformed form or index, 409 rejected, 503 unavailable |
+//! | `POST /nojs/set` | form `set=I:1\|0&page=N` | after commit: 303 to `/nojs?page=N#box-I`; HTML error pages (with a link back): 400 malformed form or index, 409 rejected, 429 over the per-address write limit (shared with `PUT /api/boxes`), 503 unavailable |
 //! | `GET /config.json` | | `{"endpoints": [ws URL, ...]}`: the websocket endpoints the page picks from (`client_endpoints`, default `["/ws"]`, the page's own origin) |
 //! | `GET /`, `/js/…`, … | | the page's static files from `assets_dir` when it is set (no Caddy in front), with the Caddyfile's security headers ([`assets`]) |
 //! | `GET /health` | | 200 `ok` once the map and every shard's state are loaded; else 503 with the reason |
@@ -103,9 +117,11 @@ pub mod chunk;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod guard;
 pub mod http;
 pub mod map;
 pub mod metrics;
+pub mod node_client;
 pub mod nojs;
 pub mod server;
 pub mod shards;

@@ -13,13 +13,16 @@ use std::time::Duration;
 use checkraft_proto::{NodeState, ShardMap};
 use tokio::sync::{watch, Notify};
 
+use checkraft_auth::SendSigned;
+
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
+use crate::node_client::NodeClient;
 
 /// The current shard map, and the task that keeps it current.
 pub struct MapFollower {
     config: GatewayConfig,
-    http: reqwest::Client,
+    http: NodeClient,
     tx: watch::Sender<Option<Arc<ShardMap>>>,
     refresh: Notify,
     metrics: Arc<Metrics>,
@@ -27,7 +30,7 @@ pub struct MapFollower {
 
 impl MapFollower {
     /// A follower with no map yet; [`Self::run`] fetches it.
-    pub fn new(config: GatewayConfig, http: reqwest::Client, metrics: Arc<Metrics>) -> Self {
+    pub fn new(config: GatewayConfig, http: NodeClient, metrics: Arc<Metrics>) -> Self {
         Self {
             config,
             http,
@@ -114,7 +117,12 @@ impl MapFollower {
                 self.config.node_timeout(),
             ),
         };
-        let resp = self.http.get(url).timeout(limit).send().await?;
+        let resp = self
+            .http
+            .get(url)
+            .timeout(limit)
+            .send_signed(self.http.signer())
+            .await?;
         let status = resp.status();
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
@@ -244,7 +252,7 @@ mod tests {
     async fn only_newer_initialized_maps_are_published() {
         let f = MapFollower::new(
             GatewayConfig::default(),
-            reqwest::Client::new(),
+            NodeClient::for_tests(),
             Arc::new(Metrics::new()),
         );
         assert!(!f.offer(ShardMap::default()));

@@ -33,9 +33,18 @@ pub const REJECTION_REASONS: &[&str] = &[
 /// The `reason`s of `ws_resyncs`, exported (at 0) from start.
 pub const RESYNC_REASONS: &[&str] = &["fell_behind", "state_reset"];
 
+/// The `endpoint`s of `http_rate_limited`: `PUT /api/boxes/{i}` and
+/// `POST /nojs/set`, exported (at 0) from start.
+pub const HTTP_WRITE_ENDPOINTS: &[&str] = &["api", "nojs"];
+
 /// The label set of `reason`.
 fn reason(reason: &str) -> Vec<(String, String)> {
     vec![("reason".to_string(), reason.to_string())]
+}
+
+/// The label set of `endpoint`.
+fn endpoint(endpoint: &str) -> Vec<(String, String)> {
+    vec![("endpoint".to_string(), endpoint.to_string())]
 }
 
 /// Content type of the metrics body.
@@ -97,6 +106,9 @@ pub struct Metrics {
     /// Time from receiving a websocket `Set` to queueing its `Ack`, for
     /// sets sent to the shard (batching and commit included), in seconds.
     pub ws_set_latency: Histogram,
+    /// HTTP writes refused with 429 by the per-address rate limit, by
+    /// `endpoint` (`api`, `nojs`).
+    pub http_rate_limited: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Default for Metrics {
@@ -243,9 +255,19 @@ impl Metrics {
             "Time from a websocket Set to its Ack",
             ws_set_latency.clone(),
         );
+        let http_rate_limited = Family::<Vec<(String, String)>, Counter>::default();
+        for e in HTTP_WRITE_ENDPOINTS {
+            let _ = http_rate_limited.get_or_create(&endpoint(e));
+        }
+        registry.register(
+            "http_rate_limited",
+            "HTTP writes refused with 429 by the per-address rate limit, by endpoint",
+            http_rate_limited.clone(),
+        );
         Self {
             registry,
             hooks: Mutex::new(Vec::new()),
+            http_rate_limited,
             ws_send_queue,
             ws_send_queue_max,
             ws_fanout_lags,
@@ -274,6 +296,12 @@ impl Metrics {
     /// Counts a websocket refusal or close for reason `why`.
     pub fn ws_reject(&self, why: &str) {
         self.ws_rejections.get_or_create(&reason(why)).inc();
+    }
+
+    /// Counts an HTTP write refused by the rate limit at `endpoint` (one
+    /// of [`HTTP_WRITE_ENDPOINTS`]).
+    pub fn http_limited(&self, at: &str) {
+        self.http_rate_limited.get_or_create(&endpoint(at)).inc();
     }
 
     /// Counts a resync message for reason `why`.
@@ -328,6 +356,8 @@ mod tests {
             "checkraft_gateway_ws_set_latency_seconds_count 0",
             "checkraft_gateway_ws_rejections_total{reason=\"bad_handshake\"} 0",
             "checkraft_gateway_ws_resyncs_total{reason=\"state_reset\"} 0",
+            "checkraft_gateway_http_rate_limited_total{endpoint=\"api\"} 0",
+            "checkraft_gateway_http_rate_limited_total{endpoint=\"nojs\"} 0",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

@@ -16,9 +16,11 @@
 //! Every answer, errors included, is HTML (`text/html; charset=utf-8`)
 //! with `Cache-Control: no-store`, `X-Content-Type-Options: nosniff` and a
 //! script-free [`CSP`]. Errors are pages with the usual statuses: 400 bad
-//! input, 404 a page past the grid, 409 a rejected write, 503 unavailable
-//! (with `Retry-After: 1`), each with a link back. No JavaScript anywhere;
-//! everything interpolated is HTML-escaped.
+//! input, 404 a page past the grid, 409 a rejected write, 429 too many
+//! writes from the client's address (the per-address limit shared with
+//! `PUT /api/boxes`, [`crate::guard::WriteLimiter`]; with `Retry-After`),
+//! 503 unavailable (with `Retry-After: 1`), each with a link back. No
+//! JavaScript anywhere; everything interpolated is HTML-escaped.
 
 use std::fmt::Write as _;
 
@@ -30,7 +32,8 @@ use warp::reply::Response;
 use crate::chunk;
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
-use crate::http::{accepts_gzip, gzip, status_of, Request};
+use crate::guard::WriteLimiter;
+use crate::http::{accepts_gzip, gzip, status_of, take_write_token, Request};
 
 /// The pages' `Content-Security-Policy`: no scripts, no external anything,
 /// inline styles only, forms post to this origin, no framing.
@@ -301,17 +304,22 @@ pub fn render_page(paging: &Paging, page: u64, checked: impl Fn(u64) -> bool) ->
 
 /// An error page for `e`, with a link back to `back`.
 pub fn render_error(e: &Error, back: &str) -> String {
-    let status = status_of(e.kind());
-    let title = format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Error")
-    );
     let hint = match e.kind() {
         ErrorKind::Unavailable => " The cluster cannot serve this right now; trying again is safe.",
         ErrorKind::Conflict => " Nothing was changed; you may try again.",
         _ => "",
     };
+    render_message(status_of(e.kind()), &e.to_string(), hint, back)
+}
+
+/// An error page of `status` saying `message` and `hint`, with a link
+/// back to `back`.
+fn render_message(status: StatusCode, message: &str, hint: &str, back: &str) -> String {
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
     let mut out = String::new();
     head(&mut out, &format!("checkraft: {title}"));
     let _ = writeln!(
@@ -319,7 +327,7 @@ pub fn render_error(e: &Error, back: &str) -> String {
         "<h1>{}</h1><p class=\"err\">{}</p><p>{}</p><p><a href=\"{}\">Back to the boxes</a></p>\
          </body></html>",
         escape(&title),
-        escape(&e.to_string()),
+        escape(message),
         escape(hint.trim()),
         escape(back)
     );
@@ -457,8 +465,9 @@ pub fn get(gateway: &Gateway, req: &Request) -> Response {
     outcome.unwrap_or_else(|e| error_page(&e, &location(0, None), req))
 }
 
-/// `POST /nojs/set`.
-pub async fn set(gateway: &Gateway, req: &Request) -> Response {
+/// `POST /nojs/set`; well-formed writes take a token of the client's
+/// address from `limiter`.
+pub async fn set(gateway: &Gateway, limiter: &WriteLimiter, req: &Request) -> Response {
     let content_type = req
         .headers
         .get(header::CONTENT_TYPE)
@@ -478,6 +487,19 @@ pub async fn set(gateway: &Gateway, req: &Request) -> Response {
     let per_page = gateway.config.nojs_page_boxes.max(1);
     let page = form.page.unwrap_or(form.index / per_page);
     let back = location(page, Some(form.index));
+    if let Err((secs, message)) = take_write_token(gateway, limiter, req, "nojs") {
+        let body = render_message(
+            StatusCode::TOO_MANY_REQUESTS,
+            &message,
+            "Nothing was changed; wait a moment and try again.",
+            &back,
+        );
+        let mut response = html(StatusCode::TOO_MANY_REQUESTS, body, req);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return response;
+    }
     match gateway.set_box(form.index, form.checked).await {
         Ok(_) => see_other(&back),
         Err(e) => error_page(&e, &back, req),

@@ -16,6 +16,7 @@
 
 use std::sync::Arc;
 
+use checkraft_auth::SendSigned;
 use checkraft_proto::codec::FrameReader;
 use checkraft_proto::{ChangeEvent, NodeId, ShardDescriptor, ShardMap};
 use tokio::sync::watch;
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use crate::config::GatewayConfig;
 use crate::map::MapFollower;
 use crate::metrics::Metrics;
+use crate::node_client::NodeClient;
 use crate::shards::{ShardHandle, ShardUpdate};
 use crate::state::{Applied, ShardState};
 
@@ -81,7 +83,7 @@ enum End {
 pub(crate) struct Subscriber {
     pub handle: Arc<ShardHandle>,
     pub map: Arc<MapFollower>,
-    pub http: reqwest::Client,
+    pub http: NodeClient,
     pub config: GatewayConfig,
     pub metrics: Arc<Metrics>,
 }
@@ -195,7 +197,7 @@ impl Subscriber {
         let from = self.handle.read().seq;
         let url = format!("http://{addr}/shards/{shard}/changes?from={from}");
         let opened = tokio::select! {
-            r = tokio::time::timeout(self.config.node_timeout(), self.http.get(url).send()) => r,
+            r = tokio::time::timeout(self.config.node_timeout(), self.http.get(url).send_signed(self.http.signer())) => r,
             _ = shutdown.changed() => return End::Shutdown,
         };
         let mut resp = match opened {

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use checkraft_auth::SendSigned;
 use checkraft_proto::{BoxSet, Rejection, SetBatch, ShardId, ShardMap, WriteOutcome};
 use tokio::time::Instant;
 
@@ -29,6 +30,7 @@ use crate::batcher::{BatchSender, Committed, SendFuture};
 use crate::config::GatewayConfig;
 use crate::error::{Error, Result};
 use crate::map::MapFollower;
+use crate::node_client::NodeClient;
 
 /// The longest pause between two attempts of one write.
 const MAX_WRITE_PAUSE: Duration = Duration::from_millis(250);
@@ -36,7 +38,7 @@ const MAX_WRITE_PAUSE: Duration = Duration::from_millis(250);
 /// The production [`BatchSender`]: HTTP to the shard's leader.
 pub struct NodeWriter {
     config: GatewayConfig,
-    http: reqwest::Client,
+    http: NodeClient,
     map: Arc<MapFollower>,
     leaders: Mutex<HashMap<ShardId, String>>,
 }
@@ -62,7 +64,7 @@ fn targets(map: &ShardMap, shard: ShardId, known: Option<String>) -> Vec<String>
 
 impl NodeWriter {
     /// A writer routing with `map`.
-    pub fn new(config: GatewayConfig, http: reqwest::Client, map: Arc<MapFollower>) -> Self {
+    pub fn new(config: GatewayConfig, http: NodeClient, map: Arc<MapFollower>) -> Self {
         Self {
             config,
             http,
@@ -100,7 +102,7 @@ impl NodeWriter {
             .post(url)
             .json(batch)
             .timeout(limit)
-            .send()
+            .send_signed(self.http.signer())
             .await
             .map_err(|e| e.to_string())?;
         let status = resp.status();
@@ -298,7 +300,7 @@ mod tests {
             retry_ms: 10,
             ..GatewayConfig::default()
         };
-        let http = reqwest::Client::new();
+        let http = NodeClient::for_tests();
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let map = Arc::new(MapFollower::new(config.clone(), http.clone(), metrics));
         let hosts: Vec<&str> = addrs.iter().map(String::as_str).collect();

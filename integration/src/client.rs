@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use checkraft_auth::{Role, Secret, SendSigned, Signer};
 use checkraft_proto::codec::{self, FrameReader};
 use checkraft_proto::{
     AddLearner, ChangeEvent, ChangeMembership, CreateGroup, GroupCreated, GroupStatus,
@@ -17,6 +18,7 @@ pub struct NodeClient {
     pub addr: String,
     http: reqwest::Client,
     token: Option<String>,
+    signer: Signer,
 }
 
 impl NodeClient {
@@ -31,6 +33,10 @@ impl NodeClient {
             addr: addr.to_string(),
             http,
             token: None,
+            signer: Signer::new(
+                Role::Node,
+                Secret::new("cluster secret", crate::TEST_CLUSTER_SECRET).expect("long enough"),
+            ),
         }
     }
 
@@ -45,7 +51,21 @@ impl NodeClient {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// The underlying HTTP client, for raw requests.
+    /// The same client, signing with `signer` instead (for tests of
+    /// wrong or gateway credentials).
+    pub fn with_signer(mut self, signer: Signer) -> Self {
+        self.signer = signer;
+        self
+    }
+
+    /// Sends a raw request built on [`Self::http`], signed like every call
+    /// of this client.
+    pub async fn send(&self, rb: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+        rb.send_signed(&self.signer).await
+    }
+
+    /// The underlying HTTP client, for raw requests (unsigned unless sent
+    /// with [`Self::send`]).
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
@@ -59,7 +79,7 @@ impl NodeClient {
 
     /// True when `/health` answers 200.
     pub async fn health(&self) -> bool {
-        matches!(self.http.get(self.url("/health")).send().await, Ok(r) if r.status().is_success())
+        matches!(self.http.get(self.url("/health")).send_signed(&self.signer).await, Ok(r) if r.status().is_success())
     }
 
     /// `GET /status`.
@@ -67,7 +87,7 @@ impl NodeClient {
         Ok(self
             .http
             .get(self.url("/status"))
-            .send()
+            .send_signed(&self.signer)
             .await?
             .error_for_status()?
             .json()
@@ -87,7 +107,12 @@ impl NodeClient {
             initialize,
         };
         let rb = self.admin(self.http.post(self.url("/admin/groups")).json(&body));
-        Ok(rb.send().await?.error_for_status()?.json().await?)
+        Ok(rb
+            .send_signed(&self.signer)
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
     }
 
     /// `POST /admin/groups/{id}/learners`; waits until the learner caught up.
@@ -106,7 +131,12 @@ impl NodeClient {
                 .post(self.url(&format!("/admin/groups/{group}/learners")))
                 .json(&body),
         );
-        Ok(rb.send().await?.error_for_status()?.json().await?)
+        Ok(rb
+            .send_signed(&self.signer)
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
     }
 
     /// `POST /admin/groups/{id}/membership`.
@@ -124,7 +154,12 @@ impl NodeClient {
                 .post(self.url(&format!("/admin/groups/{group}/membership")))
                 .json(&body),
         );
-        Ok(rb.send().await?.error_for_status()?.json().await?)
+        Ok(rb
+            .send_signed(&self.signer)
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
     }
 
     /// `POST /admin/groups/{id}/snapshot`.
@@ -133,7 +168,12 @@ impl NodeClient {
             self.http
                 .post(self.url(&format!("/admin/groups/{group}/snapshot"))),
         );
-        Ok(rb.send().await?.error_for_status()?.json().await?)
+        Ok(rb
+            .send_signed(&self.signer)
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
     }
 
     /// `GET /admin/groups/{id}/metrics`.
@@ -142,7 +182,12 @@ impl NodeClient {
             self.http
                 .get(self.url(&format!("/admin/groups/{group}/metrics"))),
         );
-        Ok(rb.send().await?.error_for_status()?.json().await?)
+        Ok(rb
+            .send_signed(&self.signer)
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
     }
 
     /// `POST /shards/{id}/write`. Returns the outcome for statuses that
@@ -152,7 +197,7 @@ impl NodeClient {
             .http
             .post(self.url(&format!("/shards/{group}/write")))
             .json(batch)
-            .send()
+            .send_signed(&self.signer)
             .await?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await?;
@@ -168,7 +213,7 @@ impl NodeClient {
         let body = self
             .http
             .get(url)
-            .send()
+            .send_signed(&self.signer)
             .await?
             .error_for_status()?
             .bytes()
@@ -184,7 +229,7 @@ impl NodeClient {
             .build()?;
         let resp = http
             .get(self.url(&format!("/shards/{group}/changes?from={from}")))
-            .send()
+            .send_signed(&self.signer)
             .await?
             .error_for_status()?;
         Ok(ChangeStream {

@@ -51,6 +51,8 @@ impl Cluster {
             ("CHECKRAFT_NODE_HEARTBEAT_MS", "100"),
             ("CHECKRAFT_NODE_ELECTION_MIN_MS", "500"),
             ("CHECKRAFT_NODE_ELECTION_MAX_MS", "1000"),
+            ("CHECKRAFT_NODE_CLUSTER_SECRET", crate::TEST_CLUSTER_SECRET),
+            ("CHECKRAFT_NODE_GATEWAY_SECRET", crate::TEST_GATEWAY_SECRET),
         ];
         // Later entries win when a test overrides a default.
         let env = defaults
@@ -98,6 +100,11 @@ impl Cluster {
         NodeClient::new(&self.nodes[&id].addr)
     }
 
+    /// Node `id`'s data dir.
+    pub fn data_dir(&self, id: u64) -> &Path {
+        &self.nodes[&id].data_dir
+    }
+
     /// The temp dir holding every node's data and logs (for test files).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -129,8 +136,93 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` to node `id` (SIGSTOP/SIGCONT pause and resume it).
+    pub fn signal(&self, id: u64, signal: nix::sys::signal::Signal) {
+        let node = self.nodes.get(&id).expect("known node");
+        let child = node.child.as_ref().expect("node is running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)
+            .expect("signal node");
+    }
+
+    /// Waits up to `limit` for node `id` to exit (after a signal, or by
+    /// itself) and answers its exit status, or `None` if it still runs.
+    pub async fn wait_exit(
+        &mut self,
+        id: u64,
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let node = self.nodes.get_mut(&id).expect("known node");
+            let child = node.child.as_mut()?;
+            if let Some(status) = child.try_wait().expect("poll node process") {
+                node.child = None;
+                return Some(status);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// (Re)starts node `id` on its port and data dir; waits for `/health`.
     pub async fn restart(&mut self, id: u64) -> NodeClient {
+        self.spawn(id);
+        let client = NodeClient::new(&self.nodes[&id].addr);
+        let probe = client.clone();
+        eventually(
+            Duration::from_secs(20),
+            &format!("node {id} to answer /health"),
+            || {
+                let probe = probe.clone();
+                async move { probe.health().await.then_some(()) }
+            },
+        )
+        .await;
+        client
+    }
+
+    /// Restarts node `id` expecting it to refuse to start (damaged data
+    /// dir, bad config): waits up to `limit` for the process to exit and
+    /// answers its exit status and what it printed (stdout and stderr) in
+    /// this run. Panics, after killing it, if it still runs by then.
+    pub async fn restart_expecting_exit(
+        &mut self,
+        id: u64,
+        limit: Duration,
+    ) -> (std::process::ExitStatus, String) {
+        let printed_before = self.log_bytes(id).len();
+        self.spawn(id);
+        let deadline = tokio::time::Instant::now() + limit;
+        let status = loop {
+            let child = self.nodes.get_mut(&id).and_then(|n| n.child.as_mut());
+            let child = child.expect("just spawned");
+            if let Some(status) = child.try_wait().expect("poll node process") {
+                self.nodes.get_mut(&id).expect("known node").child = None;
+                break status;
+            }
+            if tokio::time::Instant::now() > deadline {
+                self.kill(id);
+                panic!(
+                    "node {id} still runs {limit:?} after its start; it printed:\n{}",
+                    String::from_utf8_lossy(&self.log_bytes(id)[printed_before..])
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let printed = String::from_utf8_lossy(&self.log_bytes(id)[printed_before..]).into_owned();
+        (status, printed)
+    }
+
+    /// (Re)starts node `id` without waiting for `/health` (for a node that
+    /// is expected to report itself unhealthy).
+    pub fn restart_process(&mut self, id: u64) {
+        self.spawn(id);
+    }
+
+    /// Spawns node `id`'s process, its output appended to its log file.
+    fn spawn(&mut self, id: u64) {
         let node = self.nodes.get_mut(&id).expect("known node");
         assert!(node.child.is_none(), "node {id} is already running");
         let log = File::options()
@@ -164,18 +256,6 @@ impl Cluster {
             .spawn()
             .expect("spawn checkraft-node");
         node.child = Some(child);
-        let client = NodeClient::new(&node.addr);
-        let probe = client.clone();
-        eventually(
-            Duration::from_secs(20),
-            &format!("node {id} to answer /health"),
-            || {
-                let probe = probe.clone();
-                async move { probe.health().await.then_some(()) }
-            },
-        )
-        .await;
-        client
     }
 
     /// The node leading `shard` per the map's hint (read from node 1),
@@ -188,8 +268,13 @@ impl Cluster {
             let members = members.clone();
             async move {
                 let url = entry.url(&format!("/meta/shards/{shard}"));
-                let loc: checkraft_proto::ShardLocation =
-                    entry.http().get(url).send().await.ok()?.json().await.ok()?;
+                let loc: checkraft_proto::ShardLocation = entry
+                    .send(entry.http().get(url))
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
                 let leader = loc.shard.leader?;
                 let status = NodeClient::new(&members[&leader])
                     .with_token(token)
@@ -200,6 +285,16 @@ impl Cluster {
             }
         })
         .await
+    }
+
+    /// Everything node `id` printed (stdout and stderr, every run, in
+    /// order); ANSI colour codes included.
+    pub fn log(&self, id: u64) -> String {
+        String::from_utf8_lossy(&self.log_bytes(id)).into_owned()
+    }
+
+    fn log_bytes(&self, id: u64) -> Vec<u8> {
+        std::fs::read(&self.nodes[&id].log).unwrap_or_default()
     }
 
     /// The last `lines` lines of node `id`'s log.

@@ -46,6 +46,10 @@ impl GatewayProcess {
             .arg(&addr)
             .arg("--cluster")
             .arg(seeds.join(","))
+            .env(
+                "CHECKRAFT_GATEWAY_GATEWAY_SECRET",
+                crate::TEST_GATEWAY_SECRET,
+            )
             .envs(env.iter().copied())
             .env(
                 "RUST_LOG",

@@ -8,7 +8,9 @@
 //! prints the tail of each node's log.
 //!
 //! [`NodeClient`] speaks the node's HTTP API with the shared wire types
-//! from `checkraft-proto`; [`Router`] writes and reads boxes through the
+//! from `checkraft-proto`, signing every call with the cluster secret
+//! ([`TEST_CLUSTER_SECRET`], which every harness node gets; gateways get
+//! [`TEST_GATEWAY_SECRET`]), so tests see what a peer sees; [`Router`] writes and reads boxes through the
 //! shard map, following leaders; [`raftctl`] runs the real `raftctl`
 //! binary.
 //!
@@ -29,13 +31,21 @@ mod cluster;
 mod gateway;
 mod raftctl;
 mod router;
+mod small_disk;
 mod ws_client;
 
 pub use client::{ChangeStream, NodeClient};
+
+/// The cluster secret every harness node gets (`CHECKRAFT_NODE_CLUSTER_SECRET`),
+/// and with which [`NodeClient`] signs its calls, as a node would.
+pub const TEST_CLUSTER_SECRET: &str = "integration-test-cluster-secret";
+/// The gateway secret every harness node and gateway gets.
+pub const TEST_GATEWAY_SECRET: &str = "integration-test-gateway-secret";
 pub use cluster::{bin_dir, Cluster, NodeSpec};
 pub use gateway::{ChunkReply, GatewayClient, GatewayProcess};
 pub use raftctl::{initialized_cluster, raftctl, raftctl_init, RaftctlOutput};
 pub use router::Router;
+pub use small_disk::SmallDisk;
 pub use ws_client::{ChunkMirror, MirrorAction, WsClient, WsEvent};
 
 use std::collections::HashSet;

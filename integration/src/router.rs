@@ -31,7 +31,10 @@ impl Router {
     pub async fn refresh(&mut self) -> Result<()> {
         for addr in &self.entries {
             let client = NodeClient::new(addr);
-            if let Ok(resp) = client.http().get(client.url("/meta/map")).send().await {
+            if let Ok(resp) = client
+                .send(client.http().get(client.url("/meta/map")))
+                .await
+            {
                 if let Ok(map) = resp.json::<ShardMap>().await {
                     if map.initialized() {
                         self.map = map;

@@ -125,8 +125,10 @@ async fn bad_input_is_refused_with_the_right_error_and_changes_nothing() {
         let admin = cluster.client(1).with_token(TOKEN);
         let client = cluster.client(1);
         let http = client.http().clone();
-        let post = |path: &str, body: Vec<u8>| http.post(client.url(path)).body(body).send();
-        let get = |path: &str| http.get(client.url(path)).send();
+        // Signed with the cluster secret, as a peer's calls are: the bodies
+        // and queries, not the credential, are what is bad here.
+        let post = |path: &str, body: Vec<u8>| client.send(http.post(client.url(path)).body(body));
+        let get = |path: &str| client.send(http.get(client.url(path)));
 
         // A one-node shard 1 with a known state: boxes 1 and 2 checked.
         let members: BTreeMap<u64, String> = cluster.members();
@@ -286,10 +288,8 @@ async fn bad_input_is_refused_with_the_right_error_and_changes_nothing() {
             epoch: 1,
             sets: vec![(50, true), (100_000, true)],
         };
-        let resp = http
-            .post(client.url("/shards/1/write"))
-            .json(&out_of_range)
-            .send()
+        let resp = client
+            .send(http.post(client.url("/shards/1/write")).json(&out_of_range))
             .await?;
         assert_eq!(
             expect_rejection("index 100000", resp).await,
@@ -303,10 +303,8 @@ async fn bad_input_is_refused_with_the_right_error_and_changes_nothing() {
             epoch: 7,
             sets: vec![(60, true)],
         };
-        let resp = http
-            .post(client.url("/shards/1/write"))
-            .json(&stale)
-            .send()
+        let resp = client
+            .send(http.post(client.url("/shards/1/write")).json(&stale))
             .await?;
         assert_eq!(
             expect_rejection("epoch 7", resp).await,
@@ -407,7 +405,9 @@ async fn bad_input_is_refused_with_the_right_error_and_changes_nothing() {
         }
         expect_error(
             "metrics without token",
-            get("/admin/groups/1/metrics").await?,
+            http.get(client.url("/admin/groups/1/metrics"))
+                .send()
+                .await?,
             StatusCode::UNAUTHORIZED,
             ErrorKind::Unauthorized,
         )

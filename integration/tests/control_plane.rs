@@ -84,7 +84,8 @@ async fn test() {
         || {
             let entry = entry.clone();
             async move {
-                let out = raftctl(&["status", "--json", "--cluster", &entry]).await;
+                let out =
+                    raftctl(&["status", "--json", "--cluster", &entry, "--token", TOKEN]).await;
                 let status: Value = serde_json::from_str(&out.stdout).ok()?;
                 let shards = status["shards"].as_array()?;
                 let leaders: BTreeSet<u64> =
@@ -127,10 +128,9 @@ async fn test() {
         .collect();
     // Map queries keep working on the survivors, and the layout is unchanged.
     for addr in &survivors {
-        let map: ShardMap = NodeClient::new(addr)
-            .http()
-            .get(format!("http://{addr}/meta/map"))
-            .send()
+        let node = NodeClient::new(addr);
+        let map: ShardMap = node
+            .send(node.http().get(node.url("/meta/map")))
             .await
             .unwrap()
             .json()
@@ -248,9 +248,17 @@ async fn test() {
     let show = |want: Option<String>| {
         let entry = entry.clone();
         async move {
-            let shown: Value = raftctl(&["operation", "show", "--json", "--cluster", &entry])
-                .await
-                .json();
+            let shown: Value = raftctl(&[
+                "operation",
+                "show",
+                "--json",
+                "--cluster",
+                &entry,
+                "--token",
+                TOKEN,
+            ])
+            .await
+            .json();
             (shown["id"].as_u64().map(|v| v.to_string()) == want).then_some(())
         }
     };

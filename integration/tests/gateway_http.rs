@@ -217,17 +217,23 @@ async fn acknowledged_puts_survive_a_leader_kill() {
 
 async fn failover_test() {
     let mut cluster = cluster().await;
-    let gw = GatewayProcess::start(&cluster, 1, &[]).await;
+    // The writer PUTs in a tight loop from one address: lift the per-address
+    // HTTP write limit, as bench does for the websocket's.
+    let gw = GatewayProcess::start(
+        &cluster,
+        1,
+        &[
+            ("CHECKRAFT_GATEWAY_HTTP_SETS_PER_SECOND", "1000000"),
+            ("CHECKRAFT_GATEWAY_HTTP_SETS_BURST", "1000000"),
+        ],
+    )
+    .await;
     let client = gw.client();
 
     let shard = 2;
-    let location: ShardLocation = client
-        .http()
-        .get(format!(
-            "http://{}/meta/shards/{shard}",
-            cluster.members()[&1]
-        ))
-        .send()
+    let node = cluster.client(1);
+    let location: ShardLocation = node
+        .send(node.http().get(node.url(&format!("/meta/shards/{shard}"))))
         .await
         .unwrap()
         .json()

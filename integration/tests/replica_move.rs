@@ -105,9 +105,16 @@ async fn test() {
     writer.await.unwrap();
 
     // status shows the new placement: nothing on node 1, node 4 holds replicas.
-    let status: Value = raftctl(&["status", "--json", "--cluster", &entries[0]])
-        .await
-        .json();
+    let status: Value = raftctl(&[
+        "status",
+        "--json",
+        "--cluster",
+        &entries[0],
+        "--token",
+        TOKEN,
+    ])
+    .await
+    .json();
     let mut on_new = 0;
     for shard in status["shards"].as_array().unwrap() {
         let replicas: Vec<u64> = shard["replicas"]

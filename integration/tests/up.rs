@@ -1,11 +1,11 @@
-//! `raftctl up --ephemeral`: starts a local cluster, its gateways and the
+//! `raftctl up` (in a temporary data dir): starts a local cluster, its gateways and the
 //! page (through Caddy, or served by the gateway with `--no-caddy`), serves
 //! `status` and the grid's API, and on SIGINT exits cleanly, leaving no
 //! child process behind.
 
 use std::time::Duration;
 
-use checkraft_integration::{bin_dir, eventually, raftctl};
+use checkraft_integration::{bin_dir, eventually, raftctl, WsClient};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -81,9 +81,13 @@ async fn test(caddy: bool) {
     let gateway_port = free_ports(2);
     let http_port = free_ports(1);
     let gateways: u16 = if caddy { 2 } else { 1 };
+    // A data dir of the test's own (not --ephemeral), so that the test can
+    // read the admin token `up` generates there, as an operator would.
+    let data = tempfile::tempdir().expect("temp dir");
     let mut args = vec![
         "up".to_string(),
-        "--ephemeral".into(),
+        "--data-dir".into(),
+        data.path().display().to_string(),
         "--port".into(),
         port.to_string(),
         "--shards".into(),
@@ -115,8 +119,18 @@ async fn test(caddy: bool) {
         "raftctl up to serve status and the page",
         || {
             let entry = entry.clone();
+            let token_file = data.path().join("token");
             async move {
-                let out = raftctl(&["status", "--json", "--cluster", &entry]).await;
+                let token = std::fs::read_to_string(token_file).ok()?;
+                let out = raftctl(&[
+                    "status",
+                    "--json",
+                    "--cluster",
+                    &entry,
+                    "--token",
+                    token.trim(),
+                ])
+                .await;
                 let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
                 let shards = v["shards"].as_array()?;
                 if !(shards.len() == 4 && shards.iter().all(|s| s["leader"].is_u64())) {
@@ -181,6 +195,27 @@ async fn test(caddy: bool) {
         serde_json::json!(endpoints),
         "{config}"
     );
+
+    // Origins: the page's (either spelling) may open websockets at the
+    // page's own /ws (through Caddy, which passes Host through) and at
+    // every gateway's direct URL that /config.json hands out; a foreign
+    // page gets 403 at each.
+    let targets = std::iter::once(page_port).chain((0..gateways).map(|i| gateway_port + i));
+    for target in targets.map(|p| format!("127.0.0.1:{p}")) {
+        for origin in [
+            format!("http://127.0.0.1:{page_port}"),
+            format!("http://localhost:{page_port}"),
+        ] {
+            let ws = WsClient::connect_with_origin(&target, Some(&origin))
+                .await
+                .expect("websocket handshake");
+            assert!(ws.is_ok(), "Origin {origin} at {target}: {:?}", ws.err());
+        }
+        let foreign = WsClient::connect_with_origin(&target, Some("http://evil.example"))
+            .await
+            .expect("websocket handshake");
+        assert_eq!(foreign.err(), Some(403), "a foreign Origin at {target}");
+    }
 
     kill(Pid::from_raw(pid as i32), Signal::SIGINT).unwrap();
     let status = tokio::time::timeout(Duration::from_secs(30), up.wait())

@@ -13,6 +13,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use checkraft_auth::{Role, Secret, Signer, Verifier};
+
 use crate::error::{Error, Result};
 
 /// Everything a node needs to run.
@@ -30,8 +32,18 @@ pub struct NodeConfig {
     pub advertise: Option<String>,
     /// Directory of the node's sled database.
     pub data_dir: PathBuf,
-    /// Bearer token required by `/admin/*` endpoints; none means open.
+    /// The operator's bearer token: it allows `/admin/*`, restores, and
+    /// the data plane, never raft RPCs. Without it, only nodes (signing
+    /// with the cluster secret) may call admin endpoints.
     pub admin_token: Option<String>,
+    /// The cluster secret (at least 16 characters), the same on every
+    /// node: nodes sign every call to each other with it (see
+    /// `checkraft-auth`). Required; a node without it does not start.
+    pub cluster_secret: Option<String>,
+    /// The gateway secret (at least 16 characters): gateways sign their
+    /// calls with it, and it allows only shard reads, writes, change
+    /// streams and map reads. Without it, no gateway can connect.
+    pub gateway_secret: Option<String>,
     /// Raft heartbeat interval, in milliseconds.
     pub heartbeat_ms: u64,
     /// Lower bound of the randomized raft election timeout, in milliseconds.
@@ -56,6 +68,10 @@ pub struct NodeConfig {
     pub max_batch_sets: usize,
     /// sled page cache size, in MiB.
     pub cache_mb: u64,
+    /// After a fatal storage error (a full disk), how long the node keeps
+    /// reporting it on `/health` and `/metrics` before it exits (code 75)
+    /// for a supervisor to restart it, in ms.
+    pub storage_failure_grace_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -66,6 +82,8 @@ impl Default for NodeConfig {
             advertise: None,
             data_dir: PathBuf::from("data/node"),
             admin_token: None,
+            cluster_secret: None,
+            gateway_secret: None,
             heartbeat_ms: 150,
             election_min_ms: 800,
             election_max_ms: 1600,
@@ -78,6 +96,7 @@ impl Default for NodeConfig {
             max_body_bytes: 16 << 20,
             max_batch_sets: 65_536,
             cache_mb: 64,
+            storage_failure_grace_ms: 5_000,
         }
     }
 }
@@ -141,12 +160,48 @@ impl NodeConfig {
                 "election_max_ms must exceed election_min_ms".into(),
             ));
         }
+        // A missing cluster_secret fails at start (`peer_auth` in
+        // `Node::open`), so that the defaults stay valid.
+        if self.cluster_secret.is_some() {
+            self.peer_auth()?;
+        }
         if self.snapshot_every == 0 || self.retained_changes == 0 || self.max_batch_sets == 0 {
             return Err(Error::Config(
                 "snapshot_every, retained_changes and max_batch_sets must be positive".into(),
             ));
         }
         Ok(())
+    }
+
+    /// The signer for this node's calls to other nodes, and the verifier of
+    /// calls it receives, from [`Self::cluster_secret`] and
+    /// [`Self::gateway_secret`].
+    pub fn peer_auth(&self) -> Result<(Signer, Verifier)> {
+        let cluster = self.cluster_secret.as_deref().ok_or_else(|| {
+            Error::Config(
+                "cluster_secret is not set: every node of a cluster needs the same secret \
+                 (CHECKRAFT_NODE_CLUSTER_SECRET, or cluster_secret in the config file; \
+                 `raftctl up` writes one to data/cluster-secret)"
+                    .into(),
+            )
+        })?;
+        let cluster =
+            Secret::new("cluster_secret", cluster).map_err(|e| Error::Config(e.to_string()))?;
+        let gateway = self
+            .gateway_secret
+            .as_deref()
+            .map(|s| Secret::new("gateway_secret", s))
+            .transpose()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        if gateway.as_ref() == Some(&cluster) {
+            return Err(Error::Config(
+                "gateway_secret must differ from cluster_secret (a gateway must not be able to sign as a node)".into(),
+            ));
+        }
+        Ok((
+            Signer::new(Role::Node, cluster.clone()),
+            Verifier::new(cluster, gateway),
+        ))
     }
 
     /// The address peers use to reach this node.
@@ -169,6 +224,11 @@ impl NodeConfig {
             ..Default::default()
         };
         config.validate().map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// [`Self::storage_failure_grace_ms`] as a duration.
+    pub fn storage_failure_grace(&self) -> Duration {
+        Duration::from_millis(self.storage_failure_grace_ms)
     }
 
     /// [`Self::progress_ms`] as a duration.

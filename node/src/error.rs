@@ -20,9 +20,13 @@ pub enum Error {
     /// No such endpoint (HTTP 404).
     #[error("not found: {0}")]
     NotFound(String),
-    /// Missing or wrong bearer token on an admin endpoint (HTTP 401).
-    #[error("missing or wrong bearer token")]
-    Unauthorized,
+    /// No valid credential: a missing or wrong admin bearer token, or a
+    /// missing or bad peer proof; the message says which (HTTP 401).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// A valid credential that does not allow this endpoint (HTTP 403).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// The request conflicts with existing state (HTTP 409).
     #[error("conflict: {0}")]
     Conflict(String),
@@ -38,6 +42,11 @@ pub enum Error {
     /// Stored bytes do not decode. Fatal for the affected group.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// A fatal storage error (a full disk, an I/O error) stopped a group
+    /// while running; sled refuses every later write, so the node exits
+    /// (code [`EXIT_STORAGE_FAILED`]) for a supervisor to restart it.
+    #[error("storage failed, exiting: {0}")]
+    StorageFailed(String),
     /// Invalid configuration; the node does not start.
     #[error("config: {0}")]
     Config(String),
@@ -45,6 +54,10 @@ pub enum Error {
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// The exit code of a node stopped by [`Error::StorageFailed`]
+/// (`EX_TEMPFAIL`: try again later, once the disk has space).
+pub const EXIT_STORAGE_FAILED: i32 = 75;
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -61,13 +74,16 @@ impl Error {
         match self {
             Error::BadRequest(_) => ErrorKind::BadRequest,
             Error::UnknownGroup(_) | Error::NotFound(_) => ErrorKind::NotFound,
-            Error::Unauthorized => ErrorKind::Unauthorized,
+            Error::Unauthorized(_) => ErrorKind::Unauthorized,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::TooLarge(_) => ErrorKind::TooLarge,
             Error::Unavailable(_) => ErrorKind::Unavailable,
-            Error::Storage(_) | Error::Corrupt(_) | Error::Config(_) | Error::Io(_) => {
-                ErrorKind::Internal
-            }
+            Error::Storage(_)
+            | Error::Corrupt(_)
+            | Error::StorageFailed(_)
+            | Error::Config(_)
+            | Error::Io(_) => ErrorKind::Internal,
         }
     }
 }

@@ -10,7 +10,7 @@ use checkraft_proto::{
     MembershipChanged, Restore, SetBatch, ShardDescriptor, ShardMap, ShardRead, ShardSnapshot,
     SnapshotDownload, SnapshotInfo, TypeConfig, WriteOutcome,
 };
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
 use openraft::{BasicNode, ChangeMembers, Raft};
 
 use crate::error::{Error, Result};
@@ -65,11 +65,14 @@ impl ShardGroup {
         let tree = ctx.storage.group_tree(id)?;
         let flusher = ctx.storage.flusher().clone();
         let log = LogStore::new(tree.clone(), flusher.clone());
+        // Stored state that cannot be read or makes no sense fails the
+        // group with an error naming the group, the file and what to do.
         let sm = StateMachine::open(
             descriptor,
             SnapshotStore::new(tree, flusher),
             ctx.retained_changes,
-        )?;
+        )
+        .map_err(|e| ctx.storage.group_damaged(id, e))?;
         let shard = sm.shard();
         let network = GroupNetwork::new(id, ctx.peers.clone());
         let raft = Raft::new(
@@ -80,7 +83,13 @@ impl ShardGroup {
             sm,
         )
         .await
-        .map_err(|e| Error::Unavailable(format!("raft for group {id} did not start: {e}")))?;
+        .map_err(|e| match e {
+            // openraft read the vote, log and committed id: one was unreadable.
+            Fatal::StorageError(e) => ctx
+                .storage
+                .group_damaged(id, Error::Corrupt(format!("raft state: {e}"))),
+            e => Error::Unavailable(format!("raft for group {id} did not start: {e}")),
+        })?;
         Ok(Self {
             id,
             raft,

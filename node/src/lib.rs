@@ -73,6 +73,22 @@
 //! hints fresh. A node started without an id waits until `raftctl node
 //! add` allocates one in the metadata group ([`node`]).
 //!
+//! ## Who may call (trust boundaries)
+//! Every call between cluster processes is signed (`checkraft-auth`): nodes
+//! sign with the cluster secret, gateways with the gateway secret, and the
+//! operator sends the admin bearer token. [`http::access`] checks the
+//! credential before any handler runs and holds the table of what each
+//! may call: raft RPCs only nodes; `/admin/*` and restores nodes and the
+//! operator; shard reads, writes, change streams and map reads also
+//! gateways; `/health`, `/status` and `/metrics` anyone. A node does not
+//! start without a cluster secret. Behind authentication,
+//! [`raft_check`] refuses raft bodies that are impossible (a term above
+//! 2^48, entries out of order) before openraft sees them, and a replica
+//! whose own stored vote is impossible is not started: the node keeps
+//! serving its other groups, answers 503 for that one, and `/health`
+//! (503) names the group, the file and the reason (`failed_groups`).
+//! `docs/reliability.md` has the threat model.
+//!
 //! ## Metrics
 //! `GET /metrics` ([`metrics`]) exports Prometheus metrics: per shard
 //! (label `shard`) the raft term, leadership, commit and applied index,
@@ -82,13 +98,15 @@
 //!
 //! ## HTTP API
 //! Errors are JSON [`checkraft_proto::ApiError`] `{kind, message}` with
-//! status 400 (malformed body or query), 401 (admin token), 404 (unknown
+//! status 400 (malformed body or query, impossible raft request), 401 (no
+//! or a bad credential), 403 (a credential not allowed on the endpoint),
+//! 404 (unknown
 //! group or path), 409 (conflict), 413 (body too large), 503 (no leader,
 //! timeout: retry is safe since sets are absolute).
 //!
 //! | endpoint | request | response |
 //! |---|---|---|
-//! | `GET /health` | | `ok` |
+//! | `GET /health` | | `ok`; 503 naming every group that failed to load |
 //! | `GET /status` | | JSON [`checkraft_proto::NodeStatus`] |
 //! | `GET /metrics` | | Prometheus / OpenMetrics text ([`metrics`]; names in `docs/metrics.md`); no auth |
 //! | `POST /raft/{g}/append` | bincode `AppendEntriesRequest` | bincode `Result<AppendEntriesResponse, RaftError>` |
@@ -112,16 +130,18 @@
 //! | `POST /admin/groups/{g}/remove-node` | JSON [`checkraft_proto::RemoveNode`] | JSON [`checkraft_proto::MembershipChanged`]; leader only (else 409) |
 //! | `DELETE /admin/groups/{g}` | | `{}`: stops this node's replica and deletes its data |
 //!
-//! `/admin/*` requires `Authorization: Bearer <admin_token>` when
-//! [`config::NodeConfig::admin_token`] is set. Creating a group: `POST
+//! `/admin/*` and restores require `Authorization: Bearer <admin_token>`
+//! ([`config::NodeConfig::admin_token`]) or a node's signature; see
+//! [`http::access`] for every endpoint. Creating a group: `POST
 //! /admin/groups` on every member with the same descriptor, with
 //! `initialize: true` and the member map on exactly one. Adding a replica:
 //! create the group on the new node (no `initialize`), then `learners` and
 //! `membership` on the leader.
 //!
 //! ## Caveats
-//! - Raft RPC endpoints are not authenticated; run nodes on a private
-//!   network.
+//! - Calls are authenticated, not encrypted: whoever can read the
+//!   cluster network sees the data and can replay a captured call within
+//!   30 s. Run nodes on a private network (or WireGuard) where that matters.
 //! - sled has open reports of corruption after abrupt stops; the kill -9
 //!   cluster test is our evidence that our use is safe. Storage stays behind
 //!   the [`storage`] module so an engine swap stays local.
@@ -132,12 +152,14 @@
 pub mod changes;
 pub mod config;
 pub mod error;
+pub mod faults;
 pub mod group;
 pub mod http;
 pub mod meta_state;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod raft_check;
 pub mod server;
 pub mod state;
 pub mod state_machine;

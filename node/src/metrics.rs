@@ -242,6 +242,10 @@ struct ProcessCollector {
     flushes: u64,
     waiters: u64,
     entries: u64,
+    /// Calls refused for their credential: (401s, 403s).
+    refusals: (u64, u64),
+    /// Groups whose stored state failed to load.
+    failed_groups: usize,
 }
 
 impl Collector for ProcessCollector {
@@ -252,6 +256,13 @@ impl Collector for ProcessCollector {
             "Groups hosted by this node (shards and the metadata group)",
             None,
             groups.metric_type(),
+        )?)?;
+        let failed = ConstGauge::new(self.failed_groups as i64);
+        failed.encode(encoder.encode_descriptor(
+            "failed_groups",
+            "Groups not served because their stored state failed to load (see /health)",
+            None,
+            failed.metric_type(),
         )?)?;
         let flushes = ConstCounter::new(self.flushes);
         flushes.encode(encoder.encode_descriptor(
@@ -274,18 +285,38 @@ impl Collector for ProcessCollector {
             None,
             entries.metric_type(),
         )?)?;
+        let counter = ConstCounter::new(0u64);
+        let mut refusals = encoder.encode_descriptor(
+            "auth_refusals",
+            "Calls refused for their credential: 401 (none or invalid) or 403 (not allowed for the role)",
+            None,
+            counter.metric_type(),
+        )?;
+        for (reason, count) in [
+            ("unauthorized", self.refusals.0),
+            ("forbidden", self.refusals.1),
+        ] {
+            ConstCounter::new(count).encode(refusals.encode_family(&[("reason", reason)])?)?;
+        }
         Ok(())
     }
 }
 
 /// The OpenMetrics text for `groups` and `flush`.
-pub fn render_samples(groups: Vec<GroupSample>, flush: FlushSample) -> String {
+pub fn render_samples(
+    groups: Vec<GroupSample>,
+    flush: FlushSample,
+    refusals: (u64, u64),
+    failed_groups: usize,
+) -> String {
     let mut registry = Registry::with_prefix(PREFIX);
     registry.register_collector(Box::new(ProcessCollector {
         groups: groups.len(),
         flushes: flush.flushes,
         waiters: flush.waiters,
         entries: flush.entries,
+        refusals,
+        failed_groups,
     }));
     registry.register(
         "flush_latency_seconds",
@@ -322,7 +353,12 @@ pub fn render(node: &Node) -> String {
         entries: stats.entries.load(Ordering::Relaxed),
         batch_entries: stats.batch_entries.clone(),
     };
-    render_samples(groups, flush)
+    render_samples(
+        groups,
+        flush,
+        node.refusals().counts(),
+        node.failed_groups().len(),
+    )
 }
 
 #[cfg(test)]
@@ -369,6 +405,8 @@ mod tests {
                 entries: 9,
                 batch_entries,
             },
+            (3, 4),
+            1,
         );
         for line in [
             "checkraft_node_groups 2",

@@ -7,11 +7,16 @@
 //! `Result<Response, RaftError>`. Any HTTP-level failure (connection
 //! refused, timeout, 404 because the peer does not host the group yet) is
 //! reported to openraft as `Unreachable`, which makes it back off.
+//!
+//! Every call is signed as [`checkraft_auth::Role::Node`] with the cluster
+//! secret ([`Peers::signer`]); a peer with another secret answers 401,
+//! which is `Unreachable` too, and logged by the receiver.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use checkraft_auth::{SendSigned, Signer};
 use checkraft_proto::{codec, GroupId, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -25,13 +30,27 @@ use openraft::{AnyError, BasicNode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Shared HTTP clients, one per peer address.
-#[derive(Default)]
+/// Shared HTTP clients, one per peer address, and the signer of every
+/// call they make.
 pub struct Peers {
     clients: Mutex<HashMap<String, reqwest::Client>>,
+    signer: Signer,
 }
 
 impl Peers {
+    /// Clients that sign their calls with `signer`.
+    pub fn new(signer: Signer) -> Self {
+        Self {
+            clients: Mutex::new(HashMap::new()),
+            signer,
+        }
+    }
+
+    /// The signer of node-to-node calls.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
     /// The client for `addr`, created on first use.
     pub fn client(&self, addr: &str) -> reqwest::Client {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
@@ -70,6 +89,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
             target,
             base: format!("http://{}/raft/{}", node.addr, self.group),
             client: self.peers.client(&node.addr),
+            peers: self.peers.clone(),
         }
     }
 }
@@ -79,6 +99,7 @@ pub struct PeerConnection {
     target: u64,
     base: String,
     client: reqwest::Client,
+    peers: Arc<Peers>,
 }
 
 impl PeerConnection {
@@ -99,7 +120,7 @@ impl PeerConnection {
             .post(format!("{}/{}", self.base, rpc))
             .timeout(option.hard_ttl())
             .body(codec::encode(req))
-            .send()
+            .send_signed(self.peers.signer())
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let status = response.status();

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
+use checkraft_auth::SendSigned;
 use checkraft_proto::{
     CreateGroup, GroupCreated, GroupId, MetaCommand, NodeStatus, ShardDescriptor, WriteOutcome,
     META_GROUP,
@@ -21,19 +22,31 @@ use rand::Rng;
 
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
+use crate::faults::Faults;
 use crate::group::{GroupContext, ShardGroup};
 use crate::network::Peers;
 use crate::storage::Storage;
+
+/// The longest each step of [`Node::shutdown`] may take.
+const SHUTDOWN_STEP: Duration = Duration::from_secs(3);
 
 /// A running node's shared state, handed to every HTTP handler.
 pub struct Node {
     /// The configuration it runs with.
     pub config: NodeConfig,
     id: OnceLock<u64>,
+    /// The span `Node::open` ran in (the `node` span of [`crate::server`]):
+    /// its `node_id` is recorded here once known, and groups started later
+    /// (from HTTP handlers, outside it) log in it too.
+    span: tracing::Span,
     storage: Storage,
     peers: Arc<Peers>,
+    verifier: checkraft_auth::Verifier,
+    refusals: crate::http::access::Refusals,
     raft_config: Arc<openraft::Config>,
     groups: RwLock<HashMap<GroupId, Arc<ShardGroup>>>,
+    /// Groups this node cannot serve, and why (see [`crate::faults`]).
+    faults: Arc<Faults>,
     /// Serializes group creation and deletion.
     create_lock: tokio::sync::Mutex<()>,
 }
@@ -41,6 +54,7 @@ pub struct Node {
 impl Node {
     /// Opens storage, settles the node id, and reopens every recorded group.
     pub async fn open(config: NodeConfig) -> Result<Arc<Self>> {
+        let (signer, verifier) = config.peer_auth()?;
         let storage = Storage::open(&config.data_dir, config.cache_mb)?;
         let stored = storage.node_id()?;
         let id = match (config.id, stored) {
@@ -61,14 +75,23 @@ impl Node {
             raft_config: Arc::new(config.raft_config()?),
             config,
             id: OnceLock::new(),
+            span: tracing::Span::current(),
             storage,
-            peers: Arc::new(Peers::default()),
+            peers: Arc::new(Peers::new(signer)),
+            verifier,
+            refusals: Default::default(),
             groups: RwLock::new(HashMap::new()),
+            faults: Arc::new(Faults::default()),
             create_lock: tokio::sync::Mutex::new(()),
         });
         match id {
             Some(id) => {
                 let _ = node.id.set(id);
+                if node.config.id == 0 {
+                    // Read from the data dir (a configured id is already
+                    // on the span; recording it again would print it twice).
+                    node.span.record("node_id", id);
+                }
                 node.reopen_groups().await?;
             }
             None => tracing::warn!("no node id yet: waiting for `raftctl node add` to assign one"),
@@ -82,17 +105,40 @@ impl Node {
         tracing::info!(groups = recorded.len(), "reopening recorded groups");
         let opens = recorded.into_iter().map(|d| {
             let node = self.clone();
-            async move { node.start_group(d).await }
+            let id = d.shard;
+            async move { node.start_group(d).await.map_err(|e| (id, e)) }
         });
         for result in futures::future::join_all(opens).await {
-            result?;
+            if let Err((id, e)) = result {
+                self.faults.load_failed(id, e.to_string());
+            }
         }
         Ok(())
+    }
+
+    /// Groups this node cannot serve, with the reason (see [`Node::group`]).
+    pub fn failed_groups(&self) -> std::collections::BTreeMap<GroupId, String> {
+        self.faults.all()
+    }
+
+    /// The node's fault record (the server watches [`Faults::fatal`]).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// The process's storage (the metrics scrape reads flush statistics).
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// Checks peer proofs on incoming calls.
+    pub fn verifier(&self) -> &checkraft_auth::Verifier {
+        &self.verifier
+    }
+
+    /// Calls refused for their credential (for `/metrics`).
+    pub fn refusals(&self) -> &crate::http::access::Refusals {
+        &self.refusals
     }
 
     /// This node's id, once it has one.
@@ -129,7 +175,8 @@ impl Node {
             None => {
                 self.storage.set_node_id(id).await?;
                 let _ = self.id.set(id);
-                tracing::info!(node_id = id, "node id assigned");
+                self.span.record("node_id", id);
+                tracing::info!(parent: &self.span, "node id assigned");
                 Ok(())
             }
         }
@@ -141,12 +188,17 @@ impl Node {
         let jitter = rand::thread_rng().gen_range(0..self.config.heartbeat_ms.max(1));
         tokio::time::sleep(Duration::from_millis(jitter)).await;
         let id = descriptor.shard;
-        let group = Arc::new(ShardGroup::open(&self.context()?, descriptor).await?);
+        // In the node span, so that openraft's tasks for this group (spans
+        // children of the current one) log the node id too.
+        let context = self.context()?;
+        let open = ShardGroup::open(&context, descriptor);
+        let group = Arc::new(tracing::Instrument::instrument(open, self.span.clone()).await?);
+        crate::faults::watch_group(id, &group.raft, self.faults.clone());
         self.groups
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, group.clone());
-        tracing::info!(shard_id = id, "group started");
+        tracing::info!(parent: &self.span, shard_id = id, "group started");
         Ok(group)
     }
 
@@ -157,7 +209,13 @@ impl Node {
             .unwrap_or_else(|p| p.into_inner())
             .get(&id)
             .cloned()
-            .ok_or(Error::UnknownGroup(id))
+            .filter(|_| self.faults.reason(id).is_none())
+            .ok_or_else(|| match self.faults.reason(id) {
+                Some(reason) => {
+                    Error::Unavailable(format!("group {id} is not served by this node: {reason}"))
+                }
+                None => Error::UnknownGroup(id),
+            })
     }
 
     /// Every hosted group.
@@ -213,14 +271,22 @@ impl Node {
     /// it after the node was removed from the group's membership.
     pub async fn delete_group(&self, id: GroupId) -> Result<()> {
         let _guard = self.create_lock.lock().await;
-        let group = self
+        let running = self
             .groups
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&id)
-            .ok_or(Error::UnknownGroup(id))?;
-        if let Err(e) = group.raft.shutdown().await {
-            tracing::warn!(shard_id = id, error = %e, "raft shutdown failed while deleting the group");
+            .remove(&id);
+        // A group that failed to load is deleted like a running one: that is
+        // how an operator clears a damaged replica before adding it back.
+        let failed = self.faults.forget(id);
+        match running {
+            Some(group) => {
+                if let Err(e) = group.raft.shutdown().await {
+                    tracing::warn!(shard_id = id, error = %e, "raft shutdown failed while deleting the group");
+                }
+            }
+            None if failed => {}
+            None => return Err(Error::UnknownGroup(id)),
         }
         self.storage.drop_group(id).await?;
         tracing::info!(shard_id = id, "group deleted");
@@ -228,7 +294,7 @@ impl Node {
     }
 
     /// Proposes a metadata command: locally when this node leads the
-    /// metadata group, else at the leader over HTTP (with the admin token).
+    /// metadata group, else at the leader over HTTP (signed as a node).
     pub async fn propose_meta(&self, command: MetaCommand) -> Result<WriteOutcome> {
         let meta = self.group(META_GROUP)?;
         let outcome = meta
@@ -241,16 +307,12 @@ impl Node {
         else {
             return Ok(outcome);
         };
-        let mut request = self
+        let response = self
             .peers
             .client(&addr)
             .post(format!("http://{addr}/admin/meta"))
-            .json(&command);
-        if let Some(token) = &self.config.admin_token {
-            request = request.bearer_auth(token);
-        }
-        let response = request
-            .send()
+            .json(&command)
+            .send_signed(self.peers.signer())
             .await
             .map_err(|e| Error::Unavailable(format!("meta leader {addr}: {e}")))?;
         response
@@ -269,14 +331,24 @@ impl Node {
     }
 
     /// Stops every group's raft.
+    ///
+    /// Every step is bounded (3 s): a group whose storage
+    /// failed, or a flush stuck on a full disk, must not keep the process
+    /// from stopping.
     pub async fn shutdown(&self) {
         for group in self.groups() {
-            if let Err(e) = group.raft.shutdown().await {
-                tracing::warn!(shard_id = group.id, error = %e, "raft shutdown failed");
+            match tokio::time::timeout(SHUTDOWN_STEP, group.raft.shutdown()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(shard_id = group.id, error = %e, "raft shutdown failed")
+                }
+                Err(_) => tracing::warn!(shard_id = group.id, "raft shutdown timed out"),
             }
         }
-        if let Err(e) = self.storage.flusher().flush().await {
-            tracing::warn!(error = %e, "final flush failed");
+        match tokio::time::timeout(SHUTDOWN_STEP, self.storage.flusher().flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "final flush failed"),
+            Err(_) => tracing::warn!("final flush timed out"),
         }
     }
 }

@@ -5,17 +5,28 @@ use std::future::Future;
 use tracing::Instrument;
 
 use crate::config::NodeConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http;
 use crate::node::Node;
 
 /// Runs a node until `shutdown` completes, then stops every group and
-/// flushes. Long-lived change streams end at shutdown.
+/// flushes. Long-lived change streams end at shutdown. A fatal storage
+/// error (see [`crate::faults`]) also stops the node, after
+/// [`NodeConfig::storage_failure_grace_ms`] of reporting it, with
+/// [`Error::StorageFailed`]. Every stop step is bounded.
 pub async fn run(
     config: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let span = tracing::info_span!("node", node_id = config.id);
+    // `node_id` is recorded once known: here when configured, else by
+    // `Node` once it reads the id from the data dir or is assigned one
+    // (`Node::open` and `Node::assign_id` record it on the span they run
+    // in). A span field recorded twice would print twice, and a
+    // placeholder 0 would stay in every line.
+    let span = tracing::info_span!("node", node_id = tracing::field::Empty);
+    if config.id != 0 {
+        span.record("node_id", config.id);
+    }
     serve(config, shutdown).instrument(span).await
 }
 
@@ -36,11 +47,31 @@ async fn serve(
         .run();
     let server = tokio::spawn(server);
     tracing::info!("serving");
-    shutdown.await;
+    let mut fatal = node.faults().fatal();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let failure = tokio::select! {
+        _ = &mut shutdown => None,
+        Ok(reason) = fatal.wait_for(Option::is_some) => reason.clone(),
+    };
+    if let Some(reason) = &failure {
+        let grace = node.config.storage_failure_grace();
+        tracing::error!(error = %reason, grace_ms = grace.as_millis() as u64, "storage failed: reporting it on /health, then exiting so that a supervisor restarts the node (once space is back)");
+        // A shutdown signal ends the grace early.
+        tokio::select! {
+            _ = tokio::time::sleep(grace) => {}
+            _ = &mut shutdown => {}
+        }
+    }
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     node.shutdown().await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
     tracing::info!("stopped");
-    Ok(())
+    match failure {
+        Some(reason) => Err(Error::StorageFailed(format!(
+            "{reason} (data dir {})",
+            node.config.data_dir.display()
+        ))),
+        None => Ok(()),
+    }
 }

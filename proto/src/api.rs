@@ -27,8 +27,12 @@ pub struct ApiError {
 pub enum ErrorKind {
     /// 400: the body or query could not be parsed or is invalid.
     BadRequest,
-    /// 401: an admin endpoint was called without the right bearer token.
+    /// 401: the call carries no valid credential: no or a wrong admin
+    /// bearer token, or no or a bad peer proof (`x-checkraft-auth`).
     Unauthorized,
+    /// 403: the credential is valid but does not allow this endpoint (for
+    /// example a gateway calling a raft RPC).
+    Forbidden,
     /// 404: no such group on this node, or no such endpoint.
     NotFound,
     /// 409: the request conflicts with existing state (for example, creating
@@ -36,6 +40,9 @@ pub enum ErrorKind {
     Conflict,
     /// 413: the body is larger than the node accepts.
     TooLarge,
+    /// 429: too many writes from this client address (gateway HTTP API;
+    /// `Retry-After` says when to retry).
+    RateLimited,
     /// 503: the group cannot serve right now (no leader, shutting down, or
     /// the outcome is unknown after a timeout; sets are absolute, so retry).
     Unavailable,

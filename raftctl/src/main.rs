@@ -38,6 +38,7 @@ mod bench;
 mod cli;
 mod client;
 mod commands;
+mod credentials;
 mod supervisor;
 mod up;
 

@@ -16,6 +16,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Serialize;
 
+use crate::credentials::Credentials;
+
 /// How long a child may take to answer `/health`.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the children get to stop after SIGTERM.
@@ -40,16 +42,6 @@ pub fn on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&paths)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-}
-
-/// A new random admin token: 32 hex digits.
-pub fn random_token() -> String {
-    use rand::Rng;
-    rand::thread_rng()
-        .gen::<[u8; 16]>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The last `lines` lines of a log file.
@@ -159,14 +151,14 @@ impl Supervisor {
     }
 
     /// Starts `checkraft-node` `id` on `addr` with its data in
-    /// `<dir>/node-<id>` and the admin `token`, plus `env`.
+    /// `<dir>/node-<id>` and the cluster's `credentials`, plus `env`.
     pub fn spawn_node(
         &mut self,
         binary: &Path,
         id: u64,
         addr: &str,
         dir: &Path,
-        token: &str,
+        credentials: &Credentials,
         env: &[(&str, &str)],
     ) -> Result<()> {
         let data = dir.join(format!("node-{id}")).display().to_string();
@@ -180,12 +172,14 @@ impl Supervisor {
         ]
         .map(String::from);
         let mut env = env.to_vec();
-        env.push(("CHECKRAFT_NODE_ADMIN_TOKEN", token));
+        env.extend(credentials.node_env());
         self.spawn(binary, "node", id, addr, dir, &args, &env)
     }
 
     /// Starts `checkraft-gateway` `id` on `addr`, following the nodes
-    /// `seeds` (`HOST:PORT`s), with `env`.
+    /// `seeds` (`HOST:PORT`s), with the gateway secret of `credentials`
+    /// and `env`.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn_gateway(
         &mut self,
         binary: &Path,
@@ -193,6 +187,7 @@ impl Supervisor {
         addr: &str,
         dir: &Path,
         seeds: &[&str],
+        credentials: &Credentials,
         env: &[(&str, &str)],
     ) -> Result<()> {
         let args = [
@@ -204,7 +199,9 @@ impl Supervisor {
             &seeds.join(","),
         ]
         .map(String::from);
-        self.spawn(binary, "gateway", id, addr, dir, &args, env)
+        let mut env = env.to_vec();
+        env.extend(credentials.gateway_env());
+        self.spawn(binary, "gateway", id, addr, dir, &args, &env)
     }
 
     /// Waits (bounded) until every node answers `/health`; fails early if

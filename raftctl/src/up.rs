@@ -3,7 +3,8 @@
 //!
 //! Starts `checkraft-node` three times (ids 1-3 on `127.0.0.1:PORT..`,
 //! data under `<data-dir>/node-<id>`, logs in `<data-dir>/node-<id>.log`,
-//! admin token from `<data-dir>/token`, created on first use), initializes
+//! the admin token, cluster secret and gateway secret from `<data-dir>/token`,
+//! `cluster-secret` and `gateway-secret`, created on first use), initializes
 //! the cluster on first start (a data dir that already holds one keeps
 //! it), then starts `--gateways` `checkraft-gateway`s on `--gateway-port`
 //! and the ports after it (logs `<data-dir>/gateway-<id>.log`), each
@@ -25,7 +26,6 @@
 //! token is always the data dir's.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -35,11 +35,10 @@ use serde::Serialize;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::{Global, InitArgs, UpArgs};
-use crate::client::{read_token_file, ClusterClient};
+use crate::client::ClusterClient;
 use crate::commands::init_cluster;
-use crate::supervisor::{
-    find_binary, log_tail, on_path, random_token, ChildProcess, ProcessInfo, Supervisor,
-};
+use crate::credentials::Credentials;
+use crate::supervisor::{find_binary, log_tail, on_path, ChildProcess, ProcessInfo, Supervisor};
 
 /// Nodes in the local cluster.
 const NODES: u16 = 3;
@@ -56,11 +55,11 @@ const CHUNK_SIZE: u32 = 4096;
 pub async fn run(args: UpArgs, global: Global) -> Result<()> {
     let mut signals = Signals::install()?;
     let data = DataDir::prepare(&args)?;
-    let token = load_or_create_token(data.path())?;
+    let credentials = Credentials::load_or_create(data.path())?;
     let binaries = (find_binary(NODE_BINARY)?, find_binary(GATEWAY_BINARY)?);
     let mut nodes = Supervisor::default();
     let started = tokio::select! {
-        started = start(&mut nodes, &args, &data, &binaries, &token) => started.map(Some),
+        started = start(&mut nodes, &args, &data, &binaries, &credentials) => started.map(Some),
         name = signals.recv() => {
             eprintln!("received {name} while starting: stopping");
             Ok(None)
@@ -90,7 +89,7 @@ async fn start(
     args: &UpArgs,
     data: &DataDir,
     (node_binary, gateway_binary): &(PathBuf, PathBuf),
-    token: &str,
+    credentials: &Credentials,
 ) -> Result<ClusterFile> {
     if args.port.checked_add(NODES - 1).is_none() {
         bail!(
@@ -130,10 +129,10 @@ async fn start(
         })?;
     }
     for (id, addr) in &specs {
-        nodes.spawn_node(node_binary, *id, addr, data.path(), token, &[])?;
+        nodes.spawn_node(node_binary, *id, addr, data.path(), credentials, &[])?;
     }
     nodes.wait_healthy().await?;
-    let client = ClusterClient::new(&specs[0].1, Some(token.to_string()));
+    let client = ClusterClient::new(&specs[0].1, Some(credentials.admin_token.clone()));
     ensure_initialized(&client, &specs, args).await?;
     // The gateways read the map from the nodes, so they start after them.
     let seeds: Vec<&str> = specs.iter().map(|(_, a)| a.as_str()).collect();
@@ -143,7 +142,22 @@ async fn start(
         .collect();
     let endpoints = serde_json::to_string(&endpoints)?;
     let assets = front.assets.display().to_string();
-    let mut env = vec![("CHECKRAFT_GATEWAY_CLIENT_ENDPOINTS", endpoints.as_str())];
+    // The page (Caddy's, or the first gateway's with --no-caddy) opens
+    // websockets to the gateways' own ws:// URLs from /config.json: a
+    // cross-origin request for every gateway but the one serving the page,
+    // so they list the page's origin, as the browser may spell it.
+    let page_port = match &front.caddy {
+        Some(_) => args.http_port,
+        None => args.gateway_port,
+    };
+    let page_origins = serde_json::to_string(&[
+        format!("http://127.0.0.1:{page_port}"),
+        format!("http://localhost:{page_port}"),
+    ])?;
+    let mut env = vec![
+        ("CHECKRAFT_GATEWAY_CLIENT_ENDPOINTS", endpoints.as_str()),
+        ("CHECKRAFT_GATEWAY_PAGE_ORIGINS", page_origins.as_str()),
+    ];
     if front.caddy.is_some() {
         env.push(("CHECKRAFT_GATEWAY_TRUSTED_PROXIES", "[\"127.0.0.1\"]"));
     } else {
@@ -151,7 +165,15 @@ async fn start(
     }
     for (i, addr) in gateway_addrs.iter().enumerate() {
         let id = i as u64 + 1;
-        nodes.spawn_gateway(gateway_binary, id, addr, data.path(), &seeds, &env)?;
+        nodes.spawn_gateway(
+            gateway_binary,
+            id,
+            addr,
+            data.path(),
+            &seeds,
+            credentials,
+            &env,
+        )?;
     }
     if let Some((caddy, caddyfile)) = &front.caddy {
         let caddy_home = data.path().join("caddy").display().to_string();
@@ -420,27 +442,6 @@ impl DataDir {
     }
 }
 
-/// The admin token stored in `dir`, or a new random one written there
-/// (readable by the owner only).
-fn load_or_create_token(dir: &Path) -> Result<String> {
-    if let Some(token) = read_token_file(dir) {
-        return Ok(token);
-    }
-    let token = random_token();
-    let path = dir.join("token");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(token.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(token)
-}
-
 /// panicking (which would skip stopping the nodes in order).
 fn out(line: impl std::fmt::Display) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
@@ -461,24 +462,6 @@ struct ClusterFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_is_created_once_and_private() {
-        let dir = tempfile::tempdir().unwrap();
-        let token = load_or_create_token(dir.path()).unwrap();
-        assert_eq!(token.len(), 32);
-        assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
-        let mode = std::fs::metadata(dir.path().join("token"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(
-            load_or_create_token(dir.path()).unwrap(),
-            token,
-            "reused, not regenerated"
-        );
-    }
 
     #[test]
     fn log_tail_keeps_the_last_lines() {

@@ -20,6 +20,10 @@ const run = promisify(execFile);
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const BIN = process.env.CHECKRAFT_BIN_DIR ?? join(REPO, "target", "debug");
 const TOKEN = "e2e-token-0123456789abcdef";
+// Nodes sign calls to each other with the cluster secret, gateways theirs
+// with the gateway secret (docs/reliability.md, "Security").
+const CLUSTER_SECRET = "e2e-cluster-secret-0123456789";
+const GATEWAY_SECRET = "e2e-gateway-secret-0123456789";
 
 /** A free loopback port below Linux's ephemeral range (32768 and up), so
  * that no outgoing connection of the cluster can take it between this
@@ -157,7 +161,11 @@ export class Cluster {
       "--id", String(id),
       "--listen", n.addr,
       "--data-dir", join(this.dir, `node-${id}`),
-    ], { CHECKRAFT_NODE_ADMIN_TOKEN: TOKEN });
+    ], {
+      CHECKRAFT_NODE_ADMIN_TOKEN: TOKEN,
+      CHECKRAFT_NODE_CLUSTER_SECRET: CLUSTER_SECRET,
+      CHECKRAFT_NODE_GATEWAY_SECRET: GATEWAY_SECRET,
+    });
   }
 
   startGateway(id) {
@@ -171,6 +179,10 @@ export class Cluster {
         this.gateways.map((x) => `ws://${x.addr}/ws`),
       ),
       CHECKRAFT_GATEWAY_TRUSTED_PROXIES: '["127.0.0.1"]',
+      CHECKRAFT_GATEWAY_GATEWAY_SECRET: GATEWAY_SECRET,
+      // The page comes from Caddy and opens the gateways' direct ws://
+      // URLs above: a cross-origin websocket each gateway must allow.
+      CHECKRAFT_GATEWAY_PAGE_ORIGINS: JSON.stringify([`http://${this.caddyAddr}`]),
     });
   }
 

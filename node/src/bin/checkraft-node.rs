@@ -49,8 +49,22 @@ async fn main() -> anyhow::Result<()> {
         data_dir: args.data_dir,
     };
     let config = NodeConfig::load(args.config.as_deref(), overrides)?;
-    checkraft_node::run(config, shutdown_signal()).await?;
-    Ok(())
+    let result = checkraft_node::run(config, shutdown_signal()).await;
+    // Exit here rather than by returning: dropping the runtime would wait
+    // for blocking tasks, and a sled flush stuck on a failed disk must not
+    // keep the process alive.
+    let code = match &result {
+        Ok(()) => 0,
+        Err(e @ checkraft_node::Error::StorageFailed(_)) => {
+            eprintln!("Error: {e}");
+            checkraft_node::error::EXIT_STORAGE_FAILED
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -1,5 +1,6 @@
 //! `/admin/*`: group lifecycle, membership, snapshots and metrics.
-//! All require the bearer token when one is configured.
+//! Access (the admin token, or a node's proof) is checked by
+//! [`super::access`] before these run.
 
 use checkraft_proto::{
     AddLearner, AssignId, ChangeMembership, Command, CreateGroup, MetaCommand, RemoveNode,
@@ -11,30 +12,6 @@ use warp::reply::Response;
 use super::{parse_json, reply, Request};
 use crate::error::{Error, Result};
 use crate::node::Node;
-
-/// Checks `Authorization: Bearer <token>` against the configured token.
-pub fn authorize(node: &Node, req: &Request) -> Result<()> {
-    let Some(expected) = node.config.admin_token.as_deref() else {
-        return Ok(());
-    };
-    let given = req
-        .authorization
-        .as_deref()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .unwrap_or("");
-    // Compare in constant time over the expected length.
-    let matches = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if matches {
-        Ok(())
-    } else {
-        Err(Error::Unauthorized)
-    }
-}
 
 /// `POST /admin/groups`.
 pub async fn create_group(node: &Node, req: &Request) -> Result<Response> {

@@ -4,6 +4,7 @@
 //! Routing by hand keeps every endpoint visible in one place (`route`) and
 //! every error a JSON [`checkraft_proto::ApiError`] with the right status.
 
+pub mod access;
 mod admin;
 mod meta;
 mod raft;
@@ -28,8 +29,10 @@ pub struct Request {
     pub method: Method,
     /// Decoded query parameters.
     pub query: HashMap<String, String>,
-    /// The `Authorization` header, if any.
+    /// The `Authorization` header, if any (the admin bearer token).
     pub authorization: Option<String>,
+    /// The `x-checkraft-auth` header, if any (a peer's proof).
+    pub proof: Option<String>,
     /// The whole body (bounded by `max_body_bytes`).
     pub body: Bytes,
     /// Flips to true when the server shuts down (ends long-lived streams).
@@ -80,12 +83,14 @@ pub fn filter(
     let query = warp::query::<HashMap<String, String>>()
         .or(warp::any().map(HashMap::new))
         .unify();
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
         .and(warp::path::full())
         .and(query)
+        .and(raw_query)
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .then(move |method: Method, path: warp::path::FullPath, query, headers: HeaderMap, body| {
+        .then(move |method: Method, path: warp::path::FullPath, query, raw_query: String, headers: HeaderMap, body| {
             let node = node.clone();
             let shutdown = shutdown.clone();
             async move {
@@ -93,14 +98,28 @@ pub fn filter(
                     Ok(b) => b,
                     Err(e) => return reply::error(&e),
                 };
-                let authorization =
-                    headers.get(warp::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(String::from);
-                let req = Request { method, query, authorization, body, shutdown };
-                match route(&node, path.as_str(), &req).await {
+                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
+                let authorization = header(warp::http::header::AUTHORIZATION.as_str());
+                let proof = header(checkraft_auth::HEADER);
+                let req = Request { method, query, authorization, proof, body, shutdown };
+                let path_and_query = if raw_query.is_empty() {
+                    path.as_str().to_string()
+                } else {
+                    format!("{}?{raw_query}", path.as_str())
+                };
+                let caller = access::identify(&node, &path_and_query, &req);
+                match route(&node, path.as_str(), caller, &req).await {
                     Ok(response) => response,
                     Err(e) => {
-                        if e.kind() == checkraft_proto::ErrorKind::Internal {
-                            tracing::error!(node_id = node.id().unwrap_or(0), path = path.as_str(), error = %e, "request failed");
+                        match e.kind() {
+                            checkraft_proto::ErrorKind::Internal => {
+                                tracing::error!(node_id = node.id().unwrap_or(0), path = path.as_str(), error = %e, "request failed");
+                            }
+                            checkraft_proto::ErrorKind::Unauthorized | checkraft_proto::ErrorKind::Forbidden => {
+                                node.refusals().record(e.kind());
+                                tracing::debug!(node_id = node.id().unwrap_or(0), path = path.as_str(), error = %e, "request refused");
+                            }
+                            _ => {}
                         }
                         reply::error(&e)
                     }
@@ -115,12 +134,28 @@ fn group_id(s: &str) -> Result<u64> {
 }
 
 /// Every endpoint, by method and path.
-async fn route(node: &Node, path: &str, req: &Request) -> Result<Response> {
+async fn route(
+    node: &Node,
+    path: &str,
+    caller: Result<access::Caller>,
+    req: &Request,
+) -> Result<Response> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    access::authorize(caller?, &segments)?;
     let get = req.method == Method::GET;
     let post = req.method == Method::POST;
     match segments.as_slice() {
-        ["health"] if get => Ok(reply::text(StatusCode::OK, "ok\n")),
+        ["health"] if get => {
+            let failed = node.failed_groups();
+            if failed.is_empty() {
+                return Ok(reply::text(StatusCode::OK, "ok\n"));
+            }
+            let mut text = String::from("unhealthy: groups not served\n");
+            for (id, reason) in failed {
+                text.push_str(&format!("group {id}: {reason}\n"));
+            }
+            Ok(reply::text(StatusCode::SERVICE_UNAVAILABLE, &text))
+        }
         ["status"] if get => Ok(reply::json(StatusCode::OK, &node.status())),
         ["metrics"] if get => {
             let mut response = reply::text(StatusCode::OK, &crate::metrics::render(node));
@@ -133,21 +168,18 @@ async fn route(node: &Node, path: &str, req: &Request) -> Result<Response> {
         ["raft", group, rpc] if post => {
             raft::handle(&*node.group(group_id(group)?)?, rpc, &req.body).await
         }
-        ["admin", rest @ ..] => {
-            admin::authorize(node, req)?;
-            match rest {
-                ["groups"] if post => admin::create_group(node, req).await,
-                ["meta"] if post => admin::propose_meta(node, req).await,
-                ["node", "id"] if post => admin::assign_id(node, req).await,
-                ["groups", group] if req.method == Method::DELETE => {
-                    admin::delete_group(node, group_id(group)?).await
-                }
-                ["groups", group, action] => {
-                    admin::group_action(node, group_id(group)?, action, req).await
-                }
-                _ => Err(Error::NotFound(format!("{} {path}", req.method))),
+        ["admin", rest @ ..] => match rest {
+            ["groups"] if post => admin::create_group(node, req).await,
+            ["meta"] if post => admin::propose_meta(node, req).await,
+            ["node", "id"] if post => admin::assign_id(node, req).await,
+            ["groups", group] if req.method == Method::DELETE => {
+                admin::delete_group(node, group_id(group)?).await
             }
-        }
+            ["groups", group, action] => {
+                admin::group_action(node, group_id(group)?, action, req).await
+            }
+            _ => Err(Error::NotFound(format!("{} {path}", req.method))),
+        },
         ["meta", "map"] if get => meta::map(node, req).await,
         ["meta", "shards", shard] if get => meta::shard(node, shard),
         ["shards", group, action] => shard::handle(node, group_id(group)?, action, req).await,

@@ -73,7 +73,7 @@ impl Flusher {
     }
 
     /// Calls `callback` once a flush that starts after this call completes.
-    /// The entries it covers are not counted in [`FlushStats::entries`];
+    /// The entries it covers are not counted in `FlushStats::entries`;
     /// log appends should use [`Flusher::after_append`].
     pub fn after_flush(&self, callback: LogFlushed<TypeConfig>) {
         self.queue_log(callback, None);

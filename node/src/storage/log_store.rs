@@ -16,9 +16,9 @@ use serde::Serialize;
 
 use super::{read_err, write_err, Flusher};
 
-const VOTE: &[u8] = b"m:vote";
-const COMMITTED: &[u8] = b"m:committed";
-const PURGED: &[u8] = b"m:purged";
+pub(super) const VOTE: &[u8] = b"m:vote";
+pub(super) const COMMITTED: &[u8] = b"m:committed";
+pub(super) const PURGED: &[u8] = b"m:purged";
 
 fn log_key(index: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -143,7 +143,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
-        self.get(VOTE)
+        let vote: Option<Vote<u64>> = self.get(VOTE)?;
+        if let Some(vote) = &vote {
+            crate::raft_check::stored_vote(vote).map_err(read_err)?;
+        }
+        Ok(vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<u64>> {

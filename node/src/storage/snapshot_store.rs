@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::Flusher;
 use crate::error::{Error, Result};
 
-const SNAPSHOT: &[u8] = b"m:snapshot";
+pub(super) const SNAPSHOT: &[u8] = b"m:snapshot";
 
 /// A snapshot as stored: openraft's meta plus our data bytes (bincode of
 /// [`checkraft_proto::ShardSnapshot`]).

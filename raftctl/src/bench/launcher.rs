@@ -15,7 +15,8 @@ use super::args::Settings;
 use crate::cli::InitArgs;
 use crate::client::ClusterClient;
 use crate::commands::init_cluster;
-use crate::supervisor::{find_binary, random_token, Supervisor};
+use crate::credentials::Credentials;
+use crate::supervisor::{find_binary, Supervisor};
 
 /// Nodes in a benchmark cluster.
 const NODES: u64 = 3;
@@ -25,7 +26,7 @@ pub struct LocalCluster {
     dir: tempfile::TempDir,
     sup: Supervisor,
     node_binary: PathBuf,
-    token: String,
+    credentials: Credentials,
     /// `(id, addr)` of every node.
     pub nodes: Vec<(u64, String)>,
     /// Gateway addresses.
@@ -53,7 +54,7 @@ impl LocalCluster {
             .prefix("checkraft-bench-")
             .tempdir()
             .context("creating the benchmark's temporary directory")?;
-        let token = random_token();
+        let credentials = Credentials::random();
         let mut nodes = Vec::new();
         for id in 1..=NODES {
             nodes.push((id, format!("127.0.0.1:{}", free_port()?)));
@@ -61,14 +62,17 @@ impl LocalCluster {
         let mut cluster = Self {
             sup: Supervisor::default(),
             node_binary,
-            token,
+            credentials,
             client: ClusterClient::new(&nodes[0].1, None),
             nodes,
             gateways: Vec::new(),
             map: ShardMap::default(),
             dir,
         };
-        cluster.client = ClusterClient::new(&cluster.nodes[0].1, Some(cluster.token.clone()));
+        cluster.client = ClusterClient::new(
+            &cluster.nodes[0].1,
+            Some(cluster.credentials.admin_token.clone()),
+        );
         if let Err(e) = cluster
             .boot(&gateway_binary, settings)
             .await
@@ -107,8 +111,15 @@ impl LocalCluster {
         env.push(("RUST_LOG", "warn"));
         for id in 1..=u64::from(settings.gateways) {
             let addr = format!("127.0.0.1:{}", free_port()?);
-            self.sup
-                .spawn_gateway(gateway_binary, id, &addr, self.dir.path(), &seeds, &env)?;
+            self.sup.spawn_gateway(
+                gateway_binary,
+                id,
+                &addr,
+                self.dir.path(),
+                &seeds,
+                &self.credentials,
+                &env,
+            )?;
             self.gateways.push(addr);
         }
         self.sup.wait_healthy().await
@@ -121,7 +132,7 @@ impl LocalCluster {
             id,
             addr,
             self.dir.path(),
-            &self.token,
+            &self.credentials,
             &[("RUST_LOG", "warn")],
         )
     }
