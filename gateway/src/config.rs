@@ -45,6 +45,12 @@ pub struct GatewayConfig {
     /// Timeout of one HTTP request to a node (not the change streams or
     /// the map long-poll), in ms.
     pub node_timeout_ms: u64,
+    /// A write attempt still unanswered after this long makes the writer
+    /// ask the shard's other replicas who leads (`GET
+    /// /shards/{id}/leader`, then again every half of this); when they
+    /// name another leader, the write goes there at once instead of
+    /// waiting out `node_timeout_ms` on a paused or cut-off node, in ms.
+    pub probe_after_ms: u64,
     /// `wait_ms` of the shard map long-poll, in ms.
     pub map_wait_ms: u64,
     /// A change stream silent (not even a progress marker) for this long
@@ -58,6 +64,11 @@ pub struct GatewayConfig {
     /// gateway's own state to show the write (read-your-writes on one
     /// gateway), in ms. The reply goes out after this at the latest.
     pub read_your_writes_ms: u64,
+    /// A change stream that has not reached a change number this gateway
+    /// knows is committed (its own writes' acknowledgements) within this
+    /// long is dropped for another replica, the leader first: a replica
+    /// cut off from its group sends progress markers but no changes, in ms.
+    pub stale_replica_ms: u64,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Capacity of each shard's update broadcast (the websocket layer's
@@ -139,10 +150,12 @@ impl Default for GatewayConfig {
             batch_max_sets: 1024,
             write_timeout_ms: 10_000,
             node_timeout_ms: 5_000,
+            probe_after_ms: 300,
             map_wait_ms: 30_000,
             stream_idle_ms: 5_000,
             retry_ms: 100,
             read_your_writes_ms: 2_000,
+            stale_replica_ms: 1_000,
             max_body_bytes: 64 << 10,
             update_buffer: 1024,
             page_origins: Vec::new(),
@@ -248,9 +261,14 @@ impl GatewayConfig {
                 "batch_tick_ms and batch_max_sets must be positive".into(),
             ));
         }
-        if self.write_timeout_ms == 0 || self.node_timeout_ms == 0 || self.retry_ms == 0 {
+        if self.write_timeout_ms == 0
+            || self.node_timeout_ms == 0
+            || self.retry_ms == 0
+            || self.probe_after_ms == 0
+        {
             return Err(Error::Config(
-                "write_timeout_ms, node_timeout_ms and retry_ms must be positive".into(),
+                "write_timeout_ms, node_timeout_ms, probe_after_ms and retry_ms must be positive"
+                    .into(),
             ));
         }
         if self.stream_idle_ms < 100 || self.update_buffer == 0 {
@@ -315,9 +333,19 @@ impl GatewayConfig {
         Duration::from_millis(self.write_timeout_ms)
     }
 
+    /// [`Self::probe_after_ms`] as a duration.
+    pub fn probe_after(&self) -> Duration {
+        Duration::from_millis(self.probe_after_ms)
+    }
+
     /// [`Self::node_timeout_ms`] as a duration.
     pub fn node_timeout(&self) -> Duration {
         Duration::from_millis(self.node_timeout_ms)
+    }
+
+    /// [`Self::stale_replica_ms`] as a duration.
+    pub fn stale_replica(&self) -> Duration {
+        Duration::from_millis(self.stale_replica_ms.max(1))
     }
 
     /// [`Self::stream_idle_ms`] as a duration.

@@ -276,6 +276,11 @@ impl Gateway {
             let batcher = self.batcher(shard);
             async move {
                 let outcome = batcher.submit(sets.clone()).await;
+                if let (Ok(committed), Some(handle)) = (&outcome, self.shards.get(shard)) {
+                    // The subscription must reach this seq (see
+                    // `stale_replica_ms`).
+                    handle.note_committed(committed.seq);
+                }
                 (shard, sets, outcome)
             }
         });
@@ -283,7 +288,9 @@ impl Gateway {
     }
 
     /// Sets box `index` and waits for the commit; then waits (at most
-    /// `read_your_writes_ms`) until this gateway's state shows it.
+    /// `read_your_writes_ms`) until this gateway's state shows it. If it
+    /// still does not, the write is committed but the answer is 503: a 200
+    /// promises that a read from this gateway shows the write.
     pub async fn set_box(&self, index: u64, checked: bool) -> Result<BoxView> {
         let map = self.current_map()?;
         Self::check_index(&Self::grid(&map)?, index)?;
@@ -294,7 +301,13 @@ impl Gateway {
         let committed = outcome?;
         if let Some(handle) = self.shards.get(shard) {
             let limit = std::time::Duration::from_millis(self.config.read_your_writes_ms);
-            handle.wait_seq(committed.seq, limit).await;
+            if !handle.wait_seq(committed.seq, limit).await {
+                return Err(Error::Unavailable(format!(
+                    "box {index} was committed (shard {shard} change {}), but this gateway does \
+                     not show it after {} ms: its replica lags; read again shortly",
+                    committed.seq, self.config.read_your_writes_ms
+                )));
+            }
         }
         Ok(BoxView {
             index,

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub subscriptions: Gauge,
     /// Change streams (re)opened after the first one of their shard.
     pub resubscriptions: Counter,
+    /// Change streams dropped because their replica stopped advancing.
+    pub stale_replicas: Counter,
     /// Change events that moved a shard's state (changes and snapshots).
     pub events_applied: Counter,
     /// Raft writes (`SetBatch`es) sent, whatever their outcome.
@@ -123,6 +125,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("checkraft_gateway");
         let subscriptions = Gauge::default();
         let resubscriptions = Counter::default();
+        let stale_replicas = Counter::default();
         let events_applied = Counter::default();
         let write_batches = Counter::default();
         let batch_sets = Histogram::new(exponential_buckets(1.0, 2.0, 12));
@@ -139,6 +142,11 @@ impl Metrics {
             "resubscriptions",
             "Change streams reopened (gap, end, error, map change)",
             resubscriptions.clone(),
+        );
+        registry.register(
+            "stale_replicas",
+            "Change streams dropped because their replica did not reach a seq known committed within stale_replica_ms",
+            stale_replicas.clone(),
         );
         registry.register(
             "events_applied",
@@ -283,6 +291,7 @@ impl Metrics {
             ws_dropped,
             subscriptions,
             resubscriptions,
+            stale_replicas,
             events_applied,
             write_batches,
             batch_sets,

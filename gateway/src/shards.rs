@@ -45,6 +45,9 @@ pub struct ShardHandle {
     pub id: ShardId,
     state: RwLock<ShardState>,
     seq: watch::Sender<u64>,
+    /// The highest change number this gateway knows is committed (from
+    /// its own writes' acknowledgements): the subscription must reach it.
+    committed: watch::Sender<u64>,
     updates: broadcast::Sender<Arc<ShardUpdate>>,
     task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -56,6 +59,7 @@ impl ShardHandle {
             id: descriptor.shard,
             state: RwLock::new(ShardState::new(descriptor)),
             seq: watch::channel(0).0,
+            committed: watch::channel(0).0,
             updates: broadcast::channel(update_buffer).0,
             task: std::sync::Mutex::new(None),
         }
@@ -81,6 +85,23 @@ impl ShardHandle {
     /// it serves.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<ShardUpdate>> {
         self.updates.subscribe()
+    }
+
+    /// Records that change number `seq` is committed (a write of this
+    /// gateway was acknowledged with it).
+    pub fn note_committed(&self, seq: u64) {
+        self.committed.send_if_modified(|known| {
+            let newer = seq > *known;
+            if newer {
+                *known = seq;
+            }
+            newer
+        });
+    }
+
+    /// The highest change number known committed, as a watch.
+    pub(crate) fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.subscribe()
     }
 
     /// Waits until the state reflects change number `seq`, at most

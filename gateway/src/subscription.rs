@@ -1,9 +1,16 @@
 //! One shard's change-stream subscription: the only writer of its state.
 //!
 //! The task holds exactly one `GET /shards/{id}/changes?from=SEQ` stream at
-//! a time, on a replica from the current map (non-leaders first, to spare
-//! the leader), and applies its frames to the [`ShardHandle`]'s state. It
-//! drops the stream and resubscribes from the last applied `seq` when:
+//! a time, on a replica from the current map, and applies its frames to
+//! the [`ShardHandle`]'s state. Each gateway starts at a random replica of
+//! each shard, so gateways spread their streams over the replicas (and
+//! two gateways do not share one bad choice). It drops the stream and
+//! resubscribes from the last applied `seq` when:
+//! - the replica stops advancing: it has not reached a `seq` this
+//!   gateway knows is committed (its own writes' acknowledgements,
+//!   [`ShardHandle::note_committed`]) within `stale_replica_ms`. A replica
+//!   cut off from its group still answers, with progress markers, so
+//!   this is how it is noticed. The next stream goes to the leader;
 //! - a `Changes` event skips a `seq` (gap) or a progress marker is ahead
 //!   of us (same replica: it replays or sends a snapshot);
 //! - a progress marker or snapshot is behind us (that replica lags: next
@@ -67,6 +74,13 @@ fn candidates(map: &ShardMap, shard: u64) -> Vec<String> {
 
 /// Why one stream ended.
 enum End {
+    /// The replica did not reach a known-committed seq in time.
+    Stale {
+        /// Where the replica's stream was.
+        replica_seq: u64,
+        /// The seq known committed.
+        committed: u64,
+    },
     /// The shard's route changed in the map.
     MapChanged,
     /// Events are missing; resubscribe on the same replica.
@@ -103,7 +117,9 @@ impl Subscriber {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let shard = self.handle.id;
         let mut map_rx = self.map.watch();
-        let mut next = 0usize;
+        // A random first replica: gateways spread over the replicas.
+        let mut next: usize = rand::random::<u16>().into();
+        let mut to_leader = false;
         let mut failures = 0u32;
         let mut first = true;
         loop {
@@ -138,7 +154,16 @@ impl Subscriber {
                     _ = shutdown.changed() => return,
                 }
             }
-            let addr = replicas[next % replicas.len()].clone();
+            let leader = map
+                .shards
+                .get(&shard)
+                .and_then(|r| r.leader)
+                .and_then(|l| map.addr(l))
+                .map(String::from);
+            let addr = match leader {
+                Some(leader) if std::mem::take(&mut to_leader) => leader,
+                _ => replicas[next % replicas.len()].clone(),
+            };
             if !first {
                 self.metrics.resubscriptions.inc();
             }
@@ -161,6 +186,16 @@ impl Subscriber {
                     // from spinning us.
                     tracing::debug!(shard, node = %addr, %reason, "events missing; resubscribing");
                     Some(std::time::Duration::from_millis(self.config.retry_ms))
+                }
+                End::Stale {
+                    replica_seq,
+                    committed,
+                } => {
+                    tracing::info!(shard, node = %addr, replica_seq, committed, "the replica stopped advancing; switching to the leader");
+                    self.metrics.stale_replicas.inc();
+                    next += 1;
+                    to_leader = true;
+                    None
                 }
                 End::ReplicaLags(replica_seq) => {
                     tracing::debug!(shard, node = %addr, replica_seq, "the replica lags; switching");
@@ -213,8 +248,24 @@ impl Subscriber {
         self.metrics.subscriptions.inc();
         let _open = OpenStream(&self.metrics);
         let mut reader = FrameReader::new();
+        let mut committed = self.handle.committed();
+        // A committed seq the stream must reach, and since when.
+        let mut target: Option<(u64, tokio::time::Instant)> = None;
         loop {
+            let seq = self.handle.read().seq;
+            let known = *committed.borrow_and_update();
+            if target.is_some_and(|(t, _)| seq >= t) {
+                target = None;
+            }
+            if target.is_none() && known > seq {
+                target = Some((known, tokio::time::Instant::now()));
+            }
+            let stale_at = target.map(|(_, since)| since + self.config.stale_replica());
             tokio::select! {
+                _ = async { tokio::time::sleep_until(stale_at.expect("guarded")).await }, if stale_at.is_some() => {
+                    return End::Stale { replica_seq: seq, committed: known };
+                }
+                _ = committed.changed() => continue,
                 chunk = tokio::time::timeout(self.config.stream_idle(), resp.chunk()) => {
                     let bytes = match chunk {
                         Err(_) => return End::Failed("stream idle".into()),

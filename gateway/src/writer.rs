@@ -10,6 +10,12 @@
 //! - 503, no leader, a network error or a request timeout: next
 //!   candidate, after a backoff (at most 250 ms: during an election the
 //!   writer polls, so it finds the new leader soon after it is up);
+//! - an attempt unanswered for `probe_after_ms` (a paused or cut-off
+//!   leader accepts the connection and never answers): the writer asks
+//!   the other replicas who leads (`GET /shards/{id}/leader`), again every
+//!   half of that, and as soon as one names another leader, abandons the
+//!   attempt and sends there, so a write waits for the election, not for
+//!   `node_timeout_ms`;
 //! - `StaleEpoch`: refresh the map, wait for a newer one, retry with its
 //!   epoch (only if the shard still owns every set's box; otherwise the
 //!   rejection goes back to the caller);
@@ -23,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use checkraft_auth::SendSigned;
-use checkraft_proto::{BoxSet, Rejection, SetBatch, ShardId, ShardMap, WriteOutcome};
+use checkraft_proto::{BoxSet, LeaderView, Rejection, SetBatch, ShardId, ShardMap, WriteOutcome};
 use tokio::time::Instant;
 
 use crate::batcher::{BatchSender, Committed, SendFuture};
@@ -34,6 +40,14 @@ use crate::node_client::NodeClient;
 
 /// The longest pause between two attempts of one write.
 const MAX_WRITE_PAUSE: Duration = Duration::from_millis(250);
+
+/// How one attempt ended.
+enum Attempt {
+    /// The node answered (or the request failed).
+    Answered(std::result::Result<WriteOutcome, String>),
+    /// The node was slow and the other replicas name this other leader.
+    Moved(String),
+}
 
 /// The production [`BatchSender`]: HTTP to the shard's leader.
 pub struct NodeWriter {
@@ -164,7 +178,17 @@ impl NodeWriter {
                 sets: sets.clone(),
             };
             let limit = self.config.node_timeout().min(deadline - now);
-            let outcome = self.post(&addr, shard, &batch, limit).await;
+            let others: Vec<String> = candidates.iter().filter(|a| **a != addr).cloned().collect();
+            let outcome = match self.attempt(&addr, &others, shard, &batch, limit).await {
+                Attempt::Answered(outcome) => outcome,
+                Attempt::Moved(leader) => {
+                    last = format!("{addr} did not answer; replicas name {leader} leader");
+                    tracing::debug!(shard, %addr, %leader, "write moves to a newly elected leader");
+                    self.set_leader(shard, Some(leader.clone()));
+                    forwarded = Some(leader);
+                    continue;
+                }
+            };
             tracing::debug!(shard, %addr, errors, outcome = ?outcome, "write attempt");
             match outcome {
                 Ok(WriteOutcome::Applied { seq, .. }) => {
@@ -213,6 +237,58 @@ impl NodeWriter {
                 }
             }
         }
+    }
+
+    /// One attempt at `addr`, asking `others` who leads while it is slow
+    /// (see the module docs).
+    async fn attempt(
+        &self,
+        addr: &str,
+        others: &[String],
+        shard: ShardId,
+        batch: &SetBatch,
+        limit: Duration,
+    ) -> Attempt {
+        let post = self.post(addr, shard, batch, limit);
+        let mut post = std::pin::pin!(post);
+        let mut probe_at = Instant::now() + self.config.probe_after();
+        loop {
+            tokio::select! {
+                outcome = &mut post => return Attempt::Answered(outcome),
+                _ = tokio::time::sleep_until(probe_at) => {
+                    if let Some(leader) = self.probe(others, shard, addr).await {
+                        return Attempt::Moved(leader);
+                    }
+                    probe_at = Instant::now() + self.config.probe_after() / 2;
+                }
+            }
+        }
+    }
+
+    /// A leader other than `current` that one of `others` names, if any
+    /// (each is asked for at most `probe_after_ms`; a replica that still
+    /// names `current` does not count).
+    async fn probe(&self, others: &[String], shard: ShardId, current: &str) -> Option<String> {
+        let limit = self.config.probe_after();
+        let asks = others.iter().map(|addr| {
+            let url = format!("http://{addr}/shards/{shard}/leader");
+            let request = self
+                .http
+                .get(url)
+                .timeout(limit)
+                .send_signed(self.http.signer());
+            Box::pin(async move {
+                let view: LeaderView = request.await.ok()?.json().await.ok()?;
+                view.leader_addr
+            })
+        });
+        let mut asks: futures::stream::FuturesUnordered<_> = asks.collect();
+        while let Some(answer) = futures::StreamExt::next(&mut asks).await {
+            if answer.as_deref().is_some_and(|a| a != current) {
+                return answer;
+            }
+        }
+        None
     }
 
     /// Waits before the next attempt: the configured backoff, but never

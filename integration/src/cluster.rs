@@ -41,34 +41,88 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     nodes: BTreeMap<u64, NodeSpec>,
     env: Vec<(String, String)>,
+    /// Whether each node runs under its own uid ([`Cluster::node_uid`]),
+    /// so that [`crate::Partition`] can cut its traffic by owner.
+    users: bool,
+}
+
+/// The uid node `id` runs as under [`Cluster::start_as_users`].
+pub fn node_uid(id: u64) -> u32 {
+    61_000 + id as u32
 }
 
 impl Cluster {
     /// Starts nodes `1..=n` with test-friendly raft timings plus `env`
     /// (`CHECKRAFT_NODE_*` overrides), and waits until each answers.
     pub async fn start(n: u64, extra_env: &[(&str, &str)]) -> Self {
-        let defaults = [
-            ("CHECKRAFT_NODE_HEARTBEAT_MS", "100"),
-            ("CHECKRAFT_NODE_ELECTION_MIN_MS", "500"),
-            ("CHECKRAFT_NODE_ELECTION_MAX_MS", "1000"),
-            ("CHECKRAFT_NODE_CLUSTER_SECRET", crate::TEST_CLUSTER_SECRET),
-            ("CHECKRAFT_NODE_GATEWAY_SECRET", crate::TEST_GATEWAY_SECRET),
-        ];
+        let defaults = Self::default_env();
         // Later entries win when a test overrides a default.
         let env = defaults
             .iter()
             .chain(extra_env)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        Self::start_with(n, env, false).await
+    }
+
+    /// Test-friendly raft timings and the harness's secrets.
+    fn default_env() -> [(&'static str, &'static str); 5] {
+        [
+            ("CHECKRAFT_NODE_HEARTBEAT_MS", "100"),
+            ("CHECKRAFT_NODE_ELECTION_MIN_MS", "500"),
+            ("CHECKRAFT_NODE_ELECTION_MAX_MS", "1000"),
+            ("CHECKRAFT_NODE_CLUSTER_SECRET", crate::TEST_CLUSTER_SECRET),
+            ("CHECKRAFT_NODE_GATEWAY_SECRET", crate::TEST_GATEWAY_SECRET),
+        ]
+    }
+
+    /// Like [`Cluster::start`], with each node running under its own uid
+    /// ([`node_uid`]), which [`crate::Partition`] needs. Needs root: `None`,
+    /// with the reason printed, otherwise.
+    pub async fn start_as_users(n: u64, extra_env: &[(&str, &str)]) -> Option<Self> {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("SKIPPED: running nodes under their own uids needs root (CI runs as root)");
+            return None;
+        }
+        let defaults = Self::default_env();
+        let env = defaults
+            .iter()
+            .chain(extra_env)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Some(Self::start_with(n, env, true).await)
+    }
+
+    async fn start_with(n: u64, env: Vec<(String, String)>, users: bool) -> Self {
         let mut cluster = Self {
             dir: tempfile::tempdir().expect("temp dir"),
             nodes: BTreeMap::new(),
             env,
+            users,
         };
+        if users {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(cluster.dir.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("open the cluster dir to the node users");
+        }
         for id in 1..=n {
             cluster.add_node(id).await;
         }
         cluster
+    }
+
+    /// Whether nodes run under their own uids.
+    pub fn runs_as_users(&self) -> bool {
+        self.users
+    }
+
+    /// Node `id`'s listen port.
+    pub fn port(&self, id: u64) -> u16 {
+        let addr = &self.nodes[&id].addr;
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("HOST:PORT")
     }
 
     /// Starts a new node with id `id` on a fresh port and directory.
@@ -236,7 +290,27 @@ impl Cluster {
             "{} is missing: build it first (integration/run-tests does)",
             binary.display()
         );
-        let mut command = Command::new(binary);
+        let mut command = if self.users {
+            // Its own uid, so that a partition can match its packets.
+            let uid = node_uid(id).to_string();
+            std::fs::create_dir_all(&node.data_dir).expect("data dir");
+            let owned = Command::new("chown")
+                .arg("-R")
+                .arg(format!("{uid}:{uid}"))
+                .arg(&node.data_dir)
+                .status()
+                .expect("run chown");
+            assert!(owned.success(), "chown {}", node.data_dir.display());
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={uid}"))
+                .arg("--clear-groups")
+                .arg("--")
+                .arg(binary);
+            c
+        } else {
+            Command::new(binary)
+        };
         if node.pass_id {
             command.arg("--id").arg(id.to_string());
         }

@@ -29,6 +29,7 @@
 mod client;
 mod cluster;
 mod gateway;
+mod partition;
 mod raftctl;
 mod router;
 mod small_disk;
@@ -41,8 +42,9 @@ pub use client::{ChangeStream, NodeClient};
 pub const TEST_CLUSTER_SECRET: &str = "integration-test-cluster-secret";
 /// The gateway secret every harness node and gateway gets.
 pub const TEST_GATEWAY_SECRET: &str = "integration-test-gateway-secret";
-pub use cluster::{bin_dir, Cluster, NodeSpec};
+pub use cluster::{bin_dir, node_uid, Cluster, NodeSpec};
 pub use gateway::{ChunkReply, GatewayClient, GatewayProcess};
+pub use partition::Partition;
 pub use raftctl::{initialized_cluster, raftctl, raftctl_init, RaftctlOutput};
 pub use router::Router;
 pub use small_disk::SmallDisk;

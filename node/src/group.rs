@@ -239,6 +239,22 @@ impl ShardGroup {
         self.log.committed().ok().flatten().map(|l| l.index)
     }
 
+    /// Who this replica believes leads the group (`GET /shards/{g}/leader`).
+    pub fn leader_view(&self) -> checkraft_proto::LeaderView {
+        let m = self.raft.metrics().borrow().clone();
+        let leader_addr = m.current_leader.and_then(|id| {
+            m.membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+        });
+        checkraft_proto::LeaderView {
+            term: m.current_term,
+            leader_id: m.current_leader,
+            leader_addr,
+        }
+    }
+
     /// True when this node currently leads the group.
     pub fn is_leader(&self) -> bool {
         let m = self.raft.metrics().borrow().clone();

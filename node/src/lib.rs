@@ -121,6 +121,7 @@
 //! | `POST /shards/{g}/write` | JSON [`checkraft_proto::SetBatch`] | JSON [`checkraft_proto::WriteOutcome`]: 200 applied `{log_id, seq, changed}`, 409 rejected, 421 forward, 503 no leader |
 //! | `POST /shards/{g}/restore` | bincode [`checkraft_proto::Restore`] | as write |
 //! | `GET /shards/{g}/read?start=&end=&linearizable=` | | bincode [`checkraft_proto::ShardRead`]; 421 forward when linearizable on a follower |
+//! | `GET /shards/{g}/leader` | | JSON [`checkraft_proto::LeaderView`]: the leader this replica knows, from its own raft state |
 //! | `GET /shards/{g}/changes?from=SEQ` | | stream of frames (see [`checkraft_proto::codec`]) |
 //! | `GET /meta/map?since=V&wait_ms=MS` | | JSON [`checkraft_proto::ShardMap`] from this node's metadata replica; with `since`, waits (≤ 60 s) until the version exceeds V; 503 if the node hosts no metadata replica |
 //! | `GET /meta/shards/{id}` | | JSON [`checkraft_proto::ShardLocation`]: the shard, its replicas' addresses, the map version |

@@ -240,3 +240,17 @@ pub struct NodeStatus {
     /// Every group hosted here, by id.
     pub groups: BTreeMap<GroupId, GroupSummary>,
 }
+
+/// Answer of `GET /shards/{id}/leader`: who this replica believes leads
+/// the group, from its own raft state (no quorum round, no disk). Gateways
+/// ask the other replicas when a write to the leader they know is slow, to
+/// find a newly elected leader without waiting out a request timeout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderView {
+    /// The replica's current term.
+    pub term: u64,
+    /// The leader it knows in that term, if any.
+    pub leader_id: Option<NodeId>,
+    /// That leader's `HOST:PORT`, when the replica knows it.
+    pub leader_addr: Option<String>,
+}

@@ -269,7 +269,11 @@ export class Cluster {
   async map() {
     for (const n of this.nodes) {
       try {
-        const r = await fetch(`http://${n.addr}/meta/map`, { signal: AbortSignal.timeout(2000) });
+        // The map is for cluster members and the operator: the admin token.
+        const r = await fetch(`http://${n.addr}/meta/map`, {
+          signal: AbortSignal.timeout(2000),
+          headers: { authorization: `Bearer ${TOKEN}` },
+        });
         if (r.ok) return await r.json();
       } catch {
         // try the next node

@@ -43,6 +43,7 @@ async fn dispatch(node: &Node, id: u64, action: &str, req: &Request) -> Result<R
             let restore: Restore = codec::decode(&req.body)?;
             Ok(reply::outcome(&group.restore(restore).await?))
         }
+        (true, "leader") => Ok(reply::json(StatusCode::OK, &group.leader_view())),
         (true, "read") => {
             let linearizable = query_bool(req, "linearizable")?;
             match group
