@@ -132,6 +132,13 @@ impl ShardState {
                 let Some(decoded) = Bitmap::try_deserialize::<Portable>(bitmap) else {
                     return Applied::Invalid("undecodable snapshot bitmap".into());
                 };
+                let outside = decoded.minimum().is_some_and(|m| u64::from(m) < *start)
+                    || decoded.maximum().is_some_and(|m| u64::from(m) >= *end);
+                if outside {
+                    return Applied::Invalid(format!(
+                        "snapshot bitmap holds boxes outside its range [{start}, {end})"
+                    ));
+                }
                 self.bitmap = decoded;
                 self.seq = *seq;
                 self.epoch = *epoch;
@@ -254,6 +261,16 @@ mod tests {
             bitmap: vec![0xff; 3],
         };
         assert!(matches!(s.apply(&bad), Applied::Invalid(_)));
+        assert_eq!(s.seq, 10);
+        let outside = ChangeEvent::Snapshot {
+            shard: 2,
+            epoch: 1,
+            seq: 21,
+            start: 100,
+            end: 200,
+            bitmap: Bitmap::of(&[150, 500]).serialize::<Portable>(),
+        };
+        assert!(matches!(s.apply(&outside), Applied::Invalid(m) if m.contains("outside")));
         assert_eq!(s.seq, 10);
     }
 

@@ -200,6 +200,17 @@ impl ShardState {
         }
         snap.descriptor.validate().map_err(Error::Corrupt)?;
         let bitmap = decode_bitmap(&snap.bitmap)?;
+        // Every bit must lie in the shard's range (found by fuzzing: a
+        // snapshot of [100, 200) holding 500 used to load).
+        let d = &snap.descriptor;
+        if let (Some(min), Some(max)) = (bitmap.minimum(), bitmap.maximum()) {
+            if u64::from(min) < d.start || u64::from(max) >= d.end {
+                return Err(Error::Corrupt(format!(
+                    "snapshot of shard {} holds boxes {min}..={max} outside its range [{}, {})",
+                    d.shard, d.start, d.end
+                )));
+            }
+        }
         Ok(Self {
             descriptor: snap.descriptor,
             bitmap,
@@ -337,5 +348,20 @@ mod tests {
         s.apply(&set(2, vec![(100, true), (150, true), (199, true)]));
         let part = decode_bitmap(&s.read_range(120, 160)).unwrap();
         assert_eq!(part.iter().collect::<Vec<_>>(), vec![150]);
+    }
+
+    #[test]
+    fn a_snapshot_with_bits_outside_its_range_is_refused() {
+        let mut inside = shard();
+        inside.apply(&set(2, vec![(150, true)]));
+        let ok = inside.to_snapshot_bytes();
+        assert!(ShardState::from_snapshot_bytes(&ok).is_ok());
+        let mut snap: checkraft_proto::ShardSnapshot = codec::decode(&ok).unwrap();
+        let mut bits = Bitmap::new();
+        bits.add(150);
+        bits.add(500);
+        snap.bitmap = portable_bytes(&bits);
+        let err = ShardState::from_snapshot_bytes(&codec::encode(&snap)).unwrap_err();
+        assert!(err.to_string().contains("outside its range"), "{err}");
     }
 }

@@ -36,21 +36,37 @@ pub enum CodecError {
     FrameTooLarge(usize),
 }
 
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+/// Decodes with an allocation limit of `LIMIT` bytes.
+fn decode_with<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard().with_limit::<LIMIT>())
 }
 
 /// Encodes `value` with bincode.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Encoding into a Vec cannot fail for our types (no maps with
     // non-serializable keys, no custom errors), so a failure is a bug.
-    bincode::serde::encode_to_vec(value, config()).expect("bincode encoding of a wire type failed")
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .expect("bincode encoding of a wire type failed")
 }
 
 /// Decodes a whole buffer as a `T`.
+///
+/// The allocation limit grows with the input: at least 64 times its
+/// length, and at most [`DECODE_LIMIT`]. bincode allocates a container's
+/// announced length before reading it, so without this a 12-byte body
+/// announcing a 63 MiB string would reserve 63 MiB (found by fuzzing).
+/// Decoded values take at most ~25 times their encoded size (a blank log
+/// entry), so no honest input comes near the limit.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let decoded = match bytes.len() {
+        0..=1024 => decode_with::<T, { 64 << 10 }>(bytes),
+        1025..=16384 => decode_with::<T, { 1 << 20 }>(bytes),
+        16385..=262_144 => decode_with::<T, { 16 << 20 }>(bytes),
+        _ => decode_with::<T, DECODE_LIMIT>(bytes),
+    };
+    let (value, used) = decoded.map_err(|e| CodecError::Malformed(e.to_string()))?;
     if used != bytes.len() {
         return Err(CodecError::Trailing(bytes.len() - used));
     }
@@ -67,9 +83,15 @@ pub fn frame<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Reassembles frames from arbitrarily split chunks of a byte stream.
+///
+/// Taking frames out only advances a read offset; consumed bytes are
+/// dropped once per [`FrameReader::push`], so splitting a chunk of B bytes
+/// into n frames costs O(B), not O(n·B).
 #[derive(Default)]
 pub struct FrameReader {
     buf: Vec<u8>,
+    /// Bytes of `buf` already taken as frames.
+    start: usize,
 }
 
 impl FrameReader {
@@ -80,24 +102,29 @@ impl FrameReader {
 
     /// Appends received bytes.
     pub fn push(&mut self, chunk: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(chunk);
     }
 
     /// Returns the next complete frame decoded as `T`, or `Ok(None)` when
     /// more bytes are needed.
     pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, CodecError> {
-        if self.buf.len() < 4 {
+        let buf = &self.buf[self.start..];
+        if buf.len() < 4 {
             return Ok(None);
         }
-        let len = u32::from_le_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize;
+        let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
         if len > MAX_FRAME {
             return Err(CodecError::FrameTooLarge(len));
         }
-        if self.buf.len() < 4 + len {
+        if buf.len() < 4 + len {
             return Ok(None);
         }
-        let value = decode(&self.buf[4..4 + len]);
-        self.buf.drain(..4 + len);
+        let value = decode(&buf[4..4 + len]);
+        self.start += 4 + len;
         value.map(Some)
     }
 }
@@ -252,5 +279,48 @@ mod tests {
             r.next_frame::<ChangeEvent>(),
             Err(CodecError::FrameTooLarge(_))
         ));
+    }
+
+    #[test]
+    fn a_small_body_cannot_announce_a_huge_allocation() {
+        // Found by fuzzing: an InstallSnapshotRequest whose snapshot_id
+        // announces 63 MiB. Refused by the size-tied limit, not allocated.
+        let body = [0x01, 0x01, 0, 0, 0, 0, 0, 0xfc, 0, 0, 0xf0, 0x03];
+        let err =
+            decode::<openraft::raft::InstallSnapshotRequest<crate::TypeConfig>>(&body).unwrap_err();
+        assert!(err.to_string().contains("LimitExceeded"), "{err}");
+    }
+
+    #[test]
+    fn many_frames_in_one_push() {
+        let mut stream = Vec::new();
+        for seq in 0..10_000u64 {
+            stream.extend(frame(&ChangeEvent::Progress {
+                shard: 1,
+                epoch: 1,
+                seq,
+            }));
+        }
+        let mut reader = FrameReader::new();
+        reader.push(&stream);
+        for seq in 0..10_000u64 {
+            assert_eq!(
+                reader.next_frame::<ChangeEvent>().unwrap(),
+                Some(ChangeEvent::Progress {
+                    shard: 1,
+                    epoch: 1,
+                    seq
+                })
+            );
+        }
+        assert_eq!(reader.next_frame::<ChangeEvent>().unwrap(), None);
+        reader.push(
+            &frame(&ChangeEvent::Progress {
+                shard: 1,
+                epoch: 1,
+                seq: 7,
+            })[..3],
+        );
+        assert_eq!(reader.next_frame::<ChangeEvent>().unwrap(), None);
     }
 }
