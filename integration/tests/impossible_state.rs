@@ -60,6 +60,17 @@ async fn test() {
         "the report does not name {db_file}: {report}"
     );
     assert!(report.contains("impossible"), "{report}");
+    let status = node.status().await.unwrap();
+    assert!(status.failed.contains_key(&1), "{status:?}");
+    let entry = cluster.members()[&leader].clone();
+    let out =
+        checkraft_integration::raftctl(&["status", "--cluster", &entry, "--token", TOKEN]).await;
+    assert!(
+        out.stdout
+            .contains(&format!("node {victim} does not serve group 1")),
+        "raftctl status does not show the failed group:\n{}",
+        out.stdout
+    );
 
     // The node serves its other groups, refuses group 1 with 503, and the
     // shard keeps taking writes on its two other replicas.

@@ -327,6 +327,7 @@ impl Node {
             node_id: self.id().unwrap_or(0),
             addr: self.config.advertise_addr(),
             groups: self.groups().iter().map(|g| (g.id, g.summary())).collect(),
+            failed: self.failed_groups(),
         }
     }
 

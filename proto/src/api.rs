@@ -239,6 +239,11 @@ pub struct NodeStatus {
     pub addr: String,
     /// Every group hosted here, by id.
     pub groups: BTreeMap<GroupId, GroupSummary>,
+    /// Groups this node does not serve, with the reason: their stored
+    /// state failed to load, or a storage error stopped them (a full
+    /// disk). Absent from older nodes' answers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed: BTreeMap<GroupId, String>,
 }
 
 /// Answer of `GET /shards/{id}/leader`: who this replica believes leads

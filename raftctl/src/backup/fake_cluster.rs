@@ -275,6 +275,7 @@ fn status(st: &State) -> Reply {
             node_id: 1,
             addr,
             groups,
+            failed: Default::default(),
         },
     )
 }

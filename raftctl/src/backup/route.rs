@@ -118,6 +118,7 @@ mod tests {
             node_id: node,
             addr: String::new(),
             groups: BTreeMap::from([(4, summary)]),
+            failed: Default::default(),
         }
     }
 

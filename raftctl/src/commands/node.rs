@@ -550,6 +550,7 @@ mod tests {
                         node_id: *id,
                         addr: format!("n{id}:1"),
                         groups: BTreeMap::new(),
+                        failed: Default::default(),
                     }),
                 )
             })

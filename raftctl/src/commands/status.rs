@@ -51,6 +51,10 @@ struct NodeRow {
     replicas: usize,
     /// Shards it leads, per the nodes' statuses.
     leaders: usize,
+    /// Groups it does not serve, with the reason (a damaged replica, a
+    /// full disk).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    failed: BTreeMap<u64, String>,
 }
 
 /// One shard.
@@ -107,6 +111,10 @@ fn build(view: &ClusterView) -> StatusReport {
                 .iter()
                 .filter(|s| s.leader_confirmed && s.leader == Some(n.id))
                 .count(),
+            failed: view
+                .status(n.id)
+                .map(|s| s.failed.clone())
+                .unwrap_or_default(),
         })
         .collect();
     let meta_replicas = view
@@ -192,6 +200,12 @@ fn print_text(report: &StatusReport) {
     for n in &report.nodes {
         if let (Some(e), false) = (&n.error, n.state == NodeState::Removed) {
             out(format!("node {} is unreachable: {e}", n.id));
+        }
+        for (group, reason) in &n.failed {
+            out(format!(
+                "node {} does not serve group {group}: {reason}",
+                n.id
+            ));
         }
     }
     out("");
@@ -281,6 +295,7 @@ mod tests {
             node_id: id,
             addr: format!("n{id}:1"),
             groups: groups.iter().map(summary).collect(),
+            failed: Default::default(),
         }
     }
 
