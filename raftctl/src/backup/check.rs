@@ -17,6 +17,26 @@ use super::format::{decode_bitmap, Header, ShardSection};
 /// Checks decoded parts and assembles the [`Backup`].
 pub fn backup(header: Header, sections: Vec<ShardSection>) -> Result<Backup> {
     let grid = grid(&header.map)?;
+    if let Some(op) = &header.map.operation {
+        // The writer always clears it; a file carrying one was not written
+        // by `raftctl backup` (found by fuzzing).
+        bail!(
+            "the backup's map records an operation in progress (#{}), which backups never hold",
+            op.id
+        );
+    }
+    for record in header.map.shards.values() {
+        if let Some(r) = record
+            .replicas
+            .iter()
+            .find(|r| !header.map.nodes.contains_key(r))
+        {
+            bail!(
+                "the backup's map places shard {} on node {r}, which is not in its node registry",
+                record.descriptor.shard
+            );
+        }
+    }
     let shards = sections
         .into_iter()
         .enumerate()
@@ -103,7 +123,7 @@ fn shard(s: ShardSection, map: &ShardMap) -> Result<ShardBackup> {
         .get(&id)
         .with_context(|| format!("shard {id} is not in the backup's map"))?;
     let m = &record.descriptor;
-    if (m.shard, m.start, m.end) != (id, d.start, d.end) {
+    if (m.shard, m.start, m.end, m.epoch) != (id, d.start, d.end, d.epoch) {
         bail!(
             "{} does not match the backup's map, which has {}",
             show(&d),
@@ -269,6 +289,12 @@ mod tests {
         let (h, mut s) = parts();
         s[2].descriptor.epoch = 0;
         assert!(rejected(&h, &s).contains("invalid descriptor"));
+        let (h, mut s) = parts();
+        s[2].descriptor.epoch = 2;
+        assert!(rejected(&h, &s).contains("does not match the backup's map"));
+        let (mut h, s) = parts();
+        h.map.shards.get_mut(&1).unwrap().replicas.push(77);
+        assert!(rejected(&h, &s).contains("node 77, which is not in its node registry"));
     }
 
     #[test]
