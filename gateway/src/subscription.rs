@@ -10,7 +10,8 @@
 //!   gateway knows is committed (its own writes' acknowledgements,
 //!   [`ShardHandle::note_committed`]) within `stale_replica_ms`. A replica
 //!   cut off from its group still answers, with progress markers, so
-//!   this is how it is noticed. The next stream goes to the leader;
+//!   this is how it is noticed. The next stream goes to the map's leader,
+//!   or, when the map still names the stale replica, to another replica;
 //! - a `Changes` event skips a `seq` (gap) or a progress marker is ahead
 //!   of us (same replica: it replays or sends a snapshot);
 //! - a progress marker or snapshot is behind us (that replica lags: next
@@ -119,7 +120,9 @@ impl Subscriber {
         let mut map_rx = self.map.watch();
         // A random first replica: gateways spread over the replicas.
         let mut next: usize = rand::random::<u16>().into();
-        let mut to_leader = false;
+        // After a stale replica: the address to leave (the map's leader
+        // hint may still name it, when it is the frozen old leader).
+        let mut left: Option<String> = None;
         let mut failures = 0u32;
         let mut first = true;
         loop {
@@ -160,9 +163,17 @@ impl Subscriber {
                 .and_then(|r| r.leader)
                 .and_then(|l| map.addr(l))
                 .map(String::from);
-            let addr = match leader {
-                Some(leader) if std::mem::take(&mut to_leader) => leader,
-                _ => replicas[next % replicas.len()].clone(),
+            let addr = match (left.take(), leader) {
+                (Some(stale), Some(leader)) if leader != stale => leader,
+                (Some(stale), _) => {
+                    // No other leader known: the next replica but the stale one.
+                    let others: Vec<&String> = replicas.iter().filter(|a| **a != stale).collect();
+                    match others.len() {
+                        0 => stale,
+                        n => others[next % n].clone(),
+                    }
+                }
+                (None, _) => replicas[next % replicas.len()].clone(),
             };
             if !first {
                 self.metrics.resubscriptions.inc();
@@ -191,10 +202,10 @@ impl Subscriber {
                     replica_seq,
                     committed,
                 } => {
-                    tracing::info!(shard, node = %addr, replica_seq, committed, "the replica stopped advancing; switching to the leader");
+                    tracing::info!(shard, node = %addr, replica_seq, committed, "the replica stopped advancing; switching (to the leader unless the map names this one)");
                     self.metrics.stale_replicas.inc();
                     next += 1;
-                    to_leader = true;
+                    left = Some(addr.clone());
                     None
                 }
                 End::ReplicaLags(replica_seq) => {

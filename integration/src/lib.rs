@@ -29,6 +29,7 @@
 mod client;
 mod cluster;
 mod gateway;
+pub mod history;
 mod partition;
 mod raftctl;
 mod router;
@@ -44,6 +45,7 @@ pub const TEST_CLUSTER_SECRET: &str = "integration-test-cluster-secret";
 pub const TEST_GATEWAY_SECRET: &str = "integration-test-gateway-secret";
 pub use cluster::{bin_dir, node_uid, Cluster, NodeSpec};
 pub use gateway::{ChunkReply, GatewayClient, GatewayProcess};
+pub use history::{History, Report};
 pub use partition::Partition;
 pub use raftctl::{initialized_cluster, raftctl, raftctl_init, RaftctlOutput};
 pub use router::Router;
