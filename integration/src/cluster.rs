@@ -55,25 +55,24 @@ impl Cluster {
     /// Starts nodes `1..=n` with test-friendly raft timings plus `env`
     /// (`CHECKRAFT_NODE_*` overrides), and waits until each answers.
     pub async fn start(n: u64, extra_env: &[(&str, &str)]) -> Self {
-        let defaults = Self::default_env();
-        // Later entries win when a test overrides a default.
-        let env = defaults
-            .iter()
-            .chain(extra_env)
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Self::start_with(n, env, false).await
+        Self::start_with(n, Self::env(extra_env), false).await
     }
 
-    /// Test-friendly raft timings and the harness's secrets.
-    fn default_env() -> [(&'static str, &'static str); 5] {
-        [
+    /// Test-friendly raft timings and the harness's secrets, then
+    /// `extra_env` (later entries win when a test overrides a default).
+    fn env(extra_env: &[(&str, &str)]) -> Vec<(String, String)> {
+        let defaults = [
             ("CHECKRAFT_NODE_HEARTBEAT_MS", "100"),
             ("CHECKRAFT_NODE_ELECTION_MIN_MS", "500"),
             ("CHECKRAFT_NODE_ELECTION_MAX_MS", "1000"),
             ("CHECKRAFT_NODE_CLUSTER_SECRET", crate::TEST_CLUSTER_SECRET),
             ("CHECKRAFT_NODE_GATEWAY_SECRET", crate::TEST_GATEWAY_SECRET),
-        ]
+        ];
+        defaults
+            .iter()
+            .chain(extra_env)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// Like [`Cluster::start`], with each node running under its own uid
@@ -84,13 +83,7 @@ impl Cluster {
             eprintln!("SKIPPED: running nodes under their own uids needs root (CI runs as root)");
             return None;
         }
-        let defaults = Self::default_env();
-        let env = defaults
-            .iter()
-            .chain(extra_env)
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Some(Self::start_with(n, env, true).await)
+        Some(Self::start_with(n, Self::env(extra_env), true).await)
     }
 
     async fn start_with(n: u64, env: Vec<(String, String)>, users: bool) -> Self {
