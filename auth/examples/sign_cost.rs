@@ -16,7 +16,8 @@ fn main() {
         let started = Instant::now();
         let mut header = String::new();
         for _ in 0..rounds {
-            header = Proof::sign(&secret, Role::Node, 1, "POST", "/raft/3/append", &body).to_header();
+            header =
+                Proof::sign(&secret, Role::Node, 1, "POST", "/raft/3/append", &body).to_header();
         }
         let sign = started.elapsed() / rounds as u32;
         let started = Instant::now();
