@@ -77,6 +77,18 @@ impl NodeClient {
         }
     }
 
+    /// `GET /metrics`: the Prometheus text (read it with
+    /// [`crate::metric_sum`]).
+    pub async fn scrape(&self) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
     /// True when `/health` answers 200.
     pub async fn health(&self) -> bool {
         matches!(self.http.get(self.url("/health")).send_signed(&self.signer).await, Ok(r) if r.status().is_success())

@@ -171,6 +171,18 @@ impl GatewayClient {
         &self.http
     }
 
+    /// `GET /metrics`: the Prometheus text (read it with
+    /// [`crate::metric_sum`]).
+    pub async fn scrape(&self) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
     /// True when `/health` answers 200.
     pub async fn healthy(&self) -> bool {
         matches!(self.http.get(self.url("/health")).send().await, Ok(r) if r.status().is_success())

@@ -216,16 +216,7 @@ async fn origins_test() {
         assert_eq!(got, want, "{what} (from {from}): {headers:?}");
     }
     // The 403s are counted.
-    let metrics = gw
-        .client()
-        .http()
-        .get(gw.client().url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.client().scrape().await.unwrap();
     assert!(
         metrics.contains("checkraft_gateway_ws_rejections_total{reason=\"origin\"} 3\n"),
         "{metrics}"

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use checkraft_integration::{
-    eventually, initialized_cluster, Cluster, GatewayClient, GatewayProcess, Router, WsClient,
-    WsEvent,
+    eventually, initialized_cluster, metric_sum, Cluster, GatewayClient, GatewayProcess, Router,
+    WsClient, WsEvent,
 };
 use checkraft_proto::ws::{AckStatus, ClientMessage, ServerMessage};
 
@@ -43,23 +43,9 @@ async fn hello(client: &mut WsClient) {
     }
 }
 
-/// A counter or counter family total from `/metrics` (sum of every line
-/// of `name`, labels or not).
+/// A counter or counter family total from `/metrics`.
 async fn metric(gw: &GatewayClient, name: &str) -> f64 {
-    let text = gw
-        .http()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_sum(&gw.scrape().await.unwrap(), name)
 }
 
 const DROPPED: &str = "checkraft_gateway_ws_dropped_updates_total";
