@@ -204,18 +204,17 @@ impl Node {
 
     /// The hosted group `id`.
     pub fn group(&self, id: GroupId) -> Result<Arc<ShardGroup>> {
+        if let Some(reason) = self.faults.reason(id) {
+            return Err(Error::Unavailable(format!(
+                "group {id} is not served by this node: {reason}"
+            )));
+        }
         self.groups
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&id)
             .cloned()
-            .filter(|_| self.faults.reason(id).is_none())
-            .ok_or_else(|| match self.faults.reason(id) {
-                Some(reason) => {
-                    Error::Unavailable(format!("group {id} is not served by this node: {reason}"))
-                }
-                None => Error::UnknownGroup(id),
-            })
+            .ok_or(Error::UnknownGroup(id))
     }
 
     /// Every hosted group.
