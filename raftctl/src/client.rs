@@ -16,6 +16,8 @@ use checkraft_proto::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::credentials::{read_stored, TOKEN_FILE};
+
 /// How many leader hops and election retries a call makes.
 const ATTEMPTS: usize = 40;
 /// Pause between retries while no leader is known.
@@ -41,7 +43,7 @@ impl ClusterClient {
     /// A client entering the cluster at `entry`, authenticating admin calls
     /// with `token` (or the token file of `raftctl up` under `./data`).
     pub fn new(entry: &str, token: Option<String>) -> Self {
-        let token = token.or_else(|| read_token_file(Path::new("data")));
+        let token = token.or_else(|| read_stored(Path::new("data"), TOKEN_FILE));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(60))
@@ -242,12 +244,4 @@ impl ClusterClient {
         };
         self.leader_call(addr, path, body).await
     }
-}
-
-/// The token `raftctl up` stored under `data_dir`, if any.
-pub fn read_token_file(data_dir: &Path) -> Option<String> {
-    std::fs::read_to_string(data_dir.join("token"))
-        .ok()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
 }

@@ -15,8 +15,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-/// File names under a data dir.
-const TOKEN_FILE: &str = "token";
+/// File names under a data dir (`raftctl` finds the token there too).
+pub const TOKEN_FILE: &str = "token";
 const CLUSTER_SECRET_FILE: &str = "cluster-secret";
 const GATEWAY_SECRET_FILE: &str = "gateway-secret";
 
@@ -76,14 +76,19 @@ pub fn random_secret() -> String {
         .collect()
 }
 
+/// The secret stored in `dir/name`, trimmed, if there is a non-empty one.
+pub fn read_stored(dir: &Path, name: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(name))
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
 fn load_or_create(dir: &Path, name: &str) -> Result<String> {
-    let path = dir.join(name);
-    if let Ok(stored) = std::fs::read_to_string(&path) {
-        let stored = stored.trim();
-        if !stored.is_empty() {
-            return Ok(stored.to_string());
-        }
+    if let Some(stored) = read_stored(dir, name) {
+        return Ok(stored);
     }
+    let path = dir.join(name);
     let secret = random_secret();
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -37,7 +37,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::cli::{Global, InitArgs, UpArgs};
 use crate::client::ClusterClient;
 use crate::commands::init_cluster;
-use crate::credentials::Credentials;
+use crate::credentials::{Credentials, TOKEN_FILE};
 use crate::supervisor::{find_binary, log_tail, on_path, ChildProcess, ProcessInfo, Supervisor};
 
 /// Nodes in the local cluster.
@@ -213,7 +213,7 @@ async fn start(
     let descriptor = ClusterFile {
         page_url: format!("http://{page}/"),
         data_dir: data.path().to_path_buf(),
-        token_file: data.path().join("token"),
+        token_file: data.path().join(TOKEN_FILE),
         processes: nodes.children.iter().map(ChildProcess::describe).collect(),
     };
     let json = serde_json::to_vec_pretty(&descriptor)?;
@@ -317,7 +317,7 @@ fn status_hint(args: &UpArgs, data: &Path) -> String {
     if default_dir.as_deref() != Some(data) {
         hint = format!(
             "CHECKRAFT_TOKEN=$(cat {}) {hint}",
-            data.join("token").display()
+            data.join(TOKEN_FILE).display()
         );
     }
     hint + " status"
