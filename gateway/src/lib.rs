@@ -19,16 +19,21 @@
 //!    [`checkraft_proto::ShardMap`] on a watch channel.
 //! 2. **Subscriptions** ([`shards`], [`subscription`]): for each shard of
 //!    the map, exactly one task holds one `GET /shards/{id}/changes?from=SEQ`
-//!    stream on a replica (non-leaders first) and applies its
-//!    [`checkraft_proto::ChangeEvent`] frames to the shard's
+//!    stream on a replica (a random one first, so gateways spread) and
+//!    applies its [`checkraft_proto::ChangeEvent`] frames to the shard's
 //!    [`state::ShardState`] (croaring bitmap + `seq` + epoch). It
 //!    resubscribes from its last `seq` on a gap, an end, an error, a silent
-//!    stream, or a map change of the shard's replicas or range.
+//!    stream, a map change of the shard's replicas or range, or a replica
+//!    that stops advancing: one that has not reached a `seq` this gateway's
+//!    own writes were acknowledged with within `stale_replica_ms` (a
+//!    replica cut off from its group still sends progress markers).
 //! 3. **Writes** ([`batcher`], [`writer`]): sets are grouped per shard for a
 //!    tick (5 ms) or up to 1024 sets, and each batch is ONE `SetBatch` raft
 //!    write to the leader, following 421 forwards and refreshing the map on
-//!    `StaleEpoch`. Every caller of a batch gets its outcome once it is
-//!    committed and applied.
+//!    `StaleEpoch`. An attempt unanswered for `probe_after_ms` asks the
+//!    other replicas who leads (`GET /shards/{id}/leader`) and moves to a
+//!    new leader at once. Every caller of a batch gets its outcome once it
+//!    is committed and applied.
 //! 4. **HTTP** ([`http`]): the API below, served by [`run`], including the
 //!    no-JavaScript HTML fallback ([`nojs`]).
 //! 5. **WebSockets** ([`ws`]): `GET /ws` is upgraded by hand so each
@@ -83,7 +88,7 @@
 //! |---|---|---|
 //! | `GET /api/chunks/{c}` | optional `If-None-Match`, `Accept-Encoding: gzip` | 200 `application/octet-stream` bitset (gzip-encoded when accepted), headers `ETag: "{shard}-{epoch}-{seq}"`, `X-Checkraft-Seq: {seq}`, `Cache-Control: no-cache`; 304 without body when `If-None-Match` matches; 400 bad id, 404 past the grid, 503 shard not loaded |
 //! | `GET /api/boxes/{i}` | | `{"index","checked","seq"}`; 400 bad or out-of-range index, 503 not loaded |
-//! | `PUT /api/boxes/{i}` | `{"checked": bool}` | after commit: `{"index","checked","seq"}` (`seq`: the committing change); 400 bad index or body, 409 rejected, 429 over the per-address write limit, 503 unavailable |
+//! | `PUT /api/boxes/{i}` | `{"checked": bool}` | after commit, once this gateway shows the write (read-your-writes): `{"index","checked","seq"}` (`seq`: the committing change); 400 bad index or body, 409 rejected, 429 over the per-address write limit, 503 unavailable (also when the write committed but this gateway's view did not catch up within `read_your_writes_ms`) |
 //! | `GET /api/stats` | | `{"checked","boxes","chunk_size","shards_loaded","shards","map_version"}` |
 //! | `GET /ws` | WebSocket upgrade | the binary protocol of `docs/protocol.md`; 403 for an `Origin` that is neither the gateway's own (its `host[:port]` = `Host`, or `X-Forwarded-Host` from a trusted proxy) nor in `page_origins` (no `Origin`: allowed); close 1002 malformed, 1008 policy, 1009 too big, 1013 at capacity, 1001 shutdown |
 //! | `GET /nojs?page=N` | or `?box=I` (jump) | 200 HTML form of page `N` (`nojs_page_boxes` boxes, default 1000): each box a `<button name="set" value="I:1">` (`I:0` when checked), prev/next links, a jump-to-box field; `?box=I` answers 303 to `/nojs?page=P#box-I`; 400 HTML page for a bad `page`/`box`, 404 past the grid, 503 not loaded. No JavaScript; `Cache-Control: no-store`, `X-Content-Type-Options: nosniff`, script-free `Content-Security-Policy` ([`nojs`]) |

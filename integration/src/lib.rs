@@ -20,6 +20,16 @@
 //! kernel's ephemeral range, so no running node's outgoing connection can
 //! take a port between the check and the new process's bind.
 //!
+//! Faults beyond kill -9: [`Cluster::start_as_users`] runs each node under
+//! its own uid so that [`Partition`] can cut it off from its peers with
+//! iptables (gateways and the test still reach it); `Cluster::signal`
+//! pauses and resumes a node (SIGSTOP/SIGCONT); [`SmallDisk`] puts a data
+//! dir on a small tmpfs. Each removes what it set up when dropped, and
+//! skips with a printed reason where it needs root. [`history`] records
+//! what a workload wrote and read and checks it (no lost acknowledged
+//! write, no stale read where the API promises none, no replica
+//! divergence); `tests/chaos_random.rs` drives it with random faults.
+//!
 //! The binaries are looked up in `$CHECKRAFT_BIN_DIR`, else in the
 //! workspace's `target/debug`; `integration/run-tests` builds them first.
 //! The browser tests live beside this crate, in `integration/e2e/`
