@@ -360,7 +360,7 @@ mod tests {
                         leader_addr: Some(leader.clone()),
                     },
                     _ => WriteOutcome::Applied {
-                        log_id: Default::default(),
+                        log_id: checkraft_proto::raft::log_id(1, 3, 7),
                         seq: 42,
                         changed: 1,
                     },

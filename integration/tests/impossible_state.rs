@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use checkraft_integration::{eventually, initialized_cluster, Router};
 use checkraft_proto::codec;
-use openraft::Vote;
+use checkraft_proto::raft::Vote;
 
 const TOKEN: &str = "impossible-state-test-token";
 
@@ -34,11 +34,8 @@ async fn test() {
     {
         let db = sled::open(cluster.data_dir(victim)).expect("open the stopped node's sled db");
         let tree = db.open_tree("group/1").unwrap();
-        tree.insert(
-            b"m:vote",
-            codec::encode(&Vote::<u64>::new_committed(u64::MAX, 99)),
-        )
-        .unwrap();
+        tree.insert(b"m:vote", codec::encode(&Vote::new_committed(u64::MAX, 99)))
+            .unwrap();
         db.flush().unwrap();
     }
     cluster.restart_process(victim);

@@ -15,9 +15,10 @@ use checkraft_auth::{Role, Secret, SendSigned, Signer};
 use checkraft_integration::{
     eventually, initialized_cluster, Cluster, NodeClient, TEST_CLUSTER_SECRET, TEST_GATEWAY_SECRET,
 };
+use checkraft_proto::raft::{log_id, Entry, Vote};
 use checkraft_proto::{codec, Command, Restore, SetBatch, ShardRead, TypeConfig};
 use openraft::raft::AppendEntriesRequest;
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+use openraft::EntryPayload;
 
 const TOKEN: &str = "peer-auth-test-token";
 const SHARD: u64 = 1;
@@ -112,7 +113,7 @@ async fn test() {
         entries: vec![],
         leader_commit: None,
     };
-    let forged_log_id = LogId::new(CommittedLeaderId::new(term + 1, leader), last.index + 1);
+    let forged_log_id = log_id(term + 1, leader, last.index + 1);
     let forged_append = AppendEntriesRequest::<TypeConfig> {
         vote: Vote::new_committed(term + 1, leader),
         prev_log_id: Some(last),

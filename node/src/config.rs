@@ -50,6 +50,10 @@ pub struct NodeConfig {
     pub election_min_ms: u64,
     /// Upper bound of the randomized raft election timeout, in milliseconds.
     pub election_max_ms: u64,
+    /// Ask peers before campaigning (raft Pre-Vote): a node that was cut
+    /// off cannot raise its term while the others still hear from their
+    /// leader, so its return does not depose that leader.
+    pub pre_vote: bool,
     /// Build a snapshot after this many log entries since the last one.
     pub snapshot_every: u64,
     /// Log entries kept behind a snapshot, for followers that lag a little.
@@ -87,6 +91,7 @@ impl Default for NodeConfig {
             heartbeat_ms: 150,
             election_min_ms: 800,
             election_max_ms: 1600,
+            pre_vote: true,
             snapshot_every: 2000,
             keep_logs: 500,
             retained_changes: 4096,
@@ -221,6 +226,7 @@ impl NodeConfig {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: self.keep_logs,
             install_snapshot_timeout: 5_000,
+            enable_pre_vote: Some(self.pre_vote),
             ..Default::default()
         };
         config.validate().map_err(|e| Error::Config(e.to_string()))

@@ -20,9 +20,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use checkraft_proto::{GroupId, TypeConfig};
+use checkraft_proto::GroupId;
+use openraft::async_runtime::WatchReceiver;
 use openraft::error::Fatal;
-use openraft::Raft;
 use tokio::sync::watch;
 
 /// Faulty groups and the process-wide fatal storage error, if any.
@@ -102,11 +102,11 @@ impl Faults {
 
 /// Watches group `id`'s raft and records a storage error that stops it.
 /// A normal stop (shutdown, deletion) is not a fault.
-pub fn watch_group(id: GroupId, raft: &Raft<TypeConfig>, faults: Arc<Faults>) {
+pub fn watch_group(id: GroupId, raft: &crate::group::GroupRaft, faults: Arc<Faults>) {
     let mut metrics = raft.metrics();
     tokio::spawn(async move {
         loop {
-            let state = metrics.borrow_and_update().running_state.clone();
+            let state = metrics.borrow_watched().running_state.clone();
             match state {
                 Ok(()) => {}
                 Err(Fatal::Stopped) => return,

@@ -10,13 +10,17 @@ use checkraft_proto::{
     MembershipChanged, Restore, SetBatch, ShardDescriptor, ShardMap, ShardRead, ShardSnapshot,
     SnapshotDownload, SnapshotInfo, TypeConfig, WriteOutcome,
 };
-use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
-use openraft::{BasicNode, ChangeMembers, Raft};
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, Fatal, LinearizableReadError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Raft, ReadPolicy};
 
 use crate::error::{Error, Result};
 use crate::network::{GroupNetwork, Peers};
 use crate::state::decode_bitmap;
-use crate::state_machine::{GroupState, Shard, StateMachine};
+use crate::state_machine::{snapshot_id, GroupState, Shard, StateMachine};
+
+/// The raft of one group, with its state machine type.
+pub type GroupRaft = Raft<TypeConfig, StateMachine>;
 use crate::storage::{LogStore, SnapshotStore, Storage};
 
 /// Settings every group on a node shares.
@@ -40,7 +44,7 @@ pub struct ShardGroup {
     /// The group (shard) id.
     pub id: u64,
     /// The group's raft.
-    pub raft: Raft<TypeConfig>,
+    pub raft: GroupRaft,
     /// The group's live state.
     pub shard: Arc<Shard>,
     /// A handle on the group's log store (the raft owns another), for the
@@ -145,7 +149,17 @@ impl ShardGroup {
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Ok(forward(f.leader_id, f.leader_node))
             }
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => {
+                Err(Error::Unavailable(format!(
+                    "the leader changed before the write committed; its outcome is unknown, \
+                     retrying is safe (new leader: {:?})",
+                    f.leader_id
+                )))
+            }
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(Error::Conflict(e.to_string()))
+            }
+            Err(RaftError::APIError(ClientWriteError::PreconditionFailed(e))) => {
                 Err(Error::Conflict(e.to_string()))
             }
             Err(RaftError::Fatal(e)) => Err(Error::Unavailable(e.to_string())),
@@ -195,16 +209,16 @@ impl ShardGroup {
         linearizable: bool,
     ) -> Result<Result<ShardRead, WriteOutcome>> {
         if linearizable {
-            match self.raft.ensure_linearizable().await {
+            match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
                 Ok(_) => {}
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
                     return Ok(Err(forward(f.leader_id, f.leader_node)))
                 }
                 Err(RaftError::APIError(e)) => return Err(Error::Unavailable(e.to_string())),
                 Err(RaftError::Fatal(e)) => return Err(Error::Unavailable(e.to_string())),
             }
             let (last, applied) = {
-                let m = self.raft.metrics().borrow().clone();
+                let m = self.raft.metrics().borrow_watched().clone();
                 (m.last_log_index, m.last_applied.map(|l| l.index))
             };
             if applied < last {
@@ -241,7 +255,7 @@ impl ShardGroup {
 
     /// Who this replica believes leads the group (`GET /shards/{g}/leader`).
     pub fn leader_view(&self) -> checkraft_proto::LeaderView {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         let leader_addr = m.current_leader.and_then(|id| {
             m.membership_config
                 .membership()
@@ -257,13 +271,13 @@ impl ShardGroup {
 
     /// True when this node currently leads the group.
     pub fn is_leader(&self) -> bool {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         m.current_leader == Some(m.id) && m.state == openraft::ServerState::Leader
     }
 
     /// A one-line summary for `/status`.
     pub fn summary(&self) -> GroupSummary {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         let core = self.shard.lock();
         GroupSummary {
             descriptor: core.state.descriptor(),
@@ -276,7 +290,7 @@ impl ShardGroup {
 
     /// Full metrics for `/admin/groups/{id}/metrics`.
     pub fn status(&self) -> GroupStatus {
-        let raft = self.raft.metrics().borrow().clone();
+        let raft = self.raft.metrics().borrow_watched().clone();
         let core = self.shard.lock();
         GroupStatus {
             descriptor: core.state.descriptor(),
@@ -316,7 +330,7 @@ impl ShardGroup {
         let membership = self
             .raft
             .metrics()
-            .borrow()
+            .borrow_watched()
             .membership_config
             .membership()
             .clone();
@@ -349,7 +363,7 @@ impl ShardGroup {
     pub async fn elect(&self) -> Result<()> {
         self.raft
             .trigger()
-            .elect()
+            .elect(false)
             .await
             .map_err(|e| Error::Unavailable(e.to_string()))
     }
@@ -376,7 +390,7 @@ impl ShardGroup {
 
     /// Builds a snapshot now and waits for it.
     pub async fn trigger_snapshot(&self) -> Result<SnapshotInfo> {
-        let applied = self.raft.metrics().borrow().last_applied;
+        let applied = self.raft.metrics().borrow_watched().last_applied;
         self.raft
             .trigger()
             .snapshot()
@@ -401,11 +415,11 @@ impl ShardGroup {
             .await
             .map_err(|e| Error::Unavailable(e.to_string()))?
             .ok_or_else(|| Error::NotFound(format!("group {} has no snapshot yet", self.id)))?;
-        let data = snap.snapshot.into_inner();
+        let data = snap.snapshot;
         let snapshot: ShardSnapshot = codec::decode(&data)?;
         Ok(SnapshotDownload {
             info: SnapshotInfo {
-                snapshot_id: snap.meta.snapshot_id,
+                snapshot_id: snapshot_id(&snap.meta.last_log_id, snapshot.seq),
                 last_log_id: snap.meta.last_log_id,
                 seq: snapshot.seq,
                 bytes: data.len() as u64,
@@ -415,7 +429,7 @@ impl ShardGroup {
     }
 }
 
-fn membership_error<E: std::fmt::Display>(e: RaftError<u64, E>) -> Error {
+fn membership_error<E: std::fmt::Display>(e: RaftError<TypeConfig, E>) -> Error {
     match e {
         RaftError::APIError(e) => Error::Conflict(e.to_string()),
         RaftError::Fatal(e) => Error::Unavailable(e.to_string()),

@@ -2,7 +2,7 @@
 //!
 //! A `checkraft-node` process hosts many small raft groups ("shards"). Each
 //! shard owns the box indices `[start, end)` and replicates their state, a
-//! croaring bitmap, on (usually) three nodes with openraft 0.9. All groups
+//! croaring bitmap, on (usually) three nodes with openraft 0.10. All groups
 //! of a process share one sled database, one flush task and one HTTP
 //! client per peer.
 //!
@@ -26,9 +26,11 @@
 //! Nothing is reported durable before a flush covers it. sled's `flush` is
 //! database-wide, so [`storage::Flusher`] batches every waiter (append
 //! callbacks of all groups, votes, truncates, purges, snapshots) behind one
-//! flush: group commit. openraft 0.9 waits for the append callback before
-//! it replies to the leader or counts its own vote, so an acknowledged
-//! write is on disk on a quorum, and kill -9 at any instant loses none.
+//! flush: group commit. openraft may submit the next append before the
+//! previous one is flushed, but it replies to the leader, and counts the
+//! leader's own copy, only once the append's callback reports the flush,
+//! so an acknowledged write is on disk on a quorum, and kill -9 at any
+//! instant loses none.
 //!
 //! ## Snapshot format
 //! The bitmap lives in memory. A snapshot is bincode of
@@ -41,14 +43,24 @@
 //! snapshot and re-applies the committed entries after it
 //! (`save_committed`/`read_committed`), so restart time is bounded by
 //! `snapshot_every`, not by the log's history. Lagging or new followers
-//! receive the snapshot through openraft's `install_snapshot` RPC.
+//! receive the whole snapshot in one `POST /raft/{g}/snapshot`
+//! ([`checkraft_proto::raft::InstallSnapshot`]).
+//!
+//! ## Elections
+//! Every group runs raft Pre-Vote ([`config::NodeConfig::pre_vote`]): a
+//! follower whose election timer fires first asks its peers whether they
+//! would vote for it, and raises its term only if a quorum would. Peers
+//! that still hear from a leader say no, so a node that was cut off
+//! cannot inflate its term and depose a healthy leader when it returns
+//! (`integration/tests/partition_heal.rs`). A leader can hand its
+//! leadership to a caught-up peer (`transfer-leader` RPC).
 //!
 //! ## Reads
 //! `GET /shards/{id}/read` serves the replica's applied state (any
 //! replica, possibly stale). With `linearizable=true` the leader first
 //! confirms its leadership with a quorum, then, if its log holds entries it
 //! has not applied, commits a no-op [`checkraft_proto::Command::Barrier`]
-//! and waits for it. openraft 0.9's read index alone is not enough: a
+//! and waits for it. openraft's read index alone is not enough: a
 //! leader that restarted without losing leadership can take a read index
 //! below writes it acknowledged before the crash (see
 //! [`group::ShardGroup::read`]).
@@ -111,7 +123,9 @@
 //! | `GET /metrics` | | Prometheus / OpenMetrics text ([`metrics`]; names in `docs/metrics.md`); no auth |
 //! | `POST /raft/{g}/append` | bincode `AppendEntriesRequest` | bincode `Result<AppendEntriesResponse, RaftError>` |
 //! | `POST /raft/{g}/vote` | bincode `VoteRequest` | bincode `Result<VoteResponse, RaftError>` |
-//! | `POST /raft/{g}/snapshot` | bincode `InstallSnapshotRequest` | bincode `Result<InstallSnapshotResponse, RaftError>` |
+//! | `POST /raft/{g}/pre-vote` | bincode `VoteRequest` (at the candidate's hypothetical next term) | bincode `Result<VoteResponse, RaftError>` |
+//! | `POST /raft/{g}/snapshot` | bincode [`checkraft_proto::raft::InstallSnapshot`] | bincode `Result<SnapshotResponse, Fatal>` |
+//! | `POST /raft/{g}/transfer-leader` | bincode `TransferLeaderRequest` | bincode `Result<TransferLeaderResponse, Fatal>` |
 //! | `POST /admin/groups` | JSON [`checkraft_proto::CreateGroup`] | 201/200 JSON [`checkraft_proto::GroupCreated`]; 409 if the id exists with another range |
 //! | `POST /admin/groups/{g}/learners` | JSON [`checkraft_proto::AddLearner`] | JSON [`checkraft_proto::MembershipChanged`] once the learner caught up; 409 if not leader |
 //! | `POST /admin/groups/{g}/membership` | JSON [`checkraft_proto::ChangeMembership`] | JSON [`checkraft_proto::MembershipChanged`]; 409 if not leader or ids unknown |

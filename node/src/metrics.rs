@@ -20,6 +20,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use openraft::async_runtime::WatchReceiver;
+
 use crate::group::ShardGroup;
 use crate::node::Node;
 use crate::state_machine::GroupState;
@@ -71,7 +73,7 @@ pub struct GroupSample {
 impl GroupSample {
     /// Reads one group's values.
     pub fn of(group: &ShardGroup) -> Self {
-        let m = group.raft.metrics().borrow().clone();
+        let m = group.raft.metrics().borrow_watched().clone();
         let (seq, applied, checked_boxes) = {
             let core = group.shard.lock();
             let checked = match &core.state {

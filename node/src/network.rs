@@ -3,32 +3,43 @@
 //! Every group on a node sends its RPCs through [`Peers`], which keeps one
 //! `reqwest::Client` (one keep-alive connection pool) per peer address,
 //! shared by all groups. An RPC is `POST http://{peer}/raft/{group}/{rpc}`
-//! with a bincode body; the answer is a bincode
-//! `Result<Response, RaftError>`. Any HTTP-level failure (connection
-//! refused, timeout, 404 because the peer does not host the group yet) is
-//! reported to openraft as `Unreachable`, which makes it back off.
+//! with a bincode body, where `rpc` is `append`, `vote`, `pre-vote`,
+//! `snapshot` (a whole [`InstallSnapshot`]) or `transfer-leader`; the
+//! answer is a bincode `Result<Response, RaftError>`. Any HTTP-level
+//! failure (connection refused, timeout, 404 because the peer does not
+//! host the group yet) and any fatal error the peer reports are given to
+//! openraft as `Unreachable`, which makes it back off.
+//!
+//! `pre-vote` is what keeps a node that was cut off from deposing a
+//! healthy leader when it returns (openraft's `enable_pre_vote`): it asks
+//! whether peers *would* vote for it before it raises its term, and peers
+//! that still hear from a leader say no.
 //!
 //! Every call is signed as [`checkraft_auth::Role::Node`] with the cluster
 //! secret ([`Peers::signer`]); a peer with another secret answers 401,
 //! which is `Unreachable` too, and logged by the receiver.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use checkraft_auth::{SendSigned, Signer};
+use checkraft_proto::raft::{InstallSnapshot, Vote};
 use checkraft_proto::{codec, GroupId, TypeConfig};
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
-use openraft::{AnyError, BasicNode};
+use openraft::{AnyError, BasicNode, RaftNetworkV2};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use crate::state_machine::Snapshot;
 
 /// Shared HTTP clients, one per peer address, and the signer of every
 /// call they make.
@@ -102,32 +113,35 @@ pub struct PeerConnection {
     peers: Arc<Peers>,
 }
 
+fn unreachable(e: impl std::fmt::Display) -> Unreachable<TypeConfig> {
+    Unreachable::new(&AnyError::error(e.to_string()))
+}
+
 impl PeerConnection {
+    /// One call: the peer's own errors (a fatal raft error, an undecodable
+    /// answer) come back as `Err(String)` inside `Ok`, so each caller maps
+    /// them to its error type; transport failures are `Unreachable`.
     async fn call<Req, Resp, E>(
         &self,
         rpc: &str,
         req: &Req,
-        option: &RPCOption,
-    ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>>
+        timeout: Duration,
+    ) -> Result<Result<Resp, String>, Unreachable<TypeConfig>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
+        E: std::fmt::Display + DeserializeOwned,
     {
-        let unreachable = |e: String| RPCError::Unreachable(Unreachable::new(&AnyError::error(e)));
         let response = self
             .client
             .post(format!("{}/{}", self.base, rpc))
-            .timeout(option.hard_ttl())
+            .timeout(timeout)
             .body(codec::encode(req))
             .send_signed(self.peers.signer())
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(unreachable)?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let body = response.bytes().await.map_err(unreachable)?;
         if !status.is_success() {
             return Err(unreachable(format!(
                 "{rpc} to node {}: HTTP {status}: {}",
@@ -135,37 +149,97 @@ impl PeerConnection {
                 String::from_utf8_lossy(&body)
             )));
         }
-        let result: Result<Resp, RaftError<u64, E>> =
-            codec::decode(&body).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        Ok(match codec::decode::<Result<Resp, E>>(&body) {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(format!("{rpc} on node {}: {e}", self.target)),
+            Err(e) => Err(format!("{rpc} answer from node {}: {e}", self.target)),
+        })
+    }
+
+    /// A call whose remote failures are reported as `Unreachable`.
+    async fn rpc<Req, Resp, E>(
+        &self,
+        rpc: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::fmt::Display + DeserializeOwned,
+    {
+        match self
+            .call::<Req, Resp, E>(rpc, req, option.hard_ttl())
+            .await?
+        {
+            Ok(resp) => Ok(resp),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&AnyError::error(e)))),
+        }
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerConnection {
+impl RaftNetworkV2<TypeConfig> for PeerConnection {
+    type SnapshotData = Vec<u8>;
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.call("append", &rpc, &option).await
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<u64>,
-        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
-    > {
-        self.call("snapshot", &rpc, &option).await
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc::<_, _, RaftError<TypeConfig>>("append", &rpc, &option)
+            .await
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<u64>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.call("vote", &rpc, &option).await
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc::<_, _, RaftError<TypeConfig>>("vote", &rpc, &option)
+            .await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc::<_, _, RaftError<TypeConfig>>("pre-vote", &rpc, &option)
+            .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let req = InstallSnapshot {
+            vote,
+            meta: snapshot.meta,
+            data: snapshot.snapshot,
+        };
+        let call = self.call::<_, SnapshotResponse<TypeConfig>, Fatal<TypeConfig>>(
+            "snapshot",
+            &req,
+            option.hard_ttl(),
+        );
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            answer = call => match answer? {
+                Ok(resp) => Ok(resp),
+                Err(e) => Err(StreamingError::Network(NetworkError::new(&AnyError::error(e)))),
+            },
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc::<_, _, Fatal<TypeConfig>>("transfer-leader", &req, &option)
+            .await
     }
 }

@@ -13,15 +13,16 @@
 //! - an AppendEntries carries an uncommitted vote, entries whose indices
 //!   do not follow `prev_log_id` one by one, or log ids (entries, previous,
 //!   commit) whose term decreases or exceeds the leader's term;
-//! - a vote request's or snapshot's last log id has a term above its vote.
+//! - a vote request's or snapshot's last log id has a term above its vote;
+//! - a leadership transfer names node 0 or a log id above its vote.
 //!
 //! The same bound guards the stored vote ([`stored_vote`]): a replica whose
 //! own vote is impossible fails to load, with an error naming the group
 //! and the file, instead of starting a raft that panics.
 
+use checkraft_proto::raft::{InstallSnapshot, LogId, Vote};
 use checkraft_proto::TypeConfig;
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use openraft::{LogId, Vote};
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 
 use crate::error::{Error, Result};
 
@@ -34,7 +35,7 @@ fn refuse(why: String) -> Error {
     Error::BadRequest(format!("impossible raft request: {why}"))
 }
 
-fn check_vote(vote: &Vote<u64>) -> Result<()> {
+fn check_vote(vote: &Vote) -> Result<()> {
     let id = vote.leader_id;
     if id.term > MAX_TERM {
         return Err(refuse(format!("vote term {} exceeds {MAX_TERM}", id.term)));
@@ -47,7 +48,7 @@ fn check_vote(vote: &Vote<u64>) -> Result<()> {
 
 /// Checks that `log_id` is within bounds and not from a later term than
 /// the sender's vote.
-fn check_log_id(what: &str, log_id: &LogId<u64>, vote: &Vote<u64>) -> Result<()> {
+fn check_log_id(what: &str, log_id: &LogId, vote: &Vote) -> Result<()> {
     let term = log_id.leader_id.term;
     if term > vote.leader_id.term {
         return Err(refuse(format!(
@@ -65,7 +66,7 @@ fn check_log_id(what: &str, log_id: &LogId<u64>, vote: &Vote<u64>) -> Result<()>
 }
 
 /// Checks a vote read from this replica's own storage.
-pub fn stored_vote(vote: &Vote<u64>) -> std::result::Result<(), String> {
+pub fn stored_vote(vote: &Vote) -> std::result::Result<(), String> {
     if vote.leader_id.term > MAX_TERM {
         return Err(format!(
             "the stored vote (term {}, node {}) is impossible: terms never exceed {MAX_TERM}",
@@ -108,8 +109,8 @@ pub fn append(req: &AppendEntriesRequest<TypeConfig>) -> Result<()> {
     Ok(())
 }
 
-/// Checks a Vote request.
-pub fn vote(req: &VoteRequest<u64>) -> Result<()> {
+/// Checks a Vote or PreVote request.
+pub fn vote(req: &VoteRequest<TypeConfig>) -> Result<()> {
     check_vote(&req.vote)?;
     if let Some(last) = &req.last_log_id {
         check_log_id("last_log_id", last, &req.vote)?;
@@ -118,7 +119,7 @@ pub fn vote(req: &VoteRequest<u64>) -> Result<()> {
 }
 
 /// Checks an InstallSnapshot request.
-pub fn snapshot(req: &InstallSnapshotRequest<TypeConfig>) -> Result<()> {
+pub fn snapshot(req: &InstallSnapshot) -> Result<()> {
     check_vote(&req.vote)?;
     if let Some(last) = &req.meta.last_log_id {
         check_log_id("snapshot last_log_id", last, &req.vote)?;
@@ -126,17 +127,31 @@ pub fn snapshot(req: &InstallSnapshotRequest<TypeConfig>) -> Result<()> {
     Ok(())
 }
 
+/// Checks a TransferLeader request.
+pub fn transfer_leader(req: &TransferLeaderRequest<TypeConfig>) -> Result<()> {
+    let vote = req.from_leader();
+    check_vote(vote)?;
+    if *req.to_node_id() == 0 {
+        return Err(refuse("leadership transfer to node 0".into()));
+    }
+    if let Some(last) = req.last_log_id() {
+        check_log_id("transfer last_log_id", last, vote)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use checkraft_proto::raft::Entry;
     use checkraft_proto::Command;
-    use openraft::{CommittedLeaderId, Entry, EntryPayload};
+    use openraft::EntryPayload;
 
-    fn log_id(term: u64, index: u64) -> LogId<u64> {
-        LogId::new(CommittedLeaderId::new(term, 1), index)
+    fn log_id(term: u64, index: u64) -> LogId {
+        checkraft_proto::raft::log_id(term, 1, index)
     }
 
-    fn entry(term: u64, index: u64) -> Entry<TypeConfig> {
+    fn entry(term: u64, index: u64) -> Entry {
         Entry {
             log_id: log_id(term, index),
             payload: EntryPayload::Normal(Command::Barrier),
@@ -145,8 +160,8 @@ mod tests {
 
     fn append_req(
         term: u64,
-        prev: Option<LogId<u64>>,
-        entries: Vec<Entry<TypeConfig>>,
+        prev: Option<LogId>,
+        entries: Vec<Entry>,
     ) -> AppendEntriesRequest<TypeConfig> {
         AppendEntriesRequest {
             vote: Vote::new_committed(term, 1),

@@ -7,22 +7,20 @@
 //! re-applies the committed entries after it (`read_committed`). Snapshots
 //! are written and flushed before openraft may purge the log they cover.
 
-use std::io::Cursor;
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
-use checkraft_proto::raft::{Entry, LogId};
+use checkraft_proto::raft::{LogId, SnapshotMeta, StoredMembership};
 use checkraft_proto::{
     ChangeEvent, Command, CommandResponse, MetaOutcome, Rejection, ShardDescriptor, TypeConfig,
     META_GROUP,
 };
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    BasicNode, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
-    StoredMembership,
-};
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 
 use crate::changes::ChangeLog;
 use crate::error::{Error, Result};
@@ -136,7 +134,7 @@ pub struct ShardCore {
     /// The last applied log id.
     pub last_applied: Option<LogId>,
     /// The last applied membership.
-    pub membership: StoredMembership<u64, BasicNode>,
+    pub membership: StoredMembership,
     /// Recent events and the live broadcast.
     pub changes: ChangeLog,
 }
@@ -242,26 +240,32 @@ impl StateMachine {
     }
 }
 
-fn snapshot_id(last: &Option<LogId>, seq: u64) -> String {
+/// The operator-facing name of a snapshot: term, index and seq.
+pub fn snapshot_id(last: &Option<LogId>, seq: u64) -> String {
     match last {
         Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, seq),
         None => format!("0-0-{seq}"),
     }
 }
 
+/// A snapshot as openraft handles it: meta plus the data bytes.
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        let (meta, data, shard_id) = {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let (meta, data, shard_id, name) = {
             let core = self.shard.lock();
             let meta = SnapshotMeta {
                 last_log_id: core.last_applied,
                 last_membership: core.membership.clone(),
-                snapshot_id: snapshot_id(&core.last_applied, core.state.seq()),
             };
             (
                 meta,
                 core.state.to_snapshot_bytes(),
                 core.state.descriptor().shard,
+                snapshot_id(&core.last_applied, core.state.seq()),
             )
         };
         let stored = StoredSnapshot {
@@ -274,83 +278,84 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         stats
             .last_snapshot_bytes
             .store(stored.data.len() as u64, Ordering::Relaxed);
-        tracing::info!(shard_id, snapshot = %meta.snapshot_id, bytes = stored.data.len(), "snapshot built");
+        tracing::info!(shard_id, snapshot = %name, bytes = stored.data.len(), "snapshot built");
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            snapshot: stored.data,
         })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = Vec<u8>;
     type SnapshotBuilder = Self;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let core = self.shard.lock();
         Ok((core.last_applied, core.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError<u64>>
+    async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), io::Error>
     where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
-        let mut core = self.shard.lock();
-        let core = &mut *core;
-        let mut responses = Vec::new();
+        // openraft hands over what is ready now; collect it and apply it
+        // under one lock, then answer the waiting writers.
+        let ready: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
+        let mut answers = Vec::with_capacity(ready.len());
         let (mut batches, mut sets) = (0u64, 0u64);
-        for entry in entries {
-            core.last_applied = Some(entry.log_id);
-            let response = match entry.payload {
-                EntryPayload::Blank => CommandResponse::Internal,
-                EntryPayload::Membership(m) => {
-                    core.membership = StoredMembership::new(Some(entry.log_id), m);
-                    CommandResponse::Internal
-                }
-                EntryPayload::Normal(command) => {
-                    if let Command::SetBatch(b) = &command {
-                        batches += 1;
-                        sets += b.sets.len() as u64;
+        {
+            let mut core = self.shard.lock();
+            let core = &mut *core;
+            for (entry, responder) in ready {
+                core.last_applied = Some(entry.log_id);
+                let response = match entry.payload {
+                    EntryPayload::Blank => CommandResponse::Internal,
+                    EntryPayload::Membership(m) => {
+                        core.membership = StoredMembership::new(Some(entry.log_id), m);
+                        CommandResponse::Internal
                     }
-                    let (response, event) = core.state.apply(&command);
-                    if let Some(event) = event {
-                        core.changes.push(event);
+                    EntryPayload::Normal(command) => {
+                        if let Command::SetBatch(b) = &command {
+                            batches += 1;
+                            sets += b.sets.len() as u64;
+                        }
+                        let (response, event) = core.state.apply(&command);
+                        if let Some(event) = event {
+                            core.changes.push(event);
+                        }
+                        response
                     }
-                    response
-                }
-            };
-            responses.push(response);
+                };
+                answers.push((responder, response));
+            }
+            self.shard.version.send_replace(core.state.seq());
         }
-        self.shard.version.send_replace(core.state.seq());
         let stats = &self.shard.stats;
         stats
             .entries_applied
-            .fetch_add(responses.len() as u64, Ordering::Relaxed);
+            .fetch_add(answers.len() as u64, Ordering::Relaxed);
         stats
             .set_batches_applied
             .fetch_add(batches, Ordering::Relaxed);
         stats.sets_applied.fetch_add(sets, Ordering::Relaxed);
-        Ok(responses)
+        for (responder, response) in answers {
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
+        }
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<u64, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError<u64>> {
-        let data = snapshot.into_inner();
+        meta: &SnapshotMeta,
+        data: Vec<u8>,
+    ) -> Result<(), io::Error> {
         let bytes = data.len() as u64;
         let group = self.shard.lock().state.descriptor().shard;
         let state = GroupState::from_snapshot_bytes(group, &data).map_err(read_err)?;
@@ -361,6 +366,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             })
             .await
             .map_err(write_err)?;
+        let name = snapshot_id(&meta.last_log_id, state.seq());
         let mut core = self.shard.lock();
         if let GroupState::Shard(shard) = &state {
             core.changes.reset(shard.snapshot_event());
@@ -373,16 +379,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let stats = &self.shard.stats;
         stats.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         stats.last_snapshot_bytes.store(bytes, Ordering::Relaxed);
-        tracing::info!(shard_id = group, snapshot = %meta.snapshot_id, "snapshot installed");
+        tracing::info!(shard_id = group, snapshot = %name, "snapshot installed");
         Ok(())
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         Ok(self.snapshots.load().map_err(read_err)?.map(|s| Snapshot {
             meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
+            snapshot: s.data,
         }))
     }
 }

@@ -8,7 +8,6 @@
 //!   on sled round-trips byte for byte.
 
 use std::collections::BTreeSet;
-use std::io::Cursor;
 
 use checkraft_node::state::{decode_bitmap, portable_bytes, ShardState};
 use checkraft_node::state_machine::StateMachine;
@@ -18,7 +17,7 @@ use checkraft_proto::{
 };
 use croaring::Bitmap;
 use openraft::storage::RaftStateMachine;
-use openraft::{EntryPayload, LogId, RaftSnapshotBuilder};
+use openraft::{EntryPayload, RaftSnapshotBuilder};
 use proptest::prelude::*;
 
 const START: u64 = 50;
@@ -196,7 +195,7 @@ proptest! {
 
 fn entry(index: u64, command: Command) -> checkraft_proto::raft::Entry {
     checkraft_proto::raft::Entry {
-        log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+        log_id: checkraft_proto::raft::log_id(1, 1, index),
         payload: EntryPayload::Normal(command),
     }
 }
@@ -222,21 +221,21 @@ proptest! {
             let storage = Storage::open(dir.path(), 8).unwrap();
             let mut source = open_sm(&storage, 1);
             let entries: Vec<_> = ops.iter().enumerate().map(|(i, op)| entry(i as u64 + 1, command(op))).collect();
-            source.apply(entries).await.unwrap();
+            source.apply(futures::stream::iter(entries.into_iter().map(|e| Ok((e, None))))).await.unwrap();
             let first = source.get_snapshot_builder().await.build_snapshot().await.unwrap();
-            let first_bytes = first.snapshot.get_ref().clone();
+            let first_bytes = first.snapshot.clone();
 
             let mut target = open_sm(&storage, 2);
-            target.install_snapshot(&first.meta, Box::new(Cursor::new(first_bytes.clone()))).await.unwrap();
+            target.install_snapshot(&first.meta, first_bytes.clone()).await.unwrap();
             let second = target.get_snapshot_builder().await.build_snapshot().await.unwrap();
-            assert_eq!(second.snapshot.get_ref(), &first_bytes, "snapshot bytes differ after install");
+            assert_eq!(&second.snapshot, &first_bytes, "snapshot bytes differ after install");
             assert_eq!(second.meta.last_log_id, first.meta.last_log_id);
 
             // A state machine reopened from storage holds the same state.
             drop(target);
             let mut reopened = open_sm(&storage, 2);
             let third = reopened.get_snapshot_builder().await.build_snapshot().await.unwrap();
-            assert_eq!(third.snapshot.get_ref(), &first_bytes, "snapshot bytes differ after reopen");
+            assert_eq!(&third.snapshot, &first_bytes, "snapshot bytes differ after reopen");
         });
     }
 }

@@ -4,7 +4,7 @@
 use checkraft_node::state_machine::StateMachine;
 use checkraft_node::storage::{LogStore, SnapshotStore, Storage};
 use checkraft_proto::{ShardDescriptor, TypeConfig};
-use openraft::testing::{StoreBuilder, Suite};
+use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::StorageError;
 
 struct SledBuilder;
@@ -12,7 +12,7 @@ struct SledBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for SledBuilder {
     async fn build(
         &self,
-    ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let storage = Storage::open(dir.path(), 8).expect("open sled");
         let tree = storage.group_tree(1).expect("tree");
@@ -30,7 +30,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Sle
     }
 }
 
-#[test]
-fn openraft_storage_suite() {
-    Suite::test_all(SledBuilder).expect("openraft storage suite");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite() {
+    Suite::test_all(SledBuilder)
+        .await
+        .expect("openraft storage suite");
 }

@@ -183,7 +183,8 @@ pub struct MembershipChanged {
 /// snapshot download.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
-    /// openraft's snapshot id.
+    /// The snapshot's name, `{term}-{index}-{seq}` of the last log id it
+    /// covers and the shard's seq (openraft 0.10 snapshots have no id).
     pub snapshot_id: String,
     /// The last log id the snapshot covers.
     pub last_log_id: Option<LogId>,

@@ -43,6 +43,20 @@ pub enum Command {
     Meta(crate::meta::MetaCommand),
 }
 
+/// A short description for logs (openraft prints entries with it).
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::SetBatch(b) => write!(f, "SetBatch(epoch {}, {} sets)", b.epoch, b.sets.len()),
+            Command::Restore(r) => {
+                write!(f, "Restore(epoch {}, {} bytes)", r.epoch, r.bitmap.len())
+            }
+            Command::Barrier => f.write_str("Barrier"),
+            Command::Meta(m) => write!(f, "Meta({m:?})"),
+        }
+    }
+}
+
 /// Why the state machine refused a command. Deterministic: every replica
 /// that applies the same entry reaches the same rejection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

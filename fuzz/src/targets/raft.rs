@@ -4,11 +4,12 @@
 //! the raft answers a node decodes from its peers (`node/src/network.rs`).
 //!
 //! Every input is decoded as: `AppendEntriesRequest<TypeConfig>`,
-//! `VoteRequest<u64>`, `InstallSnapshotRequest<TypeConfig>`, [`Restore`],
-//! and `Result<AppendEntriesResponse | VoteResponse |
-//! InstallSnapshotResponse, RaftError>`. Then, like the node would after
+//! `VoteRequest<TypeConfig>` (vote and pre-vote), [`InstallSnapshot`],
+//! `TransferLeaderRequest<TypeConfig>`, [`Restore`], and
+//! `Result<AppendEntriesResponse | VoteResponse, RaftError>` and
+//! `Result<SnapshotResponse, Fatal>`. Then, like the node would after
 //! accepting them: an append's shard commands are applied to a shard state
-//! and its metadata commands to a metadata state; a complete snapshot's
+//! and its metadata commands to a metadata state; a snapshot's
 //! data is loaded as a shard and as a metadata snapshot; a restore's bitmap
 //! goes through the node's `decode_bitmap` and a shard's `apply`. Every
 //! decoded value must encode to bytes that decode again, and, as the node
@@ -22,19 +23,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use checkraft_node::meta_state::MetaState;
 use checkraft_node::state::{decode_bitmap, portable_bytes, ShardState};
 use checkraft_node::storage::StoredSnapshot;
+use checkraft_proto::raft::{log_id, Entry, InstallSnapshot, SnapshotMeta, StoredMembership, Vote};
 use checkraft_proto::{
     codec, Command, Grid, MetaCommand, NodeRecord, NodeState, Restore, SetBatch, ShardDescriptor,
     ShardRecord, TypeConfig,
 };
-use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::error::{Fatal, RaftError};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     VoteRequest, VoteResponse,
 };
-use openraft::{
-    BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, SnapshotMeta,
-    StoredMembership, Vote,
-};
+use openraft::{BasicNode, EntryPayload, Membership};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::Target;
@@ -43,7 +42,7 @@ use crate::{feedback, samples};
 /// The target.
 pub const TARGET: Target = Target {
     name: "raft",
-    about: "bincode raft bodies (AppendEntries, Vote, InstallSnapshot requests and responses) and the Restore body",
+    about: "bincode raft bodies (AppendEntries, Vote, InstallSnapshot, TransferLeader requests and responses) and the Restore body",
     run,
     seeds,
     dict: &[
@@ -60,9 +59,9 @@ pub const TARGET: Target = Target {
     max_len: 64 << 10,
 };
 
-type AppendResult = Result<AppendEntriesResponse<u64>, RaftError<u64>>;
-type VoteResult = Result<VoteResponse<u64>, RaftError<u64>>;
-type SnapshotResult = Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>;
+type AppendResult = Result<AppendEntriesResponse<TypeConfig>, RaftError<TypeConfig>>;
+type VoteResult = Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>>;
+type SnapshotResult = Result<SnapshotResponse<TypeConfig>, Fatal<TypeConfig>>;
 
 /// Decodes `data` as `T`; on success checks that it re-encodes to bytes
 /// that decode.
@@ -90,7 +89,7 @@ pub fn run(data: &[u8]) {
         let mut meta = MetaState::default();
         for entry in &req.entries {
             let stored = codec::encode(entry);
-            if let Err(e) = codec::decode::<Entry<TypeConfig>>(&stored) {
+            if let Err(e) = codec::decode::<Entry>(&stored) {
                 panic!("an accepted entry does not read back from the log: {e}");
             }
             match &entry.payload {
@@ -114,22 +113,21 @@ pub fn run(data: &[u8]) {
             }
         }
     }
-    decode::<VoteRequest<u64>>("vote", data);
-    if let Some(req) = decode::<InstallSnapshotRequest<TypeConfig>>("install_snapshot", data) {
-        if req.offset == 0 && req.done {
-            let stored = codec::encode(&StoredSnapshot {
-                meta: req.meta.clone(),
-                data: req.data.clone(),
-            });
-            if let Err(e) = codec::decode::<StoredSnapshot>(&stored) {
-                panic!("an accepted snapshot does not read back from its store: {e}");
-            }
-            feedback::note_result(
-                "shard snapshot",
-                &ShardState::from_snapshot_bytes(&req.data),
-            );
-            feedback::note_result("meta snapshot", &MetaState::from_snapshot_bytes(&req.data));
+    decode::<VoteRequest<TypeConfig>>("vote", data);
+    decode::<TransferLeaderRequest<TypeConfig>>("transfer leader", data);
+    if let Some(req) = decode::<InstallSnapshot>("install_snapshot", data) {
+        let stored = codec::encode(&StoredSnapshot {
+            meta: req.meta.clone(),
+            data: req.data.clone(),
+        });
+        if let Err(e) = codec::decode::<StoredSnapshot>(&stored) {
+            panic!("an accepted snapshot does not read back from its store: {e}");
         }
+        feedback::note_result(
+            "shard snapshot",
+            &ShardState::from_snapshot_bytes(&req.data),
+        );
+        feedback::note_result("meta snapshot", &MetaState::from_snapshot_bytes(&req.data));
     }
     if let Some(restore) = decode::<Restore>("restore", data) {
         let bitmap = decode_bitmap(&restore.bitmap);
@@ -144,11 +142,7 @@ pub fn run(data: &[u8]) {
     decode::<SnapshotResult>("snapshot response", data);
 }
 
-fn log_id(term: u64, node: u64, index: u64) -> LogId<u64> {
-    LogId::new(CommittedLeaderId::new(term, node), index)
-}
-
-fn entry(index: u64, payload: EntryPayload<TypeConfig>) -> Entry<TypeConfig> {
+fn entry(index: u64, payload: EntryPayload<Command, u64, BasicNode>) -> Entry {
     Entry {
         log_id: log_id(3, 1, index),
         payload,
@@ -165,6 +159,7 @@ fn membership() -> Membership<u64, BasicNode> {
             (4, BasicNode::new("127.0.0.1:7004")),
         ]),
     )
+    .expect("a valid membership")
 }
 
 fn meta_init() -> MetaCommand {
@@ -216,7 +211,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
         entry(10, EntryPayload::Normal(Command::Meta(meta_init()))),
         entry(11, EntryPayload::Normal(batch(40))),
     ];
-    let append = |entries: Vec<Entry<TypeConfig>>| AppendEntriesRequest::<TypeConfig> {
+    let append = |entries: Vec<Entry>| AppendEntriesRequest::<TypeConfig> {
         vote: Vote::new_committed(3, 1),
         prev_log_id: Some(log_id(2, 2, 4)),
         entries,
@@ -233,33 +228,35 @@ pub fn seeds() -> Vec<Vec<u8>> {
         codec::encode(&append(entries.clone())),
     ];
     out.extend(entries.into_iter().map(|e| codec::encode(&append(vec![e]))));
-    out.push(codec::encode(&VoteRequest::new(
+    out.push(codec::encode(&VoteRequest::<TypeConfig>::new(
         Vote::new(4, 2),
         Some(log_id(3, 1, 11)),
     )));
-    out.push(codec::encode(&VoteRequest::<u64>::new(
+    out.push(codec::encode(&VoteRequest::<TypeConfig>::new(
         Vote::new(1, 1),
         None,
     )));
-    let snapshot = |data: Vec<u8>, offset: u64, done: bool| InstallSnapshotRequest::<TypeConfig> {
+    out.push(codec::encode(&TransferLeaderRequest::<TypeConfig>::new(
+        Vote::new_committed(3, 1),
+        2,
+        Some(log_id(3, 1, 11)),
+    )));
+    let snapshot = |data: Vec<u8>| InstallSnapshot {
         vote: Vote::new_committed(3, 1),
         meta: SnapshotMeta {
             last_log_id: Some(log_id(3, 1, 11)),
             last_membership: StoredMembership::new(Some(log_id(3, 1, 9)), membership()),
-            snapshot_id: "3-1-11-4".into(),
         },
-        offset,
         data,
-        done,
     };
     for data in samples::snapshots().into_iter().take(4) {
-        out.push(codec::encode(&snapshot(data.clone(), 0, true)));
+        out.push(codec::encode(&snapshot(data.clone())));
         let half = data.len() / 2;
-        out.push(codec::encode(&snapshot(data[..half].to_vec(), 0, false)));
+        out.push(codec::encode(&snapshot(data[..half].to_vec())));
     }
     let mut meta = MetaState::default();
     meta.apply(&meta_init());
-    out.push(codec::encode(&snapshot(meta.to_snapshot_bytes(), 0, true)));
+    out.push(codec::encode(&snapshot(meta.to_snapshot_bytes())));
     for b in &bitmaps {
         out.push(codec::encode(&Restore {
             epoch: 2,
@@ -283,10 +280,8 @@ pub fn seeds() -> Vec<Vec<u8>> {
         vote_granted: true,
         last_log_id: Some(log_id(3, 1, 11)),
     })));
-    out.push(codec::encode::<SnapshotResult>(&Ok(
-        InstallSnapshotResponse {
-            vote: Vote::new_committed(3, 1),
-        },
-    )));
+    out.push(codec::encode::<SnapshotResult>(&Ok(SnapshotResponse::new(
+        Vote::new_committed(3, 1),
+    ))));
     out
 }

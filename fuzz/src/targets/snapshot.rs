@@ -13,9 +13,10 @@
 use checkraft_node::meta_state::MetaState;
 use checkraft_node::state::{decode_bitmap, portable_bytes, ShardState};
 use checkraft_node::storage::StoredSnapshot;
+use checkraft_proto::raft::{SnapshotMeta, StoredMembership};
 use checkraft_proto::{codec, ShardRead, ShardSnapshot, SnapshotDownload, SnapshotInfo};
 use croaring::{Bitmap, Portable};
-use openraft::{BasicNode, CommittedLeaderId, LogId, Membership, SnapshotMeta, StoredMembership};
+use openraft::{BasicNode, Membership};
 
 use super::Target;
 use crate::{feedback, samples};
@@ -115,20 +116,20 @@ pub fn seeds() -> Vec<Vec<u8>> {
     let mut out = samples::snapshots();
     let bitmaps = samples::bitmaps(100_000, 300_000);
     out.extend(bitmaps.iter().map(portable_bytes));
-    let log_id = LogId::new(CommittedLeaderId::new(3, 1), 77);
+    let log_id = checkraft_proto::raft::log_id(3, 1, 77);
     let membership = Membership::new(
         vec![[1, 2, 3].into()],
         [1, 2, 3]
             .map(|i| (i, BasicNode::new(format!("127.0.0.1:700{i}"))))
             .into_iter()
             .collect::<std::collections::BTreeMap<_, _>>(),
-    );
-    for (i, data) in samples::snapshots().into_iter().enumerate().take(3) {
+    )
+    .expect("a valid membership");
+    for data in samples::snapshots().into_iter().take(3) {
         out.push(codec::encode(&StoredSnapshot {
             meta: SnapshotMeta {
                 last_log_id: Some(log_id),
                 last_membership: StoredMembership::new(Some(log_id), membership.clone()),
-                snapshot_id: format!("3-1-77-{i}"),
             },
             data,
         }));

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use checkraft_proto::TypeConfig;
-use openraft::storage::LogFlushed;
+use openraft::storage::IOFlushed;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use tokio::sync::{mpsc, oneshot};
 
@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 enum Waiter {
     /// openraft's append callback, and the number of entries appended
     /// when the caller said.
-    Log(LogFlushed<TypeConfig>, Option<u64>),
+    Log(IOFlushed<TypeConfig>, Option<u64>),
     /// An `await`ing caller (vote, truncate, purge, snapshot).
     Notify(oneshot::Sender<Result<(), String>>),
 }
@@ -75,21 +75,21 @@ impl Flusher {
     /// Calls `callback` once a flush that starts after this call completes.
     /// The entries it covers are not counted in `FlushStats::entries`;
     /// log appends should use [`Flusher::after_append`].
-    pub fn after_flush(&self, callback: LogFlushed<TypeConfig>) {
+    pub fn after_flush(&self, callback: IOFlushed<TypeConfig>) {
         self.queue_log(callback, None);
     }
 
     /// Like [`Flusher::after_flush`], for an append of `entries` log
     /// entries, which the flush metrics count.
-    pub fn after_append(&self, callback: LogFlushed<TypeConfig>, entries: u64) {
+    pub fn after_append(&self, callback: IOFlushed<TypeConfig>, entries: u64) {
         self.queue_log(callback, Some(entries));
     }
 
-    fn queue_log(&self, callback: LogFlushed<TypeConfig>, entries: Option<u64>) {
+    fn queue_log(&self, callback: IOFlushed<TypeConfig>, entries: Option<u64>) {
         if let Err(mpsc::error::SendError(Waiter::Log(cb, _))) =
             self.tx.send(Waiter::Log(callback, entries))
         {
-            cb.log_io_completed(Err(std::io::Error::other("flusher stopped")));
+            cb.io_completed(Err(std::io::Error::other("flusher stopped")));
         }
     }
 
@@ -148,7 +148,7 @@ async fn run(db: sled::Db, mut rx: mpsc::UnboundedReceiver<Waiter>, stats: Arc<F
         for waiter in batch.drain(..) {
             match waiter {
                 Waiter::Log(cb, _) => {
-                    cb.log_io_completed(result.clone().map_err(std::io::Error::other))
+                    cb.io_completed(result.clone().map_err(std::io::Error::other))
                 }
                 Waiter::Notify(tx) => {
                     let _ = tx.send(result.clone());

@@ -1,16 +1,14 @@
 //! openraft's log storage for one group, in that group's sled tree.
 
-// openraft's trait methods return its large `StorageError`; our helpers
-// return the same type so `?` flows straight through.
-#![allow(clippy::result_large_err)]
-
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 
-use checkraft_proto::raft::{Entry, LogId};
+use std::io;
+
+use checkraft_proto::raft::{Entry, LogId, Vote};
 use checkraft_proto::{codec, TypeConfig};
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{OptionalSend, RaftLogReader, StorageError, Vote};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -40,14 +38,14 @@ impl LogStore {
         Self { tree, flusher }
     }
 
-    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError<u64>> {
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, io::Error> {
         match self.tree.get(key).map_err(read_err)? {
             Some(v) => codec::decode(&v).map(Some).map_err(read_err),
             None => Ok(None),
         }
     }
 
-    fn put<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StorageError<u64>> {
+    fn put<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), io::Error> {
         self.tree
             .insert(key, codec::encode(value))
             .map_err(write_err)?;
@@ -56,11 +54,11 @@ impl LogStore {
 
     /// The committed log id last saved by openraft on this replica (read
     /// by the metrics scrape).
-    pub fn committed(&self) -> Result<Option<LogId>, StorageError<u64>> {
+    pub fn committed(&self) -> Result<Option<LogId>, io::Error> {
         Ok(self.get::<Option<LogId>>(COMMITTED)?.flatten())
     }
 
-    async fn flush(&self) -> Result<(), StorageError<u64>> {
+    async fn flush(&self) -> Result<(), io::Error> {
         self.flusher.flush().await.map_err(write_err)
     }
 
@@ -71,7 +69,7 @@ impl LogStore {
         from: u64,
         to_inclusive: u64,
         extra: Option<(&[u8], Vec<u8>)>,
-    ) -> Result<(), StorageError<u64>> {
+    ) -> Result<(), io::Error> {
         let mut batch = sled::Batch::default();
         if let Some((k, v)) = extra {
             batch.insert(k, v);
@@ -86,7 +84,7 @@ impl LogStore {
         self.tree.apply_batch(batch).map_err(write_err)
     }
 
-    fn last_log_id(&self) -> Result<Option<LogId>, StorageError<u64>> {
+    fn last_log_id(&self) -> Result<Option<LogId>, io::Error> {
         match self.tree.range(log_key(0)..=log_key(u64::MAX)).next_back() {
             Some(kv) => {
                 let (_, v) = kv.map_err(read_err)?;
@@ -102,7 +100,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError<u64>> {
+    ) -> Result<Vec<Entry>, io::Error> {
         let start = match range.start_bound() {
             Bound::Included(&i) => i,
             Bound::Excluded(&i) => i.saturating_add(1),
@@ -119,12 +117,20 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .map(|v| codec::decode::<Entry>(&v.map_err(read_err)?).map_err(read_err))
             .collect()
     }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        let vote: Option<Vote> = self.get(VOTE)?;
+        if let Some(vote) = &vote {
+            crate::raft_check::stored_vote(vote).map_err(read_err)?;
+        }
+        Ok(vote)
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged: Option<LogId> = self.get(PURGED)?;
         let last = self.last_log_id()?.or(last_purged);
         Ok(LogState {
@@ -137,34 +143,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         self.put(VOTE, vote)?;
         self.flush().await
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
-        let vote: Option<Vote<u64>> = self.get(VOTE)?;
-        if let Some(vote) = &vote {
-            crate::raft_check::stored_vote(vote).map_err(read_err)?;
-        }
-        Ok(vote)
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<u64>> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         // Not flushed here: losing it only means re-learning the commit
         // index from the leader. The next flush makes it durable.
         self.put(COMMITTED, &committed)
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError<u64>> {
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
         Ok(self.get::<Option<LogId>>(COMMITTED)?.flatten())
     }
 
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError<u64>>
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -181,12 +179,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<u64>> {
-        self.remove_logs(log_id.index, u64::MAX, None)?;
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map_or(0, |l| l.index + 1);
+        self.remove_logs(from, u64::MAX, None)?;
         self.flush().await
     }
 
-    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<u64>> {
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         // The purge marker and the removal land in one atomic batch, so a
         // crash never leaves a hole between the marker and the first log.
         self.remove_logs(0, log_id.index, Some((PURGED, codec::encode(&log_id))))?;

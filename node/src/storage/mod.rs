@@ -287,14 +287,15 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc
 }
 
-/// Wraps any failure as an openraft storage read error (fatal to the group).
-pub(crate) fn read_err(e: impl std::fmt::Display) -> openraft::StorageError<u64> {
-    openraft::StorageIOError::read(openraft::AnyError::error(e.to_string())).into()
+/// Wraps a failure to read stored raft state as the I/O error openraft's
+/// storage traits return (openraft treats it as fatal to the group).
+pub(crate) fn read_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("read: {e}"))
 }
 
-/// Wraps any failure as an openraft storage write error (fatal to the group).
-pub(crate) fn write_err(e: impl std::fmt::Display) -> openraft::StorageError<u64> {
-    openraft::StorageIOError::write(openraft::AnyError::error(e.to_string())).into()
+/// Wraps a failure to write raft state, like [`read_err`].
+pub(crate) fn write_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("write: {e}"))
 }
 
 #[cfg(test)]

@@ -105,7 +105,8 @@ impl OfflineCopy {
             Error::Corrupt(format!("group {group}: {what}: {e}"))
         };
         if let Some(v) = get(VOTE)? {
-            let vote: openraft::Vote<u64> = codec::decode(&v).map_err(|e| corrupt("vote", e))?;
+            let vote: checkraft_proto::raft::Vote =
+                codec::decode(&v).map_err(|e| corrupt("vote", e))?;
             let _ = writeln!(out, "vote: {vote:?}");
         }
         if let Some(v) = get(COMMITTED)? {

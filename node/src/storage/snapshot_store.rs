@@ -1,7 +1,7 @@
 //! The latest snapshot of one group, in that group's sled tree.
 
 use checkraft_proto::codec;
-use openraft::{BasicNode, SnapshotMeta};
+use checkraft_proto::raft::SnapshotMeta;
 use serde::{Deserialize, Serialize};
 
 use super::Flusher;
@@ -13,8 +13,8 @@ pub(super) const SNAPSHOT: &[u8] = b"m:snapshot";
 /// [`checkraft_proto::ShardSnapshot`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredSnapshot {
-    /// openraft's snapshot meta (last log id, membership, id).
-    pub meta: SnapshotMeta<u64, BasicNode>,
+    /// openraft's snapshot meta (last log id, membership).
+    pub meta: SnapshotMeta,
     /// The snapshot data.
     pub data: Vec<u8>,
 }
