@@ -191,6 +191,17 @@ impl Cluster {
             .expect("signal node");
     }
 
+    /// Pauses node `id` (SIGSTOP): it holds its connections and answers
+    /// nothing, like a stalled VM or a long GC pause.
+    pub fn pause(&self, id: u64) {
+        self.signal(id, nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Resumes node `id` after [`Cluster::pause`] (SIGCONT).
+    pub fn resume(&self, id: u64) {
+        self.signal(id, nix::sys::signal::Signal::SIGCONT);
+    }
+
     /// Waits up to `limit` for node `id` to exit (after a signal, or by
     /// itself) and answers its exit status, or `None` if it still runs.
     pub async fn wait_exit(

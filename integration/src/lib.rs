@@ -21,10 +21,12 @@
 //! take a port between the check and the new process's bind.
 //!
 //! Faults beyond kill -9: [`Cluster::start_as_users`] runs each node under
-//! its own uid so that [`Partition`] can cut it off from its peers with
-//! iptables (gateways and the test still reach it); `Cluster::signal`
-//! pauses and resumes a node (SIGSTOP/SIGCONT); [`SmallDisk`] puts a data
-//! dir on a small tmpfs. Each removes what it set up when dropped, and
+//! its own uid so that [`Partition`] can cut it off from its peers
+//! (`isolate(n)`), or two nodes from each other (`partition(a, b)`), with
+//! iptables (gateways and the test still reach it), and `heal()`;
+//! [`Cluster::pause`] and [`Cluster::resume`] stop and continue a node
+//! (SIGSTOP/SIGCONT); [`SmallDisk`] puts a data dir on a small tmpfs;
+//! [`damage::flip`] flips bytes of a stopped node's files. Each removes what it set up when dropped, and
 //! skips with a printed reason where it needs root. [`history`] records
 //! what a workload wrote and read and checks it (no lost acknowledged
 //! write, no stale read where the API promises none, no replica
@@ -38,6 +40,7 @@
 
 mod client;
 mod cluster;
+pub mod damage;
 mod gateway;
 pub mod history;
 mod partition;

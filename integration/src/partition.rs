@@ -4,7 +4,8 @@
 //! It needs a [`Cluster::start_as_users`] cluster: each node runs under
 //! its own uid, so an `OUTPUT` rule can match a node's packets by owner.
 //! [`Partition::isolate`] drops every new request between node `id` and
-//! its peers, both ways (its requests to their ports, theirs to its port);
+//! its peers, both ways (its requests to their ports, theirs to its port),
+//! and [`Partition::partition`] does the same between two nodes only;
 //! processes running as other users, such as gateways and the test, are
 //! untouched. All rules live in a chain of this partition's own, which
 //! [`Partition::heal`] empties and `Drop` removes, even when the test
@@ -46,32 +47,36 @@ impl Partition {
 
     /// Cuts node `id` off from every other node of `cluster`.
     pub fn isolate(&self, cluster: &Cluster, id: u64) {
+        for peer in cluster.members().into_keys().filter(|p| *p != id) {
+            self.partition(cluster, id, peer);
+        }
+    }
+
+    /// Cuts nodes `a` and `b` off from each other; both still reach
+    /// every other node.
+    pub fn partition(&self, cluster: &Cluster, a: u64, b: u64) {
         assert!(
             cluster.runs_as_users(),
-            "isolate needs Cluster::start_as_users"
+            "a partition needs Cluster::start_as_users"
         );
-        let me = node_uid(id).to_string();
-        let my_port = cluster.port(id).to_string();
-        for peer in cluster.members().into_keys().filter(|p| *p != id) {
-            let peer_uid = node_uid(peer).to_string();
-            let peer_port = cluster.port(peer).to_string();
-            for (uid, port) in [(&me, &peer_port), (&peer_uid, &my_port)] {
-                let rule = [
-                    "-A",
-                    &self.chain,
-                    "-p",
-                    "tcp",
-                    "-m",
-                    "owner",
-                    "--uid-owner",
-                    uid,
-                    "--dport",
-                    port,
-                    "-j",
-                    "DROP",
-                ];
-                assert!(iptables(&rule), "iptables {rule:?}");
-            }
+        let (a_uid, b_uid) = (node_uid(a).to_string(), node_uid(b).to_string());
+        let (a_port, b_port) = (cluster.port(a).to_string(), cluster.port(b).to_string());
+        for (uid, port) in [(&a_uid, &b_port), (&b_uid, &a_port)] {
+            let rule = [
+                "-A",
+                &self.chain,
+                "-p",
+                "tcp",
+                "-m",
+                "owner",
+                "--uid-owner",
+                uid,
+                "--dport",
+                port,
+                "-j",
+                "DROP",
+            ];
+            assert!(iptables(&rule), "iptables {rule:?}");
         }
     }
 

@@ -65,7 +65,6 @@ use checkraft_integration::{
 };
 use checkraft_proto::{SetBatch, ShardDescriptor, ShardRead, WriteOutcome};
 use croaring::{Bitmap, Portable};
-use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -646,9 +645,9 @@ async fn run(seed: u64, fault_secs: u64) {
                 partition.heal();
             }
             Kind::Pause => {
-                cluster.signal(node, Signal::SIGSTOP);
+                cluster.pause(node);
                 watched = watch_elections(&shared.clients, node, &led, start + hold).await;
-                cluster.signal(node, Signal::SIGCONT);
+                cluster.resume(node);
             }
         }
         let undone = Instant::now();

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use checkraft_integration::{eventually, initialized_cluster, GatewayProcess};
-use nix::sys::signal::Signal;
 
 const TOKEN: &str = "paused-leader-test-token";
 const SHARD: u64 = 1;
@@ -64,7 +63,7 @@ async fn test() {
 
     let victim = cluster.confirmed_shard_leader(SHARD, TOKEN).await;
     let paused_at = Instant::now();
-    cluster.signal(victim, Signal::SIGSTOP);
+    cluster.pause(victim);
     let others: Vec<u64> = cluster
         .running()
         .into_iter()
@@ -113,7 +112,7 @@ async fn test() {
 
     // Keep it paused for 10 s in all, then let it go; writes keep working.
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(paused_at.elapsed())).await;
-    cluster.signal(victim, Signal::SIGCONT);
+    cluster.resume(victim);
     let before = count();
     eventually(Duration::from_secs(30), "PUTs after the resume", || async {
         (count() >= before + 20).then_some(())

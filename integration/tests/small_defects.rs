@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use checkraft_integration::damage::flip;
 use checkraft_integration::{eventually, raftctl, Cluster, Router};
 
 const TOKEN: &str = "small-defects-token";
@@ -85,16 +86,6 @@ fn copy_dir(from: &Path, to: &Path) {
 fn restore(pristine: &Path, dir: &Path) {
     std::fs::remove_dir_all(dir).expect("remove data dir");
     copy_dir(pristine, dir);
-}
-
-/// XORs `len` bytes of `file` from `at` with 0xff.
-fn flip(file: &Path, at: usize, len: usize) {
-    let mut bytes = std::fs::read(file).expect("read file");
-    assert!(bytes.len() >= at + len, "{} is too short", file.display());
-    for b in &mut bytes[at..at + len] {
-        *b ^= 0xff;
-    }
-    std::fs::write(file, bytes).expect("write file");
 }
 
 /// sled's page-table files (`snap.*`) in `dir`.
