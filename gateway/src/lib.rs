@@ -96,12 +96,14 @@
 //! | `GET /config.json` | | `{"endpoints": [ws URL, ...]}`: the websocket endpoints the page picks from (`client_endpoints`, default `["/ws"]`, the page's own origin) |
 //! | `GET /`, `/js/…`, … | | the page's static files from `assets_dir` when it is set (no Caddy in front), with the Caddyfile's security headers ([`assets`]) |
 //! | `GET /health` | | 200 `ok` once the map and every shard's state are loaded; else 503 with the reason |
+//! | `GET /ready` | | 200 `ready` when, besides, the map is initialized and names a leader for every shard (writes have somewhere to go); else 503 with every reason ([`ready`]); systemd's `READY=1` is sent at the same moment |
 //! | `GET /metrics` | | OpenMetrics text: connections, messages and bytes, subscriptions, send-queue depth, rejections and resyncs by reason, write and set latency histograms, shard streams; every name in `docs/metrics.md` |
 //!
 //! ## Configuration
 //! [`config::GatewayConfig`]: defaults, a TOML file (`--config`),
 //! `CHECKRAFT_GATEWAY_<FIELD>` environment variables, then the flags
-//! `--listen`, `--cluster`, `--id`. Logs follow `RUST_LOG`.
+//! `--listen`, `--cluster`, `--id`, `--log-format`. Logs follow `RUST_LOG`,
+//! as text or JSON lines ([`logging`]).
 //!
 //! ## Caveats
 //! - A gateway holds every shard's bitmap: memory grows with the grid (at
@@ -124,10 +126,12 @@ pub mod error;
 pub mod gateway;
 pub mod guard;
 pub mod http;
+pub mod logging;
 pub mod map;
 pub mod metrics;
 pub mod node_client;
 pub mod nojs;
+pub mod ready;
 pub mod server;
 pub mod shards;
 pub mod state;

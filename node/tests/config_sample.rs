@@ -40,3 +40,20 @@ fn unknown_fields_are_errors_and_id_may_be_unset() {
         "unknown field should be named: {err}"
     );
 }
+
+#[test]
+fn sample_config_names_every_field() {
+    let sample = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/node.toml"),
+    )
+    .unwrap();
+    let defaults = serde_json::to_value(NodeConfig::default()).unwrap();
+    for field in defaults.as_object().unwrap().keys() {
+        let set = format!("\n{field} = ");
+        let commented = format!("\n# {field} = ");
+        assert!(
+            sample.contains(&set) || sample.contains(&commented),
+            "testdata/node.toml does not mention `{field}`"
+        );
+    }
+}

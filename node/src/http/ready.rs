@@ -1,0 +1,136 @@
+//! `GET /ready`: whether the node serves, as opposed to `/health`, which
+//! only says the process is alive and its stored groups loaded.
+//!
+//! A node is ready when it has no failed group (see [`crate::faults`])
+//! and every group it hosts knows a leader (so a write sent here either
+//! commits or is forwarded). A node that hosts no group yet (a founding
+//! node before `raftctl init`, or a new node before `raftctl node add`)
+//! is ready too: it has nothing to wait for, and it must answer the
+//! command that gives it its groups.
+//!
+//! Under systemd (`Type=notify`, `NOTIFY_SOCKET` set), [`notify_when_ready`]
+//! sends `READY=1` the first time the node is ready.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use checkraft_proto::NodeStatus;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use crate::http::reply;
+use crate::node::Node;
+
+/// How often [`notify_when_ready`] checks readiness.
+const POLL: Duration = Duration::from_millis(200);
+
+/// `Ok` when a node with this status serves; else every reason it does
+/// not, one per line.
+pub fn readiness(status: &NodeStatus) -> Result<(), String> {
+    let mut reasons = Vec::new();
+    for (group, reason) in &status.failed {
+        reasons.push(format!("group {group} failed: {reason}"));
+    }
+    for (group, summary) in &status.groups {
+        if summary.leader.is_none() {
+            reasons.push(format!("group {group} knows no leader"));
+        }
+    }
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(reasons.join("\n"))
+    }
+}
+
+/// The `/ready` answer: 200 `ready`, or 503 with the reasons.
+pub fn handle(node: &Node) -> Response {
+    match readiness(&node.status()) {
+        Ok(()) => reply::text(StatusCode::OK, "ready\n"),
+        Err(reasons) => reply::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("not ready:\n{reasons}\n"),
+        ),
+    }
+}
+
+/// Sends systemd `READY=1` once the node is ready, when `NOTIFY_SOCKET`
+/// is set (under `Type=notify`); returns at once otherwise.
+pub async fn notify_when_ready(node: Arc<Node>) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    loop {
+        match readiness(&node.status()) {
+            Ok(()) => break,
+            Err(reasons) => {
+                let first = reasons.lines().next().unwrap_or_default().to_string();
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&first)]);
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    match sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("serving"),
+    ]) {
+        Ok(()) => tracing::info!("ready: notified systemd"),
+        Err(e) => tracing::warn!(error = %e, "ready, but notifying systemd failed"),
+    }
+}
+
+/// Sends systemd `STOPPING=1`, when `NOTIFY_SOCKET` is set.
+pub fn notify_stopping() {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use checkraft_proto::{GroupSummary, ShardDescriptor};
+
+    fn summary(leader: Option<u64>) -> GroupSummary {
+        GroupSummary {
+            descriptor: ShardDescriptor {
+                shard: 1,
+                start: 0,
+                end: 10,
+                epoch: 1,
+            },
+            seq: 0,
+            term: 1,
+            leader,
+            applied_index: 0,
+        }
+    }
+
+    fn status() -> NodeStatus {
+        NodeStatus {
+            node_id: 1,
+            addr: "10.0.0.1:7001".into(),
+            groups: Default::default(),
+            failed: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_node_without_groups_is_ready() {
+        assert_eq!(readiness(&status()), Ok(()));
+    }
+
+    #[test]
+    fn every_group_needs_a_leader_and_none_may_fail() {
+        let mut s = status();
+        s.groups.insert(0, summary(Some(2)));
+        s.groups.insert(1, summary(Some(1)));
+        assert_eq!(readiness(&s), Ok(()));
+        s.groups.insert(2, summary(None));
+        assert_eq!(readiness(&s), Err("group 2 knows no leader".into()));
+        s.groups.insert(2, summary(Some(3)));
+        s.failed.insert(5, "vote file damaged".into());
+        assert_eq!(
+            readiness(&s),
+            Err("group 5 failed: vote file damaged".into())
+        );
+    }
+}
