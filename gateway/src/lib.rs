@@ -60,8 +60,10 @@
 //!   forces a resubscription), `Snapshot` events replace it. So the state
 //!   is always the shard's exact state at its `seq`, never a mix.
 //! - Chunks are chunk-aligned within shards (the metadata group enforces
-//!   it), so a chunk's version is its shard's `(epoch, seq)`, its ETag
-//!   `"{shard}-{epoch}-{seq}"`.
+//!   it), so a chunk's version is a `seq` of its shard (`X-Checkraft-Seq`
+//!   is the shard's current one). Its ETag is a digest of its content
+//!   ([`chunk::etag`]): a write elsewhere in the shard leaves it alone, and
+//!   every gateway names the same content alike.
 //! - A write is acknowledged only after the shard committed and applied
 //!   it. A `PUT` then waits (bounded) until this gateway's own state shows
 //!   it, so a client reading back from the same gateway sees its write.
@@ -86,7 +88,7 @@
 //!
 //! | endpoint | request | response |
 //! |---|---|---|
-//! | `GET /api/chunks/{c}` | optional `If-None-Match`, `Accept-Encoding: gzip` | 200 `application/octet-stream` bitset (gzip-encoded when accepted), headers `ETag: "{shard}-{epoch}-{seq}"`, `X-Checkraft-Seq: {seq}`, `Cache-Control: no-cache`; 304 without body when `If-None-Match` matches; 400 bad id, 404 past the grid, 503 shard not loaded |
+//! | `GET /api/chunks/{c}` | optional `If-None-Match`, `Accept-Encoding` | 200 `application/octet-stream` bitset (`br`, `zstd` or `gzip`-encoded as negotiated, [`encoding`]), headers `ETag: W/"{content digest}"`, `X-Checkraft-Seq: {seq}`, `Cache-Control: no-cache`, `Vary: Accept-Encoding`; 304 without body (same headers) when `If-None-Match` matches; 400 bad id, 404 past the grid, 503 shard not loaded |
 //! | `GET /api/boxes/{i}` | | `{"index","checked","seq"}`; 400 bad or out-of-range index, 503 not loaded |
 //! | `PUT /api/boxes/{i}` | `{"checked": bool}` | after commit, once this gateway shows the write (read-your-writes): `{"index","checked","seq"}` (`seq`: the committing change); 400 bad index or body, 409 rejected, 429 over the per-address write limit, 503 unavailable (also when the write committed but this gateway's view did not catch up within `read_your_writes_ms`) |
 //! | `GET /api/stats` | | `{"checked","boxes","chunk_size","shards_loaded","shards","map_version"}` |
@@ -117,11 +119,15 @@
 //! - Between the commit of a write and its event on this gateway's stream,
 //!   another gateway may still serve the older chunk; the ETag moves on
 //!   as soon as its stream delivers the event.
+//! - A chunk that changes and changes back gets its old ETag again: the
+//!   tag names content, not history (a client holding that content may
+//!   keep it).
 
 pub mod assets;
 pub mod batcher;
 pub mod chunk;
 pub mod config;
+pub mod encoding;
 pub mod error;
 pub mod gateway;
 pub mod guard;

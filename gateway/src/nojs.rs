@@ -30,10 +30,11 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use crate::chunk;
+use crate::encoding::{accepts_gzip, gzip};
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
 use crate::guard::WriteLimiter;
-use crate::http::{accepts_gzip, gzip, status_of, take_write_token, Request};
+use crate::http::{status_of, take_write_token, Request};
 
 /// The pages' `Content-Security-Policy`: no scripts, no external anything,
 /// inline styles only, forms post to this origin, no framing.
