@@ -29,6 +29,10 @@
 //! what a workload wrote and read and checks it (no lost acknowledged
 //! write, no stale read where the API promises none, no replica
 //! divergence); `tests/chaos_random.rs` drives it with random faults.
+//! [`workload`] writes boxes through an HTTP front (a gateway or Caddy)
+//! into a history and runs the end-of-run replica check
+//! (`tests/up_supervisor.rs`: `raftctl up` under kill -9 and `node
+//! stop|start`).
 //!
 //! The binaries are looked up in `$CHECKRAFT_BIN_DIR`, else in the
 //! workspace's `target/debug`; `integration/run-tests` builds them first.
@@ -45,6 +49,7 @@ mod prometheus;
 mod raftctl;
 mod router;
 mod small_disk;
+pub mod workload;
 mod ws_client;
 
 pub use client::{ChangeStream, NodeClient};
