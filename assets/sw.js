@@ -5,9 +5,10 @@
 // - GET /api/chunks/{c}: straight to the network (a page's If-None-Match
 //   304 reaches the page untouched); every 200 body is also stored, keyed
 //   by URL, in the chunk cache the page itself writes (offline.js);
-// - /ws, /nojs*, /metrics and anything cross-origin: not intercepted.
+// - /ws, /nojs*, /metrics and anything cross-origin (the page's reads
+//   routed to a gateway, routes.js): not intercepted.
 
-const VERSION = "v1";
+const VERSION = "v2";
 const SHELL_CACHE = `checkraft-shell-${VERSION}`;
 const CHUNK_CACHE = "checkraft-chunks-v1";
 const SHELL = [
@@ -25,6 +26,7 @@ const SHELL = [
   "/js/connection.js",
   "/js/hub.js",
   "/js/endpoints.js",
+  "/js/routes.js",
   "/js/socket-worker.js",
 ];
 const OPTIONAL = ["/config.json"];

@@ -13,8 +13,10 @@
 //   {t: "bye"}                        the tab is going away
 //   {t: "kick"}                       the browser is back online: reconnect now
 // Hub -> tab:
-//   {t: "status", state, endpoint, hello, gen}  state: connecting|live|reconnecting;
-//                                     `gen` grows per adopted socket (tabs refetch on change)
+//   {t: "status", state, endpoint, endpoints, hello, gen}  state: connecting|live|reconnecting;
+//                                     `gen` grows per adopted socket (tabs refetch on change);
+//                                     `endpoints`: every gateway's resolved URL (null until
+//                                     /config.json is read), for routing HTTP reads (routes.js)
 //   {t: "server", m}                  a decoded Update/Versions/Resync (only to tabs
 //                                     subscribed to one of its chunks) or Stats (to all)
 //   {t: "ack", id, status, seq}       the tab's Set outcome; status "disconnected"
@@ -183,7 +185,9 @@ export class Hub {
   }
 
   statusMsg() {
-    return { t: "status", state: this.state, endpoint: this.endpoint, hello: this.hello, gen: this.gen };
+    return {
+      t: "status", state: this.state, endpoint: this.endpoint, endpoints: this.endpoints, hello: this.hello, gen: this.gen,
+    };
   }
 
   sendStatusTo(id) {

@@ -17,6 +17,7 @@ import {
 import { GridView } from "./grid.js";
 import { Minimap } from "./minimap.js";
 import { ChunkFetcher } from "./chunks.js";
+import { Routes } from "./routes.js";
 import { OfflineStore, loadLast, saveLast } from "./offline.js";
 import { openLink } from "./connection.js";
 
@@ -27,6 +28,7 @@ const MARGIN_CHUNKS = 1;
 const MAX_SUBSCRIBED = 32;
 const MAX_KEPT_CHUNKS = 256;
 const NOTICE_MS = 3_500;
+const MAX_ACKS_KEPT = 200; // window.__checkraft.acks keeps the latest only
 const MINIMAP_MS = 150;
 
 const NOTICES = {
@@ -74,7 +76,14 @@ let minimapDirty = true;
 let countersDirty = true;
 
 const store = new OfflineStore(() => model);
+const routes = new Routes(location.origin);
 const fetcher = new ChunkFetcher(model, {
+  onRoute(base) {
+    const http = hook.http;
+    http.last = base || location.origin;
+    http.counts[http.last] = (http.counts[http.last] ?? 0) + 1;
+    if (root.dataset.httpEndpoint !== http.last) root.dataset.httpEndpoint = http.last;
+  },
   onChange(c) {
     chunkChanged(c);
   },
@@ -86,10 +95,13 @@ const fetcher = new ChunkFetcher(model, {
   },
   wanted: (c) => wanted.includes(c),
   store,
-});
+}, routes);
 
 const hook = {
+  // The latest MAX_ACKS_KEPT Ack outcomes of this tab's clicks.
   acks: [],
+  // Where chunk reads went: the last base, and a count per base.
+  http: { last: null, counts: {} },
   // Frame counter; set `perf.log = []` to record [planMs, applyMs, patches] per frame.
   perf: { frames: 0, log: null },
   state: () => ({
@@ -337,6 +349,7 @@ function onHubMessage(msg) {
     case "status": {
       const wasGen = hub.gen;
       hub = { state: msg.state, endpoint: msg.endpoint, gen: msg.gen };
+      if (msg.state === "live") routes.update(msg.endpoint, msg.endpoints);
       if (msg.hello) setDimensions(msg.hello.boxes, msg.hello.chunk_size);
       if (msg.state === "live" && msg.gen !== wasGen) {
         // A new socket (or the first): changes before its subscriptions
@@ -414,6 +427,7 @@ function resolve(id, status, seq) {
   const r = model.resolveSet(id, status, seq);
   if (!r) return;
   hook.acks.push({ index: r.index, checked: r.checked, status: r.status });
+  if (hook.acks.length > MAX_ACKS_KEPT) hook.acks.splice(0, hook.acks.length - MAX_ACKS_KEPT);
   if (r.reverted) showNotice(NOTICES[status] ?? `Change undone (${status})`);
   else store.markDirty(model.chunkOf(r.index));
   invalidate();

@@ -13,6 +13,7 @@ use warp::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
+use crate::cors;
 use crate::encoding;
 use crate::error::{Error, Result};
 use crate::gateway::{BoxView, Gateway};
@@ -236,7 +237,14 @@ pub fn filter(
                         body,
                         client,
                     };
-                    match route(&gateway, &limiter, path.as_str(), &req).await {
+                    let origins = &gateway.config.page_origins;
+                    if req.method == Method::OPTIONS {
+                        if let Some(answer) = cors::preflight(origins, path.as_str(), &req.headers)
+                        {
+                            return answer;
+                        }
+                    }
+                    let mut response = match route(&gateway, &limiter, path.as_str(), &req).await {
                         Ok(response) => response,
                         Err(e) => {
                             if e.kind() == ErrorKind::Internal {
@@ -244,7 +252,15 @@ pub fn filter(
                             }
                             error(&e)
                         }
-                    }
+                    };
+                    cors::decorate(
+                        origins,
+                        &req.method,
+                        path.as_str(),
+                        &req.headers,
+                        &mut response,
+                    );
+                    response
                 }
             },
         )

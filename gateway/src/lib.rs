@@ -47,7 +47,12 @@
 //!    stays bounded. Sets go through the batcher and are acknowledged after
 //!    commit; token buckets per connection and per IP, connection caps and
 //!    the `Origin` rule apply. Shutdown closes every socket with 1001.
-//! 6. **Guard** ([`guard`]): the client's address (the forwarded one from
+//! 6. **Cross-origin reads** ([`cors`]): the page sends its chunk and API
+//!    reads straight to the gateway its socket uses; GETs of the read
+//!    paths from one of `page_origins` get CORS headers (allow-origin,
+//!    exposed `ETag`/`X-Checkraft-Seq`, `Timing-Allow-Origin`), other
+//!    origins and writes none.
+//! 7. **Guard** ([`guard`]): the client's address (the forwarded one from
 //!    `trusted_proxies`), the websocket `Origin` rule (the gateway's own
 //!    origin, i.e. Origin host = `Host` or trusted `X-Forwarded-Host`, or
 //!    one of `page_origins`; else 403), and the per-address token bucket
@@ -127,6 +132,7 @@ pub mod assets;
 pub mod batcher;
 pub mod chunk;
 pub mod config;
+pub mod cors;
 pub mod encoding;
 pub mod error;
 pub mod gateway;

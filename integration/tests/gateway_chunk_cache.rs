@@ -9,7 +9,9 @@
 //! - A's old ETag gets a 200 with a new tag;
 //! - `Accept-Encoding` picks `br`, `zstd` or `gzip` (the gateway's order,
 //!   or the client's `q`), with the same ETag and `X-Checkraft-Seq` in
-//!   every coding; the metric counts answers by coding and 304s.
+//!   every coding; the metric counts answers by coding and 304s;
+//! - cross-origin reads: CORS headers for a configured page origin only,
+//!   never on writes; preflights for `If-None-Match`.
 
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ use checkraft_proto::ShardLocation;
 
 const TOKEN: &str = "chunk-cache-test-token";
 const BOXES: u64 = 40_000;
+/// The page origin gateway 1 serves cross-origin reads to.
+const PAGE: &str = "http://page.test:8080";
 
 /// One raw `GET /api/chunks/{c}`: status, ETag, seq, Content-Encoding, body.
 async fn get(
@@ -66,7 +70,12 @@ async fn a_write_leaves_its_neighbours_etags_alone() {
 
 async fn neighbours_test() {
     let cluster = initialized_cluster(TOKEN, BOXES, 4).await;
-    let gw1 = GatewayProcess::start(&cluster, 1, &[]).await;
+    let gw1 = GatewayProcess::start(
+        &cluster,
+        1,
+        &[("CHECKRAFT_GATEWAY_PAGE_ORIGINS", &format!("[\"{PAGE}\"]"))],
+    )
+    .await;
     let gw2 = GatewayProcess::start(&cluster, 2, &[]).await;
     let (c1, c2) = (gw1.client(), gw2.client());
     let chunk_size = c1.stats().await.unwrap()["chunk_size"].as_u64().unwrap();
@@ -178,6 +187,56 @@ async fn neighbours_test() {
         }
     }
     assert_eq!(body_b.len() as u64, chunk_size / 8);
+
+    // CORS: the page origin may read (and see the ETag and seq), others
+    // may not; writes get no CORS headers; a preflight for If-None-Match.
+    let cors = |origin: &'static str, method: reqwest::Method, path: String| {
+        let c1 = c1.clone();
+        async move {
+            let resp = c1
+                .http()
+                .request(method, c1.url(&path))
+                .header("Origin", origin)
+                .header("Access-Control-Request-Method", "GET")
+                .header("Access-Control-Request-Headers", "if-none-match")
+                .send()
+                .await
+                .unwrap();
+            let h = |n: &str| {
+                resp.headers()
+                    .get(n)
+                    .map(|v| v.to_str().unwrap().to_string())
+            };
+            (
+                resp.status().as_u16(),
+                h("access-control-allow-origin"),
+                h("access-control-expose-headers"),
+            )
+        }
+    };
+    let chunk_path = format!("/api/chunks/{b}");
+    let (status, allow, expose) = cors(PAGE, reqwest::Method::GET, chunk_path.clone()).await;
+    assert_eq!((status, allow.as_deref()), (200, Some(PAGE)));
+    assert!(expose.unwrap().contains("X-Checkraft-Seq"));
+    let (_, allow, _) = cors("http://evil.test", reqwest::Method::GET, chunk_path.clone()).await;
+    assert_eq!(allow, None, "no CORS for another origin");
+    let (status, allow, _) = cors(PAGE, reqwest::Method::OPTIONS, chunk_path.clone()).await;
+    assert_eq!((status, allow.as_deref()), (204, Some(PAGE)));
+    let (status, _, _) = cors("http://evil.test", reqwest::Method::OPTIONS, chunk_path).await;
+    assert_eq!(status, 403);
+    let (_, allow, _) = cors(PAGE, reqwest::Method::GET, "/api/stats".into()).await;
+    assert_eq!(allow.as_deref(), Some(PAGE));
+    let (_, allow, _) = cors(PAGE, reqwest::Method::PUT, format!("/api/boxes/{box_a}")).await;
+    assert_eq!(allow, None, "writes never get CORS headers");
+    // Gateway 2 lists no page origins: no CORS at all.
+    let resp = c2
+        .http()
+        .get(c2.url("/api/stats"))
+        .header("Origin", PAGE)
+        .send()
+        .await
+        .unwrap();
+    assert!(!resp.headers().contains_key("access-control-allow-origin"));
 
     let text = c1.scrape().await.unwrap();
     let answers = |a: &str| {

@@ -1,0 +1,158 @@
+// The smart client's network side, in real Chromium through Caddy against
+// a real local cluster (three nodes, two gateways), every browser byte
+// counted by relays in front of Caddy and the gateways:
+// - the static files arrive precompressed (Brotli) and chunks negotiated
+//   (br); bytes on the wire of a first and a repeat visit are printed;
+// - chunk reads go to the gateway the socket hub chose, and after a
+//   kill -9 of that gateway they move to the other one while the page
+//   keeps working.
+// The tests share one cluster and run in order.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+
+import { Cluster, eventually, metric, sleep } from "./lib/cluster.mjs";
+import { launchContext, watchErrors } from "./lib/browser.mjs";
+
+const T = { timeout: 120_000 };
+
+let cluster;
+let failed = false;
+
+before(async () => {
+  cluster = await Cluster.start({ countBytes: true });
+});
+
+after(async () => {
+  await cluster?.stop({ keep: failed });
+});
+
+function step(name, body) {
+  test(name, T, async () => {
+    try {
+      await body();
+    } catch (e) {
+      failed = true;
+      throw e;
+    }
+  });
+}
+
+const live = (page, ms = 30_000) => page.waitForSelector("html[data-connection=live]", { timeout: ms });
+
+/** Waits until `page` has painted real boxes and its network is quiet:
+ * no byte on the wire for `quietMs`. */
+async function settle(page, quietMs = 600) {
+  await page.waitForSelector('#grid input[type=checkbox][data-index="0"]:not([data-unknown=true])');
+  let last = -1;
+  await eventually("a quiet network", 15_000, async () => {
+    const now = cluster.wire().total;
+    const quiet = now === last;
+    last = now;
+    return quiet;
+  }, quietMs);
+}
+
+const kb = (n) => `${(n / 1024).toFixed(1)} KB`;
+
+/** `checkraft_gateway_http_chunk_responses_total` summed over answers. */
+async function chunkAnswers(gateway) {
+  try {
+    const text = await cluster.metrics(gateway.addr);
+    return text.split("\n")
+      .filter((l) => l.startsWith("checkraft_gateway_http_chunk_responses_total{"))
+      .reduce((n, l) => n + Number(l.split(" ").at(-1)), 0);
+  } catch {
+    return null;
+  }
+}
+
+step("1. first and repeat visit: precompressed files, bytes on the wire", async () => {
+  const ctx = await launchContext();
+  try {
+    const encodings = new Map();
+    ctx.context.on("response", (r) => {
+      const path = new URL(r.url()).pathname;
+      if (path.endsWith(".js") || path.endsWith(".css") || path === "/") {
+        encodings.set(path, r.headers()["content-encoding"] ?? "identity");
+      }
+    });
+    cluster.resetWire();
+    const page = await ctx.context.newPage();
+    page.errors = watchErrors(page);
+    await page.goto(`${cluster.url}/`);
+    await live(page);
+    // The Service Worker installs (and precaches the shell) on a first visit.
+    await page.evaluate(() => navigator.serviceWorker.ready);
+    await settle(page);
+    const first = cluster.wire();
+    await page.close();
+
+    cluster.resetWire();
+    const again = await ctx.context.newPage();
+    again.errors = watchErrors(again);
+    await again.goto(`${cluster.url}/`);
+    await live(again);
+    await settle(again);
+    const repeat = cluster.wire();
+    console.log(
+      `e2e wire: first visit ${kb(first.total)} (down ${first.down} B, up ${first.up} B); ` +
+      `repeat visit ${kb(repeat.total)} (down ${repeat.down} B, up ${repeat.up} B)`,
+    );
+    assert.equal(encodings.get("/js/main.js"), "br", "main.js precompressed with Brotli");
+    assert.equal(encodings.get("/css/app.css"), "br", "app.css precompressed with Brotli");
+    assert.ok(first.down > 0 && repeat.down > 0, "the relays counted the traffic");
+    assert.ok(repeat.total < first.total, "a repeat visit costs less than the first");
+    assert.deepEqual([...page.errors, ...again.errors], [], "no page errors");
+    await again.close();
+  } finally {
+    await ctx.close();
+  }
+});
+
+step("2. chunk reads follow the socket's gateway, and move on when it is killed", async () => {
+  const ctx = await launchContext();
+  let killed = null;
+  try {
+    const page = await ctx.context.newPage();
+    page.errors = watchErrors(page);
+    await page.goto(`${cluster.url}/`);
+    await live(page);
+    const wsUrl = await page.getAttribute("html", "data-endpoint");
+    const chosen = cluster.gateways.find((g) => wsUrl === `ws://${g.publicAddr}/ws`);
+    assert.ok(chosen, `the socket uses a gateway: ${wsUrl}`);
+    const other = cluster.gateways.find((g) => g !== chosen);
+    // A jump makes the page read new chunks: over HTTP, from the socket's
+    // gateway directly (not through Caddy).
+    const before = await chunkAnswers(chosen);
+    await page.fill("#jump-input", "300000");
+    await page.press("#jump-input", "Enter");
+    await eventually("chunk reads from the socket's gateway", 10_000, async () =>
+      (await page.getAttribute("html", "data-http-endpoint")) === `http://${chosen.publicAddr}`);
+    assert.ok((await chunkAnswers(chosen)) > before, "the chosen gateway served the chunks");
+
+    killed = `gateway-${chosen.id}`;
+    await cluster.kill9(killed);
+    const otherBefore = await chunkAnswers(other);
+    await page.fill("#jump-input", "700000");
+    await page.press("#jump-input", "Enter");
+    await page.locator('input[type=checkbox][data-index="700000"]').waitFor({ timeout: 10_000 });
+    await eventually("chunk reads from the other gateway", 20_000, async () =>
+      (await page.getAttribute("html", "data-http-endpoint")) === `http://${other.publicAddr}`);
+    assert.ok((await chunkAnswers(other)) > otherBefore, "the other gateway served the chunks");
+    // The page keeps working: the box is loaded, and a click is applied.
+    await live(page);
+    await eventually("box 700000 loaded", 10_000, () => page.evaluate(() =>
+      document.querySelector('input[type=checkbox][data-index="700000"]')?.dataset.unknown !== "true"));
+    await page.locator('input[type=checkbox][data-index="700001"]').click();
+    const ack = await eventually("an ack for box 700001", 20_000, () => page.evaluate(() =>
+      window.__checkraft.acks.find((a) => a.index === 700001)));
+    assert.equal(ack.status, "applied");
+    const counts = await page.evaluate(() => window.__checkraft.http.counts);
+    console.log(`e2e routing: chunk reads per base ${JSON.stringify(counts)}`);
+    assert.deepEqual(page.errors.filter((e) => !e.startsWith("HTTP 503")), [], "no page errors");
+  } finally {
+    await ctx.close();
+    if (killed) await cluster.restart(killed);
+  }
+});
