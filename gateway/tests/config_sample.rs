@@ -26,3 +26,11 @@ fn sample_config_names_every_field() {
         );
     }
 }
+
+#[test]
+fn the_deployment_example_loads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/deploy/gateway.toml");
+    let config = GatewayConfig::load(Some(&path), Overrides::default()).unwrap();
+    assert_eq!(config.cluster.len(), 3);
+    assert_eq!(config.trusted_proxies.len(), 3);
+}

@@ -57,3 +57,22 @@ fn sample_config_names_every_field() {
         );
     }
 }
+
+#[test]
+fn the_deployment_examples_load() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/deploy");
+    let mut advertised = std::collections::BTreeSet::new();
+    for id in 1..=3u64 {
+        let path = dir.join(format!("node-{id}.toml"));
+        let config = NodeConfig::load(Some(&path), Overrides::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(config.id, id, "{}", path.display());
+        assert_ne!(
+            config.advertise_addr(),
+            config.listen.to_string(),
+            "the example shows listen and advertise apart"
+        );
+        advertised.insert(config.advertise_addr());
+    }
+    assert_eq!(advertised.len(), 3, "each host advertises its own address");
+}
