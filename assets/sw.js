@@ -8,7 +8,7 @@
 // - /ws, /nojs*, /metrics and anything cross-origin (the page's reads
 //   routed to a gateway, routes.js): not intercepted.
 
-const VERSION = "v2";
+const VERSION = "v3";
 const SHELL_CACHE = `checkraft-shell-${VERSION}`;
 const CHUNK_CACHE = "checkraft-chunks-v1";
 const SHELL = [
@@ -27,6 +27,7 @@ const SHELL = [
   "/js/hub.js",
   "/js/endpoints.js",
   "/js/routes.js",
+  "/js/overview.js",
   "/js/socket-worker.js",
 ];
 const OPTIONAL = ["/config.json"];

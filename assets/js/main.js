@@ -18,6 +18,7 @@ import { GridView } from "./grid.js";
 import { Minimap } from "./minimap.js";
 import { ChunkFetcher } from "./chunks.js";
 import { Routes } from "./routes.js";
+import { overviewDue, parseOverview } from "./overview.js";
 import { OfflineStore, loadLast, saveLast } from "./offline.js";
 import { openLink } from "./connection.js";
 
@@ -72,6 +73,8 @@ let nextReq = 1;
 let subTimer = null;
 let noticeTimer = null;
 const densities = new Map(); // chunk -> density, kept after a chunk is dropped
+// The whole-grid overview for the minimap (overview.js).
+const overview = { data: null, etag: null, body: null, fetchedAt: null, checkedAtFetch: null, inFlight: false, fetches: 0 };
 let minimapDirty = true;
 let countersDirty = true;
 
@@ -104,6 +107,9 @@ const hook = {
   http: { last: null, counts: {} },
   // Frame counter; set `perf.log = []` to record [planMs, applyMs, patches] per frame.
   perf: { frames: 0, log: null },
+  // The minimap's density at box `i` (-1: unknown), and overview fetches.
+  minimapDensity: (i) => minimap.densityAt(i),
+  overviewFetches: () => overview.fetches,
   state: () => ({
     connection: root.dataset.connection,
     endpoint: root.dataset.endpoint ?? null,
@@ -137,6 +143,9 @@ function setDimensions(boxes, chunkSize) {
   pendingJump = null;
   if (target !== null) goTo(target, { focus: true });
   updateSubscriptions();
+  overview.data = null;
+  overview.fetchedAt = null;
+  maybeLoadOverview();
 }
 
 // ---------------------------------------------------------------- layout and frame
@@ -251,7 +260,7 @@ function drawMinimap(range) {
   }
   minimapAt = now;
   minimapDirty = false;
-  minimap.draw({ boxes: model.boxes, nChunks: model.nChunks, densities, ...range });
+  minimap.draw({ boxes: model.boxes, nChunks: model.nChunks, densities, overview: overview.data, ...range });
 }
 
 function showCount(el, v) {
@@ -404,6 +413,7 @@ function onServer(m) {
     case "stats":
       counters = { checked: m.checked, online: m.online };
       countersDirty = true;
+      maybeLoadOverview();
       saveLast({ boxes: model.boxes, chunkSize: model.chunkSize, ...counters });
       invalidate();
       break;
@@ -563,6 +573,37 @@ const link = openLink(onHubMessage, (m) => {
   mode = m;
   root.dataset.socketMode = m;
 });
+
+/** Fetches the overview when due (overviewDue): routed like chunk reads,
+ * revalidated by ETag. */
+async function maybeLoadOverview() {
+  const now = performance.now();
+  if (!known || !overviewDue({ ...overview, checked: counters.checked, now })) return;
+  overview.inFlight = true;
+  overview.fetchedAt = now;
+  overview.checkedAtFetch = counters.checked;
+  try {
+    const headers = overview.etag && overview.body ? { "If-None-Match": overview.etag } : {};
+    const r = await fetcher.routedFetch("/api/overview", headers);
+    if (r && r.status === 200) {
+      const body = await r.json();
+      const data = parseOverview(body);
+      if (data && data.boxes === model.boxes) {
+        overview.data = data;
+        overview.body = body;
+        overview.etag = r.headers.get("ETag");
+        overview.fetches++;
+        minimapDirty = true;
+        invalidate();
+      }
+    }
+  } catch {
+    /* the next Stats or the minute timer tries again */
+  } finally {
+    overview.inFlight = false;
+  }
+}
+setInterval(maybeLoadOverview, 15_000);
 
 async function loadStats() {
   try {

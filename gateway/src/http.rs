@@ -299,6 +299,7 @@ async fn route(
         }
         ["api", "stats"] if get => Ok(json(StatusCode::OK, &gateway.stats()?)),
         ["api", "chunks", id] if get => chunk(gateway, number("chunk id", id)?, req),
+        ["api", "overview"] if get => overview(gateway, req),
         ["api", "boxes", index] if get => {
             let view = gateway.get_box(number("box index", index)?)?;
             Ok(json(StatusCode::OK, &BoxBody::from(view)))
@@ -332,6 +333,42 @@ async fn route(
         }
         _ => Err(Error::NotFound(format!("{} {path}", req.method))),
     }
+}
+
+/// `GET /api/overview[?start=S&end=E]`: the JSON [`Overview`], with a
+/// content ETag (304 when `If-None-Match` names it) and the negotiated
+/// content-coding.
+///
+/// [`Overview`]: crate::overview::Overview
+fn overview(gateway: &Gateway, req: &Request) -> Result<Response> {
+    let body = serde_json::to_vec(&crate::overview::overview(gateway, &req.query)?)
+        .expect("an overview serializes");
+    let etag = crate::overview::etag(&body);
+    let not_modified =
+        header_str(req, header::IF_NONE_MATCH).is_some_and(|inm| etag_matches(inm, &etag));
+    let coding = header_str(req, header::ACCEPT_ENCODING).and_then(encoding::negotiate);
+    let mut response = if not_modified {
+        let mut r = Response::new(Vec::new().into());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else if let Some(coding) = coding {
+        let mut r = with_body(StatusCode::OK, "application/json", coding.encode(&body));
+        r.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.token()),
+        );
+        r
+    } else {
+        with_body(StatusCode::OK, "application/json", body)
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("an etag is ASCII"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    Ok(response)
 }
 
 /// `GET /api/chunks/{id}`.

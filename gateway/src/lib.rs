@@ -94,6 +94,7 @@
 //! | endpoint | request | response |
 //! |---|---|---|
 //! | `GET /api/chunks/{c}` | optional `If-None-Match`, `Accept-Encoding` | 200 `application/octet-stream` bitset (`br`, `zstd` or `gzip`-encoded as negotiated, [`encoding`]), headers `ETag: W/"{content digest}"`, `X-Checkraft-Seq: {seq}`, `Cache-Control: no-cache`, `Vary: Accept-Encoding`; 304 without body (same headers) when `If-None-Match` matches; 400 bad id, 404 past the grid, 503 shard not loaded |
+//! | `GET /api/overview` | optional `?start=S&end=E`, `If-None-Match`, `Accept-Encoding` | 200 JSON [`overview::Overview`] `{"boxes","start","end","region","level","counts"}`: checked boxes per region of `chunk_size × 2^level` boxes, at most 1024 regions (the finest level that fits the range); content `ETag`, 304 when unchanged; 400 bad range, 503 a shard not loaded |
 //! | `GET /api/boxes/{i}` | | `{"index","checked","seq"}`; 400 bad or out-of-range index, 503 not loaded |
 //! | `PUT /api/boxes/{i}` | `{"checked": bool}` | after commit, once this gateway shows the write (read-your-writes): `{"index","checked","seq"}` (`seq`: the committing change); 400 bad index or body, 409 rejected, 429 over the per-address write limit, 503 unavailable (also when the write committed but this gateway's view did not catch up within `read_your_writes_ms`) |
 //! | `GET /api/stats` | | `{"checked","boxes","chunk_size","shards_loaded","shards","map_version"}` |
@@ -143,6 +144,7 @@ pub mod map;
 pub mod metrics;
 pub mod node_client;
 pub mod nojs;
+pub mod overview;
 pub mod ready;
 pub mod server;
 pub mod shards;

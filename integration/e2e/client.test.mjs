@@ -5,21 +5,28 @@
 //   (br); bytes on the wire of a first and a repeat visit are printed;
 // - chunk reads go to the gateway the socket hub chose, and after a
 //   kill -9 of that gateway they move to the other one while the page
-//   keeps working.
+//   keeps working;
+// - the minimap draws the whole-grid overview: boxes written over HTTP far
+//   from the viewport show as density without their chunks being read,
+//   and a click on the minimap goes there.
 // The tests share one cluster and run in order.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 
-import { Cluster, eventually, metric, sleep } from "./lib/cluster.mjs";
+import { Cluster, REPO, eventually } from "./lib/cluster.mjs";
 import { launchContext, watchErrors } from "./lib/browser.mjs";
 
 const T = { timeout: 120_000 };
+const ARTIFACTS = join(REPO, "integration", "e2e", "artifacts");
 
 let cluster;
 let failed = false;
 
 before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
   cluster = await Cluster.start({ countBytes: true });
 });
 
@@ -154,5 +161,54 @@ step("2. chunk reads follow the socket's gateway, and move on when it is killed"
   } finally {
     await ctx.close();
     if (killed) await cluster.restart(killed);
+  }
+});
+
+step("3. the minimap shows boxes written far away, without their chunks; a click jumps there", async () => {
+  const ctx = await launchContext();
+  try {
+    const far = 900_000;
+    const farChunk = Math.floor(far / 4096);
+    const chunkReads = [];
+    ctx.context.on("request", (r) => {
+      const m = new URL(r.url()).pathname.match(/^\/api\/chunks\/(\d+)$/);
+      if (m) chunkReads.push(Number(m[1]));
+    });
+    const page = await ctx.context.newPage();
+    page.errors = watchErrors(page);
+    await page.goto(`${cluster.url}/`);
+    await live(page);
+    await settle(page);
+    assert.equal(await page.evaluate((i) => window.__checkraft.minimapDensity(i), far), 0,
+      "the overview says the far region is empty");
+    // 40 boxes over HTTP, 20 through each gateway (each has its own
+    // per-address write limit, burst 20).
+    await Promise.all(Array.from({ length: 40 }, async (_, k) => {
+      const g = cluster.gateways[k % 2];
+      const r = await fetch(`http://${g.addr}/api/boxes/${far + 3 * k}`, {
+        method: "PUT", body: JSON.stringify({ checked: true }),
+      });
+      assert.equal(r.status, 200, `PUT box ${far + 3 * k}`);
+    }));
+    const density = await eventually("the far region's density on the minimap", 20_000, async () => {
+      const d = await page.evaluate((i) => window.__checkraft.minimapDensity(i), far);
+      return d > 0 ? d : null;
+    }, 250);
+    console.log(`e2e minimap: density ${density.toFixed(4)} at box ${far} after ${await page.evaluate(() => window.__checkraft.overviewFetches())} overview fetches`);
+    assert.ok(!chunkReads.includes(farChunk), `chunk ${farChunk} was not fetched (${chunkReads})`);
+    await page.screenshot({ path: join(ARTIFACTS, "minimap-density.png") });
+    // A click on the minimap at that height jumps there.
+    const box = await page.locator("#minimap").boundingBox();
+    const boxes = await page.evaluate(() => window.__checkraft.state().boxes);
+    await page.mouse.click(box.x + box.width / 2, box.y + (far / boxes) * box.height + 1);
+    await eventually("the grid near the far boxes", 10_000, () => page.evaluate((far) =>
+      [...document.querySelectorAll("#grid input[type=checkbox]")]
+        .some((el) => Math.abs(Number(el.dataset.index) - far) < 10_000), far));
+    await eventually("a far box shown checked", 10_000, () => page.evaluate((far) =>
+      [...document.querySelectorAll("#grid input[type=checkbox]")]
+        .some((el) => Number(el.dataset.index) >= far && el.checked), far));
+    assert.deepEqual(page.errors, [], "no page errors");
+  } finally {
+    await ctx.close();
   }
 });

@@ -10,6 +10,8 @@
 //! - `Accept-Encoding` picks `br`, `zstd` or `gzip` (the gateway's order,
 //!   or the client's `q`), with the same ETag and `X-Checkraft-Seq` in
 //!   every coding; the metric counts answers by coding and 304s;
+//! - the overview counts checked boxes per region, with a content ETag
+//!   (304 until a box in it changes) and a finer level for a zoomed range;
 //! - cross-origin reads: CORS headers for a configured page origin only,
 //!   never on writes; preflights for `If-None-Match`.
 
@@ -187,6 +189,53 @@ async fn neighbours_test() {
         }
     }
     assert_eq!(body_b.len() as u64, chunk_size / 8);
+
+    // The overview: one region per chunk here, box_a counted in A's.
+    let overview = |query: &'static str, inm: Option<String>| {
+        let c1 = c1.clone();
+        async move {
+            let mut rb = c1.http().get(c1.url(&format!("/api/overview{query}")));
+            if let Some(tag) = inm {
+                rb = rb.header("If-None-Match", tag);
+            }
+            let resp = rb.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let tag = resp
+                .headers()
+                .get("etag")
+                .map(|t| t.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            let body: serde_json::Value = if status == 200 {
+                resp.json().await.unwrap()
+            } else {
+                serde_json::Value::Null
+            };
+            (status, tag, body)
+        }
+    };
+    let (status, ov_tag, ov) = overview("", None).await;
+    assert_eq!(status, 200, "{ov}");
+    assert_eq!(
+        (ov["region"].as_u64(), ov["level"].as_u64()),
+        (Some(chunk_size), Some(0))
+    );
+    let counts: Vec<u64> = serde_json::from_value(ov["counts"].clone()).unwrap();
+    assert_eq!(counts.len() as u64, BOXES.div_ceil(chunk_size));
+    assert_eq!(counts[a as usize], 1, "{ov}");
+    assert_eq!(counts.iter().sum::<u64>(), 1, "{ov}");
+    let (status, _, _) = overview("", Some(ov_tag.clone())).await;
+    assert_eq!(status, 304, "an unchanged overview revalidates");
+    let far = BOXES - 3;
+    assert_eq!(c1.put_box(far, true).await.unwrap().0, 200);
+    let (status, new_tag, ov) = overview("", Some(ov_tag.clone())).await;
+    assert_eq!(status, 200);
+    assert_ne!(new_tag, ov_tag);
+    assert_eq!(ov["counts"].as_array().unwrap().last().unwrap(), 1);
+    let (status, _, zoom) = overview("?start=4096&end=4106", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(zoom["start"], 4096);
+    let (status, _, _) = overview("?start=50000", None).await;
+    assert_eq!(status, 400);
 
     // CORS: the page origin may read (and see the ETag and seq), others
     // may not; writes get no CORS headers; a preflight for If-None-Match.
