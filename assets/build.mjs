@@ -1,5 +1,7 @@
-// Precompresses the page's static files for Caddy's `file_server
-// precompressed br zstd gzip`: next to each text file it writes `.br`
+// Builds the page's static files for Caddy's `file_server precompressed br
+// zstd gzip` and the Service Worker: writes `sw-version.js` (a digest of
+// every served file; sw.js caches the shell under it and serves it from
+// the cache), then next to each text file `.br`
 // (Brotli, quality 11, Node's zlib), `.gz` (gzip level 9, Node's zlib) and
 // `.zst` (zstd -19, the `zstd` command; skipped with a note when it is
 // missing: Caddy then serves br or gzip, or compresses on the fly).
@@ -10,9 +12,10 @@
 // Run it after editing anything here: Caddy serves a compressed copy
 // whenever one exists, so a stale one would hide the edit. Copies whose
 // source is gone are removed. The compressed files are build output
-// (ignored by git). Prints the sizes it wrote.
+// (ignored by git), as is sw-version.js. Prints the sizes it wrote.
 
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync, statSync, unlinkSync, existsSync } from "node:fs";
 import { join, relative, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,6 +28,8 @@ const TEXT = /\.(html|js|mjs|css|json|svg|webmanifest|txt)$/;
 const COPIES = [".br", ".gz", ".zst"];
 /** Not part of the served page. */
 const SKIP = new Set(["node_modules", "test", "package.json", "package-lock.json", "build.mjs"]);
+/** The shell's version, imported by sw.js (build output). */
+const VERSION_FILE = "sw-version.js";
 
 function* files(dir) {
   for (const name of readdirSync(dir)) {
@@ -73,9 +78,26 @@ function clean(all) {
   return removed;
 }
 
-/** Writes every copy; returns rows of sizes. */
+/** Writes sw-version.js: a digest of every served file but the worker
+ * itself, so that any change installs a new Service Worker. */
+function stampVersion() {
+  const hash = createHash("sha256");
+  const served = [...files(ROOT)]
+    .filter((p) => !COPIES.some((e) => p.endsWith(e)))
+    .filter((p) => !p.endsWith(VERSION_FILE))
+    .sort();
+  for (const path of served) {
+    hash.update(relative(ROOT, path)).update("\0").update(readFileSync(path)).update("\0");
+  }
+  const version = hash.digest("hex").slice(0, 16);
+  writeFileSync(join(ROOT, VERSION_FILE), `self.CHECKRAFT_SHELL_VERSION = "${version}";\n`);
+  return version;
+}
+
+/** Writes every copy and the shell's version; returns rows of sizes. */
 export function build() {
   clean(false);
+  const version = stampVersion();
   const withZstd = hasZstd();
   const rows = [];
   for (const path of [...files(ROOT)]) {
@@ -96,14 +118,16 @@ export function build() {
     }
     rows.push(row);
   }
-  return { rows, withZstd };
+  return { rows, withZstd, version };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (process.argv.includes("--clean")) {
     console.log(`removed ${clean(true)} compressed copies`);
+    if (existsSync(join(ROOT, VERSION_FILE))) unlinkSync(join(ROOT, VERSION_FILE));
   } else {
-    const { rows, withZstd } = build();
+    const { rows, withZstd, version } = build();
+    console.log(`shell version ${version} (${VERSION_FILE})`);
     const total = (k) => rows.reduce((n, r) => n + (r[k] ?? r.raw), 0);
     for (const r of rows) {
       console.log(`${r.file.padEnd(22)} ${String(r.raw).padStart(6)} B  br ${r[".br"] ?? "-"}  zst ${r[".zst"] ?? "-"}  gz ${r[".gz"] ?? "-"}`);

@@ -40,7 +40,7 @@ export const AVOID_MS = 30_000;
 
 export class Hub {
   /**
-   * @param {{createSocket: (url: string) => WebSocket, fetchConfig: () => Promise<any>,
+   * @param {{createSocket: (url: string) => WebSocket, fetchConfig: (fresh: boolean) => Promise<any>,
    *   base: string, random?: () => number, now?: () => number,
    *   setTimeout?: Function, clearTimeout?: Function, setInterval?: Function}} deps
    */
@@ -223,7 +223,8 @@ export class Hub {
   async loadEndpoints() {
     let config = null;
     try {
-      config = await this.d.fetchConfig();
+      // A retry asks past every cache: the list may have changed.
+      config = await this.d.fetchConfig(this.attempt > 0);
     } catch {
       config = null;
     }

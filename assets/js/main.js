@@ -18,8 +18,8 @@ import { GridView } from "./grid.js";
 import { Minimap } from "./minimap.js";
 import { ChunkFetcher } from "./chunks.js";
 import { Routes } from "./routes.js";
-import { overviewDue, parseOverview } from "./overview.js";
-import { OfflineStore, loadLast, saveLast } from "./offline.js";
+import { OVERVIEW_MAX_MS, overviewDue, parseOverview } from "./overview.js";
+import { OfflineStore, loadLast, loadOverview, saveLast, saveOverview } from "./offline.js";
 import { openLink } from "./connection.js";
 
 const ACK_TIMEOUT_MS = 15_000; // the gateway answers "unavailable" after 10 s
@@ -30,6 +30,8 @@ const MAX_SUBSCRIBED = 32;
 const MAX_KEPT_CHUNKS = 256;
 const NOTICE_MS = 3_500;
 const MAX_ACKS_KEPT = 200; // window.__checkraft.acks keeps the latest only
+const STATS_FALLBACK_MS = 2_000;
+const FIRST_FETCH_WAIT_MS = 800;
 const MINIMAP_MS = 150;
 
 const NOTICES = {
@@ -143,8 +145,17 @@ function setDimensions(boxes, chunkSize) {
   pendingJump = null;
   if (target !== null) goTo(target, { focus: true });
   updateSubscriptions();
-  overview.data = null;
-  overview.fetchedAt = null;
+  // The last visit's overview, if recent, stands until the next is due.
+  const saved = loadOverview();
+  const savedData = saved ? parseOverview(saved.body) : null;
+  const age = saved ? Date.now() - saved.at : Infinity;
+  if (savedData && savedData.boxes === boxes && age >= 0 && age < OVERVIEW_MAX_MS) {
+    Object.assign(overview, { data: savedData, body: saved.body, etag: saved.etag, checkedAtFetch: counters.checked });
+    overview.fetchedAt = performance.now() - age;
+  } else {
+    overview.data = null;
+    overview.fetchedAt = null;
+  }
   maybeLoadOverview();
 }
 
@@ -204,6 +215,23 @@ function flagsOf(index) {
 
 let lastRange = { first: 0, last: -1 };
 
+/** Performance marks (read by the e2e budget test, cheap otherwise): the
+ * first frame with boxes on screen, and the first with their real state,
+ * each taken at the paint that follows the frame. */
+const painted = { grid: false, state: false };
+function markFirstPaints(plan) {
+  if (painted.state || !plan) return;
+  const mark = (name) => requestAnimationFrame(() => performance.mark(name));
+  if (!painted.grid && model.boxes > 0) {
+    painted.grid = true;
+    mark("checkraft:grid");
+  }
+  if (visibleChunks.length > 0 && visibleChunks.every((c) => model.chunks.get(c)?.loaded)) {
+    painted.state = true;
+    mark("checkraft:state");
+  }
+}
+
 function frame() {
   frameQueued = false;
   frameOffline = isOffline();
@@ -219,6 +247,7 @@ function frame() {
     const t1 = performance.now();
     view.apply(patches);
     applied = plan;
+    markFirstPaints(plan);
     const t2 = performance.now();
     hook.perf.frames++;
     if (hook.perf.log) hook.perf.log.push([Math.round(t1 - t0), Math.round(t2 - t1), patches.length]);
@@ -335,11 +364,25 @@ function updateSubscriptions() {
   const order = [...visibleChunks, ...wanted.filter((c) => !visibleChunks.includes(c))];
   for (const c of order) {
     const e = model.chunks.get(c);
-    if (!before.has(c) || !e || !e.loaded || e.stale) fetcher.request(c);
+    if (!before.has(c) || !e || !e.loaded || e.stale) requestChunk(c);
   }
   evict();
   invalidate();
 }
+
+/** Fetches chunk `c`, except before the first socket is live: a fetch then
+ * would be repeated once it is (changes between a fetch and the
+ * subscription are never sent), so the live status fetches every wanted
+ * chunk instead. After FIRST_FETCH_WAIT_MS without a socket, fetch anyway. */
+function requestChunk(c) {
+  if (hub.gen === 0 && !firstFetchWaitOver) return;
+  fetcher.request(c);
+}
+let firstFetchWaitOver = false;
+setTimeout(() => {
+  firstFetchWaitOver = true;
+  if (hub.gen === 0) for (const c of wanted) requestChunk(c);
+}, FIRST_FETCH_WAIT_MS);
 
 /** Drops the content of chunks far from view (their density stays for the minimap). */
 function evict() {
@@ -593,6 +636,7 @@ async function maybeLoadOverview() {
         overview.body = body;
         overview.etag = r.headers.get("ETag");
         overview.fetches++;
+        saveOverview({ body, etag: overview.etag, at: Date.now() });
         minimapDirty = true;
         invalidate();
       }
@@ -630,7 +674,19 @@ async function loadStats() {
 }
 
 root.dataset.connection = "connecting";
-loadStats();
+// A returning browser knows the grid's dimensions (offline.js): it draws
+// at once and lets the socket's Hello confirm them and Stats bring the
+// counts, without an HTTP round trip; it asks /api/stats only if the
+// socket is not live soon. A first visit asks at once.
+const lastSeen = loadLast();
+if (lastSeen && Number.isFinite(lastSeen.boxes) && Number.isFinite(lastSeen.chunkSize)) {
+  counters = { checked: lastSeen.checked ?? null, online: lastSeen.online ?? null };
+  countersDirty = true;
+  setDimensions(lastSeen.boxes, lastSeen.chunkSize);
+  setTimeout(() => { if (hub.state !== "live") loadStats(); }, STATS_FALLBACK_MS);
+} else {
+  loadStats();
+}
 invalidate();
 
 if ("serviceWorker" in navigator) {

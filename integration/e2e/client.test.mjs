@@ -62,6 +62,17 @@ async function settle(page, quietMs = 600) {
 
 const kb = (n) => `${(n / 1024).toFixed(1)} KB`;
 
+/** The page's budgets (issue 14); a test fails only past WIDE × budget. */
+const BUDGET = { firstKb: 30, repeatKb: 2, paintMs: 300 };
+const WIDE = 3;
+
+/** Prints a figure against its budget; fails only on a wide overrun. */
+function budget(what, value, limit, unit) {
+  const verdict = value <= limit ? "within" : value <= WIDE * limit ? "OVER (not failing)" : "FAR OVER";
+  console.log(`e2e budget: ${what} ${value.toFixed(1)} ${unit} / ${limit} ${unit}: ${verdict}`);
+  assert.ok(value <= WIDE * limit, `${what}: ${value.toFixed(1)} ${unit}, over ${WIDE} x the ${limit} ${unit} budget`);
+}
+
 /** `checkraft_gateway_http_chunk_responses_total` summed over answers. */
 async function chunkAnswers(gateway) {
   try {
@@ -103,15 +114,38 @@ step("1. first and repeat visit: precompressed files, bytes on the wire", async 
     await settle(again);
     const repeat = cluster.wire();
     console.log(
-      `e2e wire: first visit ${kb(first.total)} (down ${first.down} B, up ${first.up} B); ` +
-      `repeat visit ${kb(repeat.total)} (down ${repeat.down} B, up ${repeat.up} B)`,
+      `e2e wire: first visit ${kb(first.total)} (down ${first.down} B, up ${first.up} B, ` +
+      `${first.requests.length} requests); repeat visit ${kb(repeat.total)} (down ${repeat.down} B, ` +
+      `up ${repeat.up} B, ${repeat.requests.length} requests: ${repeat.requests.join(", ")})`,
     );
+    budget("first visit on the wire", first.total / 1024, BUDGET.firstKb, "KB");
+    budget("repeat visit on the wire (Service Worker)", repeat.total / 1024, BUDGET.repeatKb, "KB");
     assert.equal(encodings.get("/js/main.js"), "br", "main.js precompressed with Brotli");
     assert.equal(encodings.get("/css/app.css"), "br", "app.css precompressed with Brotli");
     assert.ok(first.down > 0 && repeat.down > 0, "the relays counted the traffic");
     assert.ok(repeat.total < first.total, "a repeat visit costs less than the first");
     assert.deepEqual([...page.errors, ...again.errors], [], "no page errors");
     await again.close();
+  } finally {
+    await ctx.close();
+  }
+});
+
+step("1b. first grid paint with 4x CPU throttling", async () => {
+  const ctx = await launchContext();
+  try {
+    const page = await ctx.context.newPage();
+    const cdp = await ctx.context.newCDPSession(page);
+    await cdp.send("Emulation.setCPUThrottlingRate", { rate: 4 });
+    await page.goto(`${cluster.url}/`);
+    await page.waitForFunction(() => performance.getEntriesByName("checkraft:state").length > 0, null, { timeout: 20_000 });
+    const t = await page.evaluate(() => {
+      const at = (n) => Math.round(performance.getEntriesByName(n)[0]?.startTime ?? -1);
+      return { fcp: at("first-contentful-paint"), grid: at("checkraft:grid"), state: at("checkraft:state") };
+    });
+    console.log(`e2e paint (4x CPU throttling, first visit): first contentful paint ${t.fcp} ms, ` +
+      `boxes on screen ${t.grid} ms, boxes with their state ${t.state} ms`);
+    budget("first grid paint (4x CPU)", t.grid, BUDGET.paintMs, "ms");
   } finally {
     await ctx.close();
   }

@@ -93,6 +93,7 @@ class WireCounter {
     this.target = target;
     this.up = 0;
     this.down = 0;
+    this.requests = [];
     this.sockets = new Set();
     this.server = createServer((client) => {
       const [host, port] = target.split(":");
@@ -104,7 +105,13 @@ class WireCounter {
         this.sockets.delete(client);
         this.sockets.delete(upstream);
       };
-      client.on("data", (d) => { this.up += d.length; });
+      client.on("data", (d) => {
+        this.up += d.length;
+        // Request lines, for a breakdown (websocket frames never start so).
+        const head = d.subarray(0, 120).toString("latin1");
+        const m = head.match(/^(GET|PUT|POST|HEAD|OPTIONS) (\S+) HTTP\/1\.1\r\n/);
+        if (m) this.requests.push(`${m[1]} ${m[2]}`);
+      });
       upstream.on("data", (d) => { this.down += d.length; });
       client.pipe(upstream);
       upstream.pipe(client);
@@ -200,11 +207,15 @@ export class Cluster {
   wire() {
     const up = this.counters.reduce((n, c) => n + c.up, 0);
     const down = this.counters.reduce((n, c) => n + c.down, 0);
-    return { up, down, total: up + down };
+    const requests = this.counters.flatMap((c) => c.requests);
+    return { up, down, total: up + down, requests };
   }
 
   resetWire() {
-    for (const c of this.counters) c.up = c.down = 0;
+    for (const c of this.counters) {
+      c.up = c.down = 0;
+      c.requests = [];
+    }
   }
 
   spawnLogged(name, bin, args, env = {}) {
