@@ -95,12 +95,17 @@ pub async fn notify_when_ready(gateway: Arc<Gateway>) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
+    let mut last = String::new();
     loop {
         match readiness(&gateway) {
             Ok(()) => break,
             Err(reasons) => {
+                // STATUS= only when the first reason changes.
                 let first = reasons.lines().next().unwrap_or_default().to_string();
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&first)]);
+                if first != last {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&first)]);
+                    last = first;
+                }
             }
         }
         tokio::time::sleep(POLL).await;
