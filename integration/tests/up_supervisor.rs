@@ -1,8 +1,9 @@
 //! `raftctl up` supervises: under a write workload through the gateway,
 //! kill -9 of a node leaves the cluster serving, `up` restarts the node
 //! (a new pid in `cluster.json`), and `raftctl node stop` / `node start`
-//! take a node down and back, printing what the cluster does. At the end
-//! no acknowledged write is lost and the replicas agree.
+//! take a node down and back, printing what the cluster does; a killed
+//! gateway is restarted too. At the end no acknowledged write is lost and
+//! the replicas agree.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -225,6 +226,35 @@ async fn test() {
     assert!(
         workload.wait_for_acks(100, Duration::from_secs(30)).await,
         "writes go on after the start"
+    );
+
+    // Gateways are restarted the same way.
+    let (gw_pid, _) = process(data.path(), "gateway", 1).unwrap();
+    let gw_pid = gw_pid.expect("gateway 1 runs");
+    kill(Pid::from_raw(gw_pid as i32), Signal::SIGKILL).unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "cluster.json to show gateway 1 under a new pid",
+        || {
+            let data = data.path().to_path_buf();
+            async move {
+                match process(&data, "gateway", 1)? {
+                    (Some(pid), state) if pid != gw_pid && state == "running" => Some(()),
+                    _ => None,
+                }
+            }
+        },
+    )
+    .await;
+    let gw = gateway.clone();
+    eventually(Duration::from_secs(30), "gateway 1 ready again", || {
+        let gw = gw.clone();
+        async move { ready(&gw).await.then_some(()) }
+    })
+    .await;
+    assert!(
+        workload.wait_for_acks(100, Duration::from_secs(30)).await,
+        "writes go on through the restarted gateway"
     );
     let attempted = workload.attempted();
     workload.stop().await;
