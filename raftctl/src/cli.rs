@@ -147,7 +147,9 @@ pub enum NodeCommand {
     Start(LocalNodeArgs),
 }
 
-/// `raftctl node stop|start`.
+/// `raftctl node stop|start`. They act on a local `raftctl up`, so they
+/// find the nodes and the admin token in its data dir; `--cluster`,
+/// `--token` and `--json` do not apply.
 #[derive(Args, Debug, Clone)]
 pub struct LocalNodeArgs {
     /// The node's id.

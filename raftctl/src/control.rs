@@ -2,11 +2,12 @@
 //!
 //! `raftctl node stop|start ID` connects to it and sends one JSON
 //! [`Request`] line; `up` answers one JSON [`Reply`] line and closes. The
-//! socket is a Unix domain socket inside the data dir, so only users who
-//! may read the cluster's data (and its secrets) may use it. `up` removes
-//! it when it exits; a stale one (left by a killed `up`) is replaced on
-//! the next start.
+//! socket is a Unix domain socket inside the data dir with mode 0600: only
+//! the user running `up` (and root) may connect. `up` removes it when it
+//! exits; a stale one (left by a killed `up`) is replaced on the next
+//! start.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -76,7 +77,10 @@ impl ControlSocket {
         }
         let listener = UnixListener::bind(&path)
             .with_context(|| format!("listening on {}", path.display()))?;
-        Ok(Self { listener, path })
+        let socket = Self { listener, path };
+        std::fs::set_permissions(&socket.path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", socket.path.display()))?;
+        Ok(socket)
     }
 
     /// The next connection (cancel-safe: nothing is read yet).
@@ -155,6 +159,11 @@ mod tests {
     async fn a_request_and_its_reply_cross_the_socket() {
         let dir = tempfile::tempdir().unwrap();
         let socket = ControlSocket::bind(dir.path()).await.unwrap();
+        let mode = std::fs::metadata(dir.path().join(SOCKET))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "only the owner may connect");
         assert!(
             ControlSocket::bind(dir.path()).await.is_err(),
             "a second up on the same data dir is refused"

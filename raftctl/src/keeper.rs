@@ -52,7 +52,8 @@ enum State {
 impl State {
     fn name(self) -> &'static str {
         match self {
-            State::Running(_) | State::Stopping(_) => "running",
+            State::Running(_) => "running",
+            State::Stopping(_) => "stopping",
             State::Restarting(_) => "restarting",
             State::Stopped => "stopped",
         }

@@ -63,7 +63,7 @@ pub struct ProcessInfo {
     /// Its process id; `null` while it is not running.
     pub pid: Option<u32>,
     /// `running`, `restarting` (it died; `up` starts it again after a
-    /// backoff) or `stopped` (by `raftctl node stop`).
+    /// backoff), `stopping` or `stopped` (by `raftctl node stop`).
     pub state: &'static str,
     /// How many times `up` has restarted it.
     pub restarts: u32,
