@@ -107,7 +107,7 @@
 //! | endpoint | request | response |
 //! |---|---|---|
 //! | `GET /health` | | `ok`: the process is alive; 503 naming every group that failed to load |
-//! | `GET /ready` | | `ready`: no failed group and every hosted group knows a leader (a node without groups is ready); else 503 with the reasons ([`http::ready`]) |
+//! | `GET /ready` | | `ready`: no failed group, and every hosted group knows a leader or at least the metadata group does (a node without groups is ready); else 503 with the reasons ([`http::ready`]) |
 //! | `GET /status` | | JSON [`checkraft_proto::NodeStatus`] |
 //! | `GET /metrics` | | Prometheus / OpenMetrics text ([`metrics`]; names in `docs/metrics.md`); no auth |
 //! | `POST /raft/{g}/append` | bincode `AppendEntriesRequest` | bincode `Result<AppendEntriesResponse, RaftError>` |
