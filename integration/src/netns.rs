@@ -12,9 +12,11 @@
 //!
 //! Needs root and `ip` (iproute2). Dropping [`Hosts`] deletes every
 //! namespace (which removes their veths) and the bridge, also when the
-//! test fails.
+//! test fails; names carry the test's pid (`ck<pid>-<host>`), and what a
+//! killed test process left behind is removed by the next run.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::Command;
 
 /// A host: a network namespace with one address.
@@ -62,8 +64,9 @@ impl Hosts {
         if !nix::unistd::geteuid().is_root() {
             return Err("not root".into());
         }
+        remove_stale();
         let run = std::process::id();
-        let prefix = format!("ck{}", run % 100_000);
+        let prefix = format!("ck{run}");
         let subnet = (run % 250 + 1) as u8;
         let bridge = format!("{prefix}br");
         let mut hosts = Self {
@@ -124,7 +127,7 @@ impl Hosts {
     }
 
     /// A command running `program` inside host `name`'s namespace.
-    pub fn command(&self, name: &str, program: &std::path::Path) -> tokio::process::Command {
+    pub fn command(&self, name: &str, program: &Path) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new("ip");
         cmd.args(["netns", "exec", &self.host(name).netns])
             .arg(program);
@@ -155,6 +158,30 @@ impl Hosts {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
         }
+    }
+}
+
+/// Removes the namespaces and bridge of earlier runs whose test process
+/// is gone (killed before its `Drop` could run): names carry the pid.
+fn remove_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for name in listing.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(pid) = name
+            .strip_prefix("ck")
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        eprintln!("removing namespace {name}, left by test process {pid}");
+        let _ = ip(&["netns", "del", name]);
+        let _ = ip(&["link", "del", &format!("ck{pid}br")]);
     }
 }
 
