@@ -8,12 +8,15 @@
 //   keeps working;
 // - the minimap draws the whole-grid overview: boxes written over HTTP far
 //   from the viewport show as density without their chunks being read,
-//   and a click on the minimap goes there.
+//   and a click on the minimap goes there;
+// - accessibility: axe-core, run in the page and in the no-JS page, finds
+//   no serious or critical violation; the grid is usable by keyboard.
 // The tests share one cluster and run in order.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 
 import { Cluster, REPO, eventually } from "./lib/cluster.mjs";
@@ -242,6 +245,59 @@ step("3. the minimap shows boxes written far away, without their chunks; a click
       [...document.querySelectorAll("#grid input[type=checkbox]")]
         .some((el) => Number(el.dataset.index) >= far && el.checked), far));
     assert.deepEqual(page.errors, [], "no page errors");
+  } finally {
+    await ctx.close();
+  }
+});
+
+/** axe-core's violations of impact serious or critical on `page`. */
+async function axeViolations(page) {
+  const source = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+  // Evaluated through the DevTools protocol: the page's CSP does not apply.
+  await page.evaluate(source);
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
+  return result.violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.length} nodes, e.g. ${v.nodes[0]?.target})`);
+}
+
+step("4. accessibility: axe-core on the page and the no-JS page; the grid by keyboard", async () => {
+  const ctx = await launchContext();
+  try {
+    const page = await ctx.context.newPage();
+    await page.goto(`${cluster.url}/`);
+    await live(page);
+    await settle(page);
+    const onPage = await axeViolations(page);
+    // The no-JS page runs no script of its own (its CSP allows none), so
+    // a JavaScript-enabled context renders it alike and lets axe's own
+    // timers run.
+    const plain = await ctx.context.newPage();
+    await plain.goto(`${cluster.url}/nojs?page=0`);
+    assert.equal(await plain.locator("script").count(), 0);
+    const onNojs = await axeViolations(plain);
+    console.log(`e2e axe: page ${onPage.length}, no-JS page ${onNojs.length} serious/critical violations`);
+    assert.deepEqual(onPage, [], "the page");
+    assert.deepEqual(onNojs, [], "the no-JS page");
+    // Keyboard: focus the grid's tab stop, move right and down, toggle
+    // with Space; the focused box is visibly outlined and named.
+    await page.locator("#grid input[tabindex='0']").focus();
+    const start = Number(await page.evaluate(() => document.activeElement.dataset.index));
+    await page.keyboard.press("ArrowRight");
+    await page.keyboard.press("ArrowDown");
+    const cols = await page.evaluate(() => Number(getComputedStyle(document.getElementById("grid")).getPropertyValue("--cols")));
+    const focused = await page.evaluate(() => {
+      const el = document.activeElement;
+      return { index: Number(el.dataset.index), label: el.getAttribute("aria-label"), outline: getComputedStyle(el).outlineStyle };
+    });
+    assert.equal(focused.index, start + 1 + cols, "arrows move the focus across the grid");
+    assert.equal(focused.label, `box ${focused.index}`);
+    assert.notEqual(focused.outline, "none", "the focused box shows a focus ring");
+    await page.keyboard.press("Space");
+    const ack = await eventually(`an ack for box ${focused.index}`, 20_000, () => page.evaluate((i) =>
+      window.__checkraft.acks.find((a) => a.index === i), focused.index));
+    assert.equal(ack.status, "applied");
+    await plain.screenshot({ path: join(ARTIFACTS, "nojs-styled.png") });
   } finally {
     await ctx.close();
   }
