@@ -313,6 +313,18 @@ fn announce(descriptor: &ClusterFile, args: &UpArgs, data: &Path, json: bool) ->
         "open the grid: {}  (no JavaScript: {}nojs)",
         descriptor.page_url, descriptor.page_url
     ));
+    let default_dir = std::env::current_dir()
+        .ok()
+        .and_then(|d| d.join("data").canonicalize().ok());
+    let dir = if default_dir.as_deref() == Some(data) {
+        String::new()
+    } else {
+        format!(" --data-dir {}", data.display())
+    };
+    out(format!(
+        "a node down and back (up restarts crashed ones by itself): \
+         raftctl node stop 2{dir}, then raftctl node start 2{dir}"
+    ));
     out("Ctrl-C to stop");
     Ok(())
 }
