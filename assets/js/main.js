@@ -9,7 +9,7 @@
 // data-connection. Subscriptions follow the visible chunks (plus a margin),
 // debounced while scrolling.
 
-import { GridModel, receiveUpdate, versionShowsGap, wantedChunks } from "./state.js";
+import { GridModel, receiveFetch, receiveUpdate, versionShowsGap, wantedChunks } from "./state.js";
 import {
   CHECKED, DISABLED, HIGHLIGHT, PENDING, UNKNOWN,
   computeLayout, diffPlans, nextPos, planView, posForIndex, rowOf, samePool, scrollForPos, visibleRange,
@@ -175,12 +175,21 @@ function relayout() {
   const old = L;
   L = next;
   view.applyLayout(L);
+  rememberView(L);
   if (!samePool(old, L)) applied = null;
   if (old && old.cols !== L.cols) pos = Math.min(L.maxPos, rowOf(L, anchor) * L.rowHeight);
   pos = Math.min(pos, L.maxPos);
   setScroll(scrollForPos(L, pos));
   minimapDirty = true;
   invalidate();
+}
+
+/** Tells the server the layout, so its next rendered page has as many
+ * columns and rows as this one (gateway/src/ssr.rs). */
+function rememberView(L) {
+  const value = `${L.cols}x${Math.max(1, L.poolRows - 2 * L.overscan)}`;
+  if (document.cookie.includes(`checkraft-view=${value}`)) return;
+  document.cookie = `checkraft-view=${value}; path=/; max-age=31536000; samesite=lax`;
 }
 
 function setScroll(s) {
@@ -674,12 +683,46 @@ async function loadStats() {
 }
 
 root.dataset.connection = "connecting";
+
+/** The server-rendered page's data (gateway/src/ssr.rs): the grid's
+ * dimensions and the bitsets of the chunks it drew; null without it. */
+function ssrData() {
+  try {
+    const el = document.getElementById("ssr-chunks");
+    const d = el ? JSON.parse(el.textContent) : null;
+    return d && Number.isFinite(d.boxes) && Number.isFinite(d.chunk_size) && Array.isArray(d.chunks) ? d : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Seeds the model with the server-rendered chunks: the boxes the page
+ * shows are then known at once (the socket's refetch on going live still
+ * revalidates them). */
+function adoptSsr(d) {
+  setDimensions(d.boxes, d.chunk_size);
+  for (const c of d.chunks) {
+    if (!Number.isSafeInteger(c.chunk) || typeof c.bits !== "string") continue;
+    const bytes = Uint8Array.from(atob(c.bits), (ch) => ch.charCodeAt(0));
+    const entry = model.chunk(c.chunk);
+    if (receiveFetch(entry, { status: 200, bytes, seq: c.seq, etag: c.etag ?? null }).changed) chunkChanged(c.chunk);
+  }
+}
+
 // A returning browser knows the grid's dimensions (offline.js): it draws
 // at once and lets the socket's Hello confirm them and Stats bring the
 // counts, without an HTTP round trip; it asks /api/stats only if the
 // socket is not live soon. A first visit asks at once.
 const lastSeen = loadLast();
-if (lastSeen && Number.isFinite(lastSeen.boxes) && Number.isFinite(lastSeen.chunkSize)) {
+const ssr = ssrData();
+if (ssr) {
+  adoptSsr(ssr);
+  if (lastSeen) {
+    counters = { checked: lastSeen.checked ?? null, online: lastSeen.online ?? null };
+    countersDirty = true;
+  }
+  setTimeout(() => { if (hub.state !== "live") loadStats(); }, STATS_FALLBACK_MS);
+} else if (lastSeen && Number.isFinite(lastSeen.boxes) && Number.isFinite(lastSeen.chunkSize)) {
   counters = { checked: lastSeen.checked ?? null, online: lastSeen.online ?? null };
   countersDirty = true;
   setDimensions(lastSeen.boxes, lastSeen.chunkSize);

@@ -58,19 +58,23 @@ impl ClientConfig {
 /// routes or hidden, rather than a static file.
 fn not_a_page_file(path: &str) -> bool {
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    matches!(
-        first,
-        "api"
-            | "ws"
-            | "nojs"
-            | "metrics"
-            | "health"
-            | "config.json"
-            | "package.json"
-            | "package-lock.json"
-            | "test"
-            | "node_modules"
-    ) || path.split('/').any(|s| s.starts_with('.'))
+    // The page itself is rendered with the grid's top ([`crate::ssr`]).
+    path == "/"
+        || path == "/index.html"
+        || matches!(
+            first,
+            "api"
+                | "ws"
+                | "nojs"
+                | "metrics"
+                | "health"
+                | "config.json"
+                | "package.json"
+                | "package-lock.json"
+                | "test"
+                | "node_modules"
+        )
+        || path.split('/').any(|s| s.starts_with('.'))
 }
 
 /// Serves `dir`'s files, or rejects every request when `dir` is `None`.
@@ -124,10 +128,12 @@ mod tests {
             "/node_modules/x/y.js",
             "/.git/config",
             "/js/.hidden",
+            "/",
+            "/index.html",
         ] {
             assert!(not_a_page_file(path), "{path}");
         }
-        for path in ["/", "/index.html", "/js/main.js", "/css/app.css", "/sw.js"] {
+        for path in ["/js/main.js", "/css/app.css", "/sw.js"] {
             assert!(!not_a_page_file(path), "{path}");
         }
     }
@@ -169,13 +175,16 @@ mod tests {
     #[tokio::test]
     async fn serves_files_with_security_headers_and_hides_the_rest() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.js"), "export {};").unwrap();
         std::fs::write(dir.path().join("index.html"), "<!doctype html>").unwrap();
         std::fs::write(dir.path().join("package.json"), "{}").unwrap();
         let f = filter(Some(dir.path().to_path_buf()));
-        let page = warp::test::request().path("/").reply(&f).await;
-        assert_eq!(page.status(), 200);
-        assert_eq!(page.body().as_ref(), b"<!doctype html>");
-        assert!(page.headers().contains_key("content-security-policy"));
+        let file = warp::test::request().path("/app.js").reply(&f).await;
+        assert_eq!(file.status(), 200);
+        assert_eq!(file.body().as_ref(), b"export {};");
+        assert!(file.headers().contains_key("content-security-policy"));
+        // The page itself is the SSR route's.
+        assert!(warp::test::request().path("/").filter(&f).await.is_err());
         assert!(warp::test::request()
             .path("/package.json")
             .filter(&f)

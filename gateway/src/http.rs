@@ -285,6 +285,7 @@ async fn route(
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let get = req.method == Method::GET;
     match segments.as_slice() {
+        [""] | ["index.html"] if get => crate::ssr::page(gateway, req),
         ["health"] if get => Ok(match gateway.health() {
             Ok(()) => text(StatusCode::OK, "ok\n"),
             Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{e}\n")),

@@ -102,7 +102,8 @@
 //! | `GET /nojs?page=N` | or `?box=I` (jump) | 200 HTML form of page `N` (`nojs_page_boxes` boxes, default 1000): each box a `<button name="set" value="I:1">` (`I:0` when checked), prev/next links, a jump-to-box field; `?box=I` answers 303 to `/nojs?page=P#box-I`; 400 HTML page for a bad `page`/`box`, 404 past the grid, 503 not loaded. No JavaScript; `Cache-Control: no-store`, `X-Content-Type-Options: nosniff`, script-free `Content-Security-Policy` ([`nojs`]) |
 //! | `POST /nojs/set` | form `set=I:1\|0&page=N` | after commit: 303 to `/nojs?page=N#box-I`; HTML error pages (with a link back): 400 malformed form or index, 409 rejected, 429 over the per-address write limit (shared with `PUT /api/boxes`), 503 unavailable |
 //! | `GET /config.json` | | `{"endpoints": [ws URL, ...]}`: the websocket endpoints the page picks from (`client_endpoints`, default `["/ws"]`, the page's own origin) |
-//! | `GET /`, `/js/…`, … | | the page's static files from `assets_dir` when it is set (no Caddy in front), with the Caddyfile's security headers ([`assets`]) |
+//! | `GET /`, `GET /index.html` | optional `Cookie: checkraft-view=COLSxROWS` | the page with the top of the grid rendered from current state in the script's markup, and those chunks' bitsets in a data block ([`ssr`]); the bare page while the state is not loaded |
+//! | `GET /js/…`, … | | the page's static files from `assets_dir` when it is set (no Caddy in front), with the Caddyfile's security headers ([`assets`]) |
 //! | `GET /health` | | 200 `ok` once the map and every shard's state are loaded; else 503 with the reason |
 //! | `GET /ready` | | 200 `ready` when, besides, the map is initialized and names a leader for every shard (writes have somewhere to go); else 503 with every reason ([`ready`]); systemd's `READY=1` is sent at the same moment |
 //! | `GET /metrics` | | OpenMetrics text: connections, messages and bytes, subscriptions, send-queue depth, rejections and resyncs by reason, write and set latency histograms, shard streams; every name in `docs/metrics.md` |
@@ -148,6 +149,7 @@ pub mod overview;
 pub mod ready;
 pub mod server;
 pub mod shards;
+pub mod ssr;
 pub mod state;
 pub mod subscription;
 pub mod writer;

@@ -10,7 +10,10 @@
 //   from the viewport show as density without their chunks being read,
 //   and a click on the minimap goes there;
 // - accessibility: axe-core, run in the page and in the no-JS page, finds
-//   no serious or critical violation; the grid is usable by keyboard.
+//   no serious or critical violation; the grid is usable by keyboard;
+// - the first HTML holds the grid's top with its current state (seen with
+//   JavaScript off), and with JavaScript no such box is rebuilt; `/#N`
+//   still lands on box N.
 // The tests share one cluster and run in order.
 
 import { after, before, test } from "node:test";
@@ -65,15 +68,16 @@ async function settle(page, quietMs = 600) {
 
 const kb = (n) => `${(n / 1024).toFixed(1)} KB`;
 
-/** The page's budgets (issue 14); a test fails only past WIDE × budget. */
+/** The page's budgets (issue 14). A test fails only past `wide` × the
+ * budget: 3 for bytes (deterministic), 4 for times (a loaded 2-core test
+ * machine stretches them). */
 const BUDGET = { firstKb: 30, repeatKb: 2, paintMs: 300 };
-const WIDE = 3;
 
 /** Prints a figure against its budget; fails only on a wide overrun. */
-function budget(what, value, limit, unit) {
-  const verdict = value <= limit ? "within" : value <= WIDE * limit ? "OVER (not failing)" : "FAR OVER";
+function budget(what, value, limit, unit, wide = unit === "ms" ? 4 : 3) {
+  const verdict = value <= limit ? "within" : value <= wide * limit ? "OVER (not failing)" : "FAR OVER";
   console.log(`e2e budget: ${what} ${value.toFixed(1)} ${unit} / ${limit} ${unit}: ${verdict}`);
-  assert.ok(value <= WIDE * limit, `${what}: ${value.toFixed(1)} ${unit}, over ${WIDE} x the ${limit} ${unit} budget`);
+  assert.ok(value <= wide * limit, `${what}: ${value.toFixed(1)} ${unit}, over ${wide} x the ${limit} ${unit} budget`);
 }
 
 /** `checkraft_gateway_http_chunk_responses_total` summed over answers. */
@@ -144,11 +148,20 @@ step("1b. first grid paint with 4x CPU throttling", async () => {
     await page.waitForFunction(() => performance.getEntriesByName("checkraft:state").length > 0, null, { timeout: 20_000 });
     const t = await page.evaluate(() => {
       const at = (n) => Math.round(performance.getEntriesByName(n)[0]?.startTime ?? -1);
-      return { fcp: at("first-contentful-paint"), grid: at("checkraft:grid"), state: at("checkraft:state") };
+      return {
+        fcp: at("first-contentful-paint"),
+        script: at("checkraft:grid"),
+        state: at("checkraft:state"),
+        // Boxes in the first HTML (server-rendered, with their state) are
+        // in the first contentful paint: no script runs before it.
+        ssr: !!document.getElementById("ssr-chunks"),
+      };
     });
-    console.log(`e2e paint (4x CPU throttling, first visit): first contentful paint ${t.fcp} ms, ` +
-      `boxes on screen ${t.grid} ms, boxes with their state ${t.state} ms`);
-    budget("first grid paint (4x CPU)", t.grid, BUDGET.paintMs, "ms");
+    const paint = t.ssr ? t.fcp : t.state;
+    console.log(`e2e paint (4x CPU throttling, first visit): first contentful paint ${t.fcp} ms ` +
+      `(${t.ssr ? "with server-rendered boxes and their state" : "without boxes"}); script's first grid ` +
+      `frame ${t.script} ms, all visible boxes known ${t.state} ms`);
+    budget("first grid paint (4x CPU)", paint, BUDGET.paintMs, "ms");
   } finally {
     await ctx.close();
   }
@@ -172,7 +185,11 @@ step("2. chunk reads follow the socket's gateway, and move on when it is killed"
     await page.fill("#jump-input", "300000");
     await page.press("#jump-input", "Enter");
     await eventually("chunk reads from the socket's gateway", 10_000, async () =>
-      (await page.getAttribute("html", "data-http-endpoint")) === `http://${chosen.publicAddr}`);
+      (await page.getAttribute("html", "data-http-endpoint")) === `http://${chosen.publicAddr}`)
+      .catch(async (e) => {
+        const http = await page.evaluate(() => window.__checkraft.http);
+        throw new Error(`${e.message}; socket ${wsUrl}, reads ${JSON.stringify(http)}`);
+      });
     assert.ok((await chunkAnswers(chosen)) > before, "the chosen gateway served the chunks");
 
     killed = `gateway-${chosen.id}`;
@@ -286,11 +303,13 @@ step("4. accessibility: axe-core on the page and the no-JS page; the grid by key
     await page.keyboard.press("ArrowRight");
     await page.keyboard.press("ArrowDown");
     const cols = await page.evaluate(() => Number(getComputedStyle(document.getElementById("grid")).getPropertyValue("--cols")));
+    // The focus moves at the next frame.
+    await eventually("the focus to move right and down", 5_000, () => page.evaluate((want) =>
+      Number(document.activeElement?.dataset.index) === want, start + 1 + cols));
     const focused = await page.evaluate(() => {
       const el = document.activeElement;
       return { index: Number(el.dataset.index), label: el.getAttribute("aria-label"), outline: getComputedStyle(el).outlineStyle };
     });
-    assert.equal(focused.index, start + 1 + cols, "arrows move the focus across the grid");
     assert.equal(focused.label, `box ${focused.index}`);
     assert.notEqual(focused.outline, "none", "the focused box shows a focus ring");
     await page.keyboard.press("Space");
@@ -300,5 +319,58 @@ step("4. accessibility: axe-core on the page and the no-JS page; the grid by key
     await plain.screenshot({ path: join(ARTIFACTS, "nojs-styled.png") });
   } finally {
     await ctx.close();
+  }
+});
+
+step("5. server-rendered first paint: real boxes without JS; with JS the page adopts them", async () => {
+  const box = 3 * 34 + 5; // in the rendered rows at any width
+  const r = await fetch(`${cluster.url}/api/boxes/${box}`, { method: "PUT", body: JSON.stringify({ checked: true }) });
+  assert.equal(r.status, 200);
+  const noJs = await launchContext({ javaScriptEnabled: false });
+  const ctx = await launchContext();
+  try {
+    const plain = await noJs.context.newPage();
+    await plain.goto(`${cluster.url}/`);
+    const rendered = await plain.locator("#grid input[type=checkbox][data-index]").count();
+    assert.ok(rendered >= 34 * 10, `the first response holds the grid's top (${rendered} boxes)`);
+    assert.equal(await plain.locator(`#grid input[data-index="${box}"]`).isChecked(), true, "with its current state");
+    assert.equal(await plain.locator(`#grid input[data-index="${box + 1}"]`).isChecked(), false);
+    await plain.screenshot({ path: join(ARTIFACTS, "ssr-no-js.png") });
+
+    const page = await ctx.context.newPage();
+    // Watches the grid from the first byte: inputs the parser inserts
+    // (server-rendered) and any input the script removes afterwards.
+    await page.addInitScript(() => {
+      window.__ssr = { parsed: 0, removed: 0, built: 0 };
+      new MutationObserver((records) => {
+        for (const rec of records) {
+          for (const n of rec.addedNodes) {
+            const inputs = n.nodeType === 1 ? n.querySelectorAll?.("input[type=checkbox]").length ?? 0 : 0;
+            if (document.readyState === "loading") window.__ssr.parsed += inputs;
+            else window.__ssr.built += inputs;
+          }
+          for (const n of rec.removedNodes) {
+            window.__ssr.removed += n.nodeType === 1 ? (n.matches?.("input[type=checkbox]") ? 1 : 0)
+              + (n.querySelectorAll?.("input[type=checkbox]").length ?? 0) : 0;
+          }
+        }
+      }).observe(document, { childList: true, subtree: true });
+    });
+    await page.goto(`${cluster.url}/`);
+    await live(page);
+    await settle(page);
+    const seen = await page.evaluate(() => window.__ssr);
+    console.log(`e2e ssr: ${rendered} boxes rendered without JS; with JS ${JSON.stringify(seen)}`);
+    assert.ok(seen.parsed > 0, "the page arrived with boxes");
+    assert.equal(seen.removed, 0, "no server-rendered box was rebuilt");
+    assert.equal(await page.locator(`#grid input[data-index="${box}"]`).isChecked(), true);
+    // A share link still lands on its box.
+    const far = await ctx.context.newPage();
+    await far.goto(`${cluster.url}/#654321`);
+    await live(far);
+    await far.locator('#grid input[data-index="654321"]').waitFor({ state: "visible", timeout: 10_000 });
+  } finally {
+    await ctx.close();
+    await noJs.close();
   }
 });
