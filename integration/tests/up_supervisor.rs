@@ -103,6 +103,12 @@ async fn test() {
     for id in 1..=3 {
         assert!(ready(&node_addr(id)).await, "node {id} /ready");
     }
+    // cluster.json is written once every child answers /health.
+    eventually(Duration::from_secs(30), "cluster.json", || {
+        let data = data.path().to_path_buf();
+        async move { process(&data, "gateway", 1).map(drop) }
+    })
+    .await;
     let token = std::fs::read_to_string(data.path().join("token")).unwrap();
     let secret = std::fs::read_to_string(data.path().join("cluster-secret")).unwrap();
     let signer = Signer::new(
