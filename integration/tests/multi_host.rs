@@ -6,7 +6,9 @@
 //! link is also rate-limited with `tbf`): every call between nodes, and
 //! from the gateways to the nodes, crosses a relay. So the shard map holds
 //! the advertised addresses, never the listen ones, and the cluster works
-//! only if nothing assumes loopback or listen = advertise.
+//! only if nothing assumes loopback or listen = advertise. (A relay delays
+//! the connections made *to* its node: node 3's own calls to the others
+//! take their relays' 1 ms. Caddy reaches the gateways directly.)
 //!
 //! A write workload runs through Caddy while the test kills node 1 with
 //! SIGKILL (and restarts it), cuts host 2's link (a partition) and heals
