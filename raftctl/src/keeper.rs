@@ -358,6 +358,118 @@ fn indent(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    fn file(dir: &Path) -> ClusterFile {
+        ClusterFile {
+            page_url: "http://127.0.0.1:1/".into(),
+            data_dir: dir.to_path_buf(),
+            token_file: dir.join("token"),
+            control_socket: dir.join("up.sock"),
+            processes: Vec::new(),
+        }
+    }
+
+    fn spawn_sh(sup: &mut Supervisor, role: &'static str, script: &str, dir: &Path) {
+        let args = ["-c".to_string(), script.to_string()];
+        sup.spawn(
+            Path::new("/bin/sh"),
+            role,
+            1,
+            "127.0.0.1:1",
+            dir,
+            &args,
+            &[],
+        )
+        .unwrap();
+    }
+
+    fn listed(dir: &Path, role: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.join("cluster.json")).unwrap();
+        let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+        file["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["role"] == role)
+            .unwrap()
+            .clone()
+    }
+
+    #[tokio::test]
+    async fn a_child_that_keeps_dying_is_restarted_later_and_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sup = Supervisor::default();
+        spawn_sh(&mut sup, "node", "exit 3", dir.path());
+        spawn_sh(&mut sup, "gateway", "sleep 30", dir.path());
+        let mut file = file(dir.path());
+        let mut keeper = Keeper::new(&mut sup, &mut file);
+        // Dies at once; restarted after 0.5 s, dies; after 1 s, dies; the
+        // next restart is 2 s later, after the end of this window.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(2400) {
+            keeper.check();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(keeper.lives[0].restarts, 2, "{:?}", keeper.lives[0]);
+        assert_eq!(keeper.lives[0].failures, 3);
+        assert!(matches!(keeper.lives[0].state, State::Restarting(_)));
+        assert!(matches!(keeper.lives[1].state, State::Running(_)));
+        let node = listed(dir.path(), "node");
+        assert_eq!(node["state"], "restarting");
+        assert_eq!(node["restarts"], 2);
+        assert!(node["pid"].is_null());
+        let gateway = listed(dir.path(), "gateway");
+        assert_eq!(gateway["state"], "running");
+        assert!(gateway["pid"].is_u64(), "the others keep running");
+    }
+
+    #[tokio::test]
+    async fn stop_keeps_a_child_down_until_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sup = Supervisor::default();
+        spawn_sh(&mut sup, "gateway", "sleep 30", dir.path());
+        let mut file = file(dir.path());
+        let mut keeper = Keeper::new(&mut sup, &mut file);
+        let first = listed_pid(&mut keeper);
+        let stop = Request::Stop {
+            role: "gateway".into(),
+            id: 1,
+        };
+        let reply = keeper.handle(stop.clone());
+        assert!(reply.ok && reply.pid == Some(first), "{reply:?}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while keeper.lives[0].state != State::Stopped && Instant::now() < deadline {
+            keeper.check();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(keeper.lives[0].state, State::Stopped);
+        // Not restarted while stopped.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        keeper.check();
+        assert_eq!(keeper.lives[0].state, State::Stopped);
+        assert_eq!(listed(dir.path(), "gateway")["state"], "stopped");
+        assert!(!keeper.handle(stop).ok, "already stopped");
+        let start = Request::Start {
+            role: "gateway".into(),
+            id: 1,
+        };
+        let reply = keeper.handle(start.clone());
+        assert!(reply.ok, "{reply:?}");
+        let second = reply.pid.unwrap();
+        assert_ne!(second, first);
+        assert_eq!(listed(dir.path(), "gateway")["pid"], second);
+        assert!(!keeper.handle(start).ok, "already running");
+        let unknown = keeper.handle(Request::Stop {
+            role: "node".into(),
+            id: 9,
+        });
+        assert!(!unknown.ok && unknown.message.contains("gateway 1"));
+    }
+
+    fn listed_pid(keeper: &mut Keeper<'_>) -> u32 {
+        keeper.sup.children[0].child.id().unwrap()
+    }
 
     #[test]
     fn backoff_doubles_from_half_a_second_and_caps() {
