@@ -706,6 +706,13 @@ function adoptSsr(d) {
     const bytes = Uint8Array.from(atob(c.bits), (ch) => ch.charCodeAt(0));
     const entry = model.chunk(c.chunk);
     if (receiveFetch(entry, { status: 200, bytes, seq: c.seq, etag: c.etag ?? null }).changed) chunkChanged(c.chunk);
+    // A page the Service Worker kept is as old as its first load: the
+    // offline record may be newer (and is all there is offline).
+    store.load(c.chunk).then((saved) => {
+      const now = model.chunks.get(c.chunk);
+      if (!saved || now !== entry || saved.seq <= entry.version || entry.fetching) return;
+      if (receiveFetch(entry, { status: 200, bytes: saved.bytes, seq: saved.seq, etag: null }).changed) chunkChanged(c.chunk);
+    }).catch(() => {});
   }
 }
 
