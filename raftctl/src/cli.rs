@@ -225,7 +225,8 @@ pub struct UpArgs {
     /// Keep data in a temporary directory, deleted on exit.
     #[arg(long, conflicts_with = "data_dir")]
     pub ephemeral: bool,
-    /// Nodes to run (ids 1..=N). Shards get min(N, 3) replicas.
+    /// Nodes to run (ids 1..=N). Shards get min(N, 3) replicas. A data
+    /// dir keeps the number it was created with.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub nodes: u16,
     /// First node port; nodes listen on PORT, PORT+1, ... PORT+N-1.

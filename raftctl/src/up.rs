@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use checkraft_proto::{ShardMap, META_GROUP};
+use checkraft_proto::{NodeState, ShardMap, META_GROUP};
 use serde::Serialize;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -240,6 +240,25 @@ async fn ensure_initialized(
     args: &UpArgs,
 ) -> Result<()> {
     if let Some(map) = existing_map(client).await? {
+        let members: Vec<u64> = map
+            .nodes
+            .values()
+            .filter(|n| n.state != NodeState::Removed)
+            .map(|n| n.id)
+            .collect();
+        let started: Vec<u64> = specs.iter().map(|(id, _)| *id).collect();
+        if members != started {
+            let hint = if members.iter().copied().eq(1..=members.len() as u64) {
+                format!("run `raftctl up --nodes {}` on it", members.len())
+            } else {
+                "`up` runs nodes 1..=N only".to_string()
+            };
+            bail!(
+                "the cluster in this data dir has nodes {members:?}, but --nodes {} \
+                 starts {started:?}: {hint}, or use another --data-dir",
+                args.nodes
+            );
+        }
         eprintln!(
             "keeping the existing cluster: map version {}, {} shards",
             map.version,
