@@ -43,6 +43,9 @@ const SHELL = [
   "/js/endpoints.js",
   "/js/routes.js",
   "/js/overview.js",
+  "/js/subscriptions.js",
+  "/js/jump.js",
+  "/js/ssr.js",
   "/js/socket-worker.js",
 ];
 const OPTIONAL = ["/config.json"];

@@ -1,15 +1,23 @@
-// The page: wires the pure model (state.js) and view plan (viewplan.js) to
-// the DOM (grid.js, minimap.js), the socket hub link (connection.js), chunk
-// fetching (chunks.js) and the offline record (offline.js).
+// The page: wires the pure model (state.js), view plan (viewplan.js) and
+// decisions (subscriptions.js: what to subscribe, fetch and forget, and
+// the connection state; jump.js: the jump field and reveal; overview.js:
+// the minimap's overview and when to refetch it; routes.js: where reads
+// go; ssr.js: the server-rendered page's data) to the DOM (grid.js,
+// minimap.js), the socket hub link (connection.js), chunk fetching
+// (chunks.js) and the offline record (offline.js).
 //
 // Flow: events (scroll, resize, hub messages, fetch results, clicks) only
 // change state and call `invalidate()`; one requestAnimationFrame callback
 // then computes the plan, diffs it against what is on screen and applies
 // the patches, redraws the minimap and counters, and updates <html>'s
 // data-connection. Subscriptions follow the visible chunks (plus a margin),
-// debounced while scrolling.
+// debounced while scrolling. The first HTML may already hold the grid's
+// top (gateway/src/ssr.rs): the view adopts those elements.
 
-import { GridModel, receiveFetch, receiveUpdate, versionShowsGap, wantedChunks } from "./state.js";
+import { GridModel, receiveFetch, receiveUpdate, versionShowsGap } from "./state.js";
+import { connectionState, evictable, planSubscriptions } from "./subscriptions.js";
+import { parseJump, revealPos } from "./jump.js";
+import { parseSsr } from "./ssr.js";
 import {
   CHECKED, DISABLED, HIGHLIGHT, PENDING, UNKNOWN,
   computeLayout, diffPlans, nextPos, planView, posForIndex, rowOf, samePool, scrollForPos, visibleRange,
@@ -317,10 +325,12 @@ function isOffline() {
 
 function updateConnection() {
   const offline = isOffline();
-  let c;
-  if (offline) c = "offline";
-  else if (hub.state === "live") c = visibleLoaded() ? "live" : "connecting";
-  else c = hub.state === "reconnecting" ? "reconnecting" : "connecting";
+  const c = connectionState({
+    online: navigator.onLine !== false,
+    networkDown,
+    hubState: hub.state,
+    visibleLoaded: visibleLoaded(),
+  });
   if (root.dataset.connection !== c) root.dataset.connection = c;
   if (hub.endpoint && root.dataset.endpoint !== hub.endpoint) root.dataset.endpoint = hub.endpoint;
   if (bannerEl.hidden === offline) bannerEl.hidden = !offline;
@@ -358,23 +368,22 @@ function scheduleSubscriptions() {
 
 function updateSubscriptions() {
   if (!known || !L) return;
-  const range = visibleRange(L, pos);
-  visibleChunks = wantedChunks(range.first, range.last, model.chunkSize, model.nChunks, 0, MAX_SUBSCRIBED);
-  const next = wantedChunks(range.first, range.last, model.chunkSize, model.nChunks, MARGIN_CHUNKS, MAX_SUBSCRIBED);
-  const same = next.length === wanted.length && next.every((c, i) => c === wanted[i]);
-  if (same) return;
-  const before = new Set(wanted);
-  const nextSet = new Set(next);
+  const plan = planSubscriptions({
+    range: visibleRange(L, pos),
+    chunkSize: model.chunkSize,
+    nChunks: model.nChunks,
+    margin: MARGIN_CHUNKS,
+    max: MAX_SUBSCRIBED,
+    wanted,
+    chunks: model.chunks,
+  });
+  visibleChunks = plan.visible;
+  if (!plan.changed) return;
   // Chunks we stop subscribing to get no more updates: their copy goes stale.
-  for (const c of wanted) if (!nextSet.has(c)) { const e = model.chunks.get(c); if (e) e.stale = true; }
-  wanted = next;
+  for (const c of plan.stale) model.chunks.get(c).stale = true;
+  wanted = plan.wanted;
   link.subscribe(wanted);
-  // Visible chunks first, then the margin.
-  const order = [...visibleChunks, ...wanted.filter((c) => !visibleChunks.includes(c))];
-  for (const c of order) {
-    const e = model.chunks.get(c);
-    if (!before.has(c) || !e || !e.loaded || e.stale) requestChunk(c);
-  }
+  for (const c of plan.fetch) requestChunk(c);
   evict();
   invalidate();
 }
@@ -395,12 +404,7 @@ setTimeout(() => {
 
 /** Drops the content of chunks far from view (their density stays for the minimap). */
 function evict() {
-  if (model.chunks.size <= MAX_KEPT_CHUNKS) return;
-  for (const [c, e] of model.chunks) {
-    if (model.chunks.size <= MAX_KEPT_CHUNKS) break;
-    if (wanted.includes(c) || e.fetching) continue;
-    model.chunks.delete(c);
-  }
+  for (const c of evictable(model.chunks, wanted, MAX_KEPT_CHUNKS)) model.chunks.delete(c);
 }
 
 // ---------------------------------------------------------------- hub messages
@@ -575,26 +579,21 @@ function goTo(index, { focus = true } = {}) {
 
 /** Scrolls the least needed for box `index`'s row to be fully visible. */
 function reveal(index) {
-  const top = rowOf(L, index) * L.rowHeight;
-  if (top < pos) pos = top;
-  else if (top + L.rowHeight > pos + L.height) pos = top + L.rowHeight - L.height;
-  else return;
+  const next = revealPos(L, pos, index);
+  if (next === null) return;
+  pos = next;
   setScroll(scrollForPos(L, pos));
   invalidate();
 }
 
 $("#jump-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  const raw = $("#jump-input").value.replace(/[\s,_#]/g, "");
-  if (!/^\d+$/.test(raw)) {
-    showNotice("Enter a box number");
+  const jump = parseJump($("#jump-input").value, known ? model.boxes : null);
+  if (jump.error) {
+    showNotice(jump.error);
     return;
   }
-  const n = Number(raw);
-  if (known && n >= model.boxes) {
-    showNotice(`Boxes go from 0 to ${(model.boxes - 1).toLocaleString("en-US")}`);
-    return;
-  }
+  const n = jump.index;
   history.replaceState(null, "", `#${n}`);
   goTo(n);
 });
@@ -684,28 +683,14 @@ async function loadStats() {
 
 root.dataset.connection = "connecting";
 
-/** The server-rendered page's data (gateway/src/ssr.rs): the grid's
- * dimensions and the bitsets of the chunks it drew; null without it. */
-function ssrData() {
-  try {
-    const el = document.getElementById("ssr-chunks");
-    const d = el ? JSON.parse(el.textContent) : null;
-    return d && Number.isFinite(d.boxes) && Number.isFinite(d.chunk_size) && Array.isArray(d.chunks) ? d : null;
-  } catch {
-    return null;
-  }
-}
-
 /** Seeds the model with the server-rendered chunks: the boxes the page
  * shows are then known at once (the socket's refetch on going live still
  * revalidates them). */
 function adoptSsr(d) {
-  setDimensions(d.boxes, d.chunk_size);
+  setDimensions(d.boxes, d.chunkSize);
   for (const c of d.chunks) {
-    if (!Number.isSafeInteger(c.chunk) || typeof c.bits !== "string") continue;
-    const bytes = Uint8Array.from(atob(c.bits), (ch) => ch.charCodeAt(0));
     const entry = model.chunk(c.chunk);
-    if (receiveFetch(entry, { status: 200, bytes, seq: c.seq, etag: c.etag ?? null }).changed) chunkChanged(c.chunk);
+    if (receiveFetch(entry, { status: 200, bytes: c.bytes, seq: c.seq, etag: c.etag }).changed) chunkChanged(c.chunk);
     // A page the Service Worker kept is as old as its first load: the
     // offline record may be newer (and is all there is offline).
     store.load(c.chunk).then((saved) => {
@@ -721,7 +706,7 @@ function adoptSsr(d) {
 // counts, without an HTTP round trip; it asks /api/stats only if the
 // socket is not live soon. A first visit asks at once.
 const lastSeen = loadLast();
-const ssr = ssrData();
+const ssr = parseSsr(document.getElementById("ssr-chunks")?.textContent ?? null);
 if (ssr) {
   adoptSsr(ssr);
   if (lastSeen) {
