@@ -5,9 +5,10 @@
 //! security headers. This module covers the same files, with the same
 //! headers, so that a single gateway is enough to try the page. Only `GET`
 //! and `HEAD` of files under [`GatewayConfig::assets_dir`] are served;
-//! the development files (`package.json`, `test/`, `node_modules/`) and
-//! every API path are left to the other routes, so an API request never
-//! touches the file system.
+//! the development files (`package.json`, `test/`, `node_modules/`),
+//! every API path and the page itself (`/`, `/index.html`: rendered with
+//! the grid's top by [`crate::ssr`], behind Caddy too) are left to the
+//! other routes, so an API request never touches the file system.
 //!
 //! [`GatewayConfig::assets_dir`]: crate::config::GatewayConfig::assets_dir
 
