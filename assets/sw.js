@@ -1,18 +1,34 @@
 // checkraft's service worker: caching only (it cannot own a WebSocket and
 // is stopped when idle; the socket lives in socket-worker.js or a tab).
-// - install: precache the app shell under a versioned cache name;
-// - navigations and shell files: network first, the cache when offline;
-// - GET /api/chunks/{c}: straight to the network (a page's If-None-Match
-//   304 reaches the page untouched); every 200 body is also stored, keyed
-//   by URL, in the chunk cache the page itself writes (offline.js);
-// - /ws, /nojs*, /metrics and anything cross-origin: not intercepted.
+// - the shell's version: `node assets/build.mjs` writes /sw-version.js
+//   (a digest of every served file), imported here; a changed file changes
+//   it, which makes the browser install this worker again under a new
+//   cache name. Without it (no build) the version is "dev";
+// - install: precache the app shell. The first install takes the files
+//   the page has just loaded from the HTTP cache (no second download);
+//   an update revalidates them;
+// - shell files, navigations and /config.json: from the cache when built
+//   (a repeat visit costs no request for them), else network first; the
+//   cache when offline. A `reload` request (the hub's retry) for
+//   /config.json goes to the network and refreshes the cache;
+// - GET /api/chunks/{c} on this origin: straight to the network (a page's
+//   If-None-Match 304 reaches the page untouched); every 200 body is also
+//   stored, keyed by URL, in the chunk cache the page itself writes
+//   (offline.js);
+// - /ws, /nojs*, /metrics and anything cross-origin (the page's reads
+//   routed to a gateway, routes.js): not intercepted.
 
-const VERSION = "v1";
+try {
+  importScripts("/sw-version.js");
+} catch {
+  /* not built: "dev" */
+}
+const VERSION = typeof self.CHECKRAFT_SHELL_VERSION === "string" ? self.CHECKRAFT_SHELL_VERSION : "dev";
+const BUILT = VERSION !== "dev";
 const SHELL_CACHE = `checkraft-shell-${VERSION}`;
 const CHUNK_CACHE = "checkraft-chunks-v1";
 const SHELL = [
   "/",
-  "/index.html",
   "/css/app.css",
   "/js/main.js",
   "/js/protocol.js",
@@ -25,14 +41,23 @@ const SHELL = [
   "/js/connection.js",
   "/js/hub.js",
   "/js/endpoints.js",
+  "/js/routes.js",
+  "/js/overview.js",
+  "/js/subscriptions.js",
+  "/js/jump.js",
+  "/js/ssr.js",
   "/js/socket-worker.js",
 ];
 const OPTIONAL = ["/config.json"];
 
 self.addEventListener("install", (event) => {
   event.waitUntil((async () => {
+    const names = await caches.keys();
+    const first = !names.some((n) => n.startsWith("checkraft-shell-"));
+    // Right after the first page load the HTTP cache holds exactly these.
+    const mode = first ? "force-cache" : "no-cache";
     const cache = await caches.open(SHELL_CACHE);
-    await cache.addAll(SHELL);
+    await cache.addAll(SHELL.map((url) => new Request(url, { cache: mode })));
     await Promise.all(OPTIONAL.map(async (url) => {
       try {
         const res = await fetch(url, { cache: "no-store" });
@@ -66,9 +91,11 @@ self.addEventListener("fetch", (event) => {
   if (url.pathname.startsWith("/api/chunks/")) {
     event.respondWith(chunk(req));
   } else if (url.pathname.startsWith("/api/")) {
-    return; // stats and box reads: the network only
+    return; // stats, overview and box reads: the network only
   } else if (req.mode === "navigate" || SHELL.includes(url.pathname) || OPTIONAL.includes(url.pathname)) {
-    event.respondWith(networkFirst(req, url));
+    const fresh = req.cache === "reload" || req.cache === "no-store";
+    const page = req.mode !== "navigate" || url.pathname === "/" || url.pathname === "/index.html";
+    event.respondWith(BUILT && !fresh && page ? cacheFirst(req, url) : networkFirst(req, url));
   }
 });
 
@@ -79,6 +106,17 @@ async function chunk(req) {
     caches.open(CHUNK_CACHE).then((c) => c.put(req.url, copy)).catch(() => {});
   }
   return res;
+}
+
+/** The cache key of a shell request (a navigation's query is ignored). */
+function keyOf(req, url) {
+  return url.pathname;
+}
+
+async function cacheFirst(req, url) {
+  const cache = await caches.open(SHELL_CACHE);
+  const hit = await cache.match(keyOf(req, url));
+  return hit ?? networkFirst(req, url);
 }
 
 async function networkFirst(req, url) {

@@ -1,25 +1,35 @@
-// Chunk fetching over HTTP from the page's own origin (`/api/chunks/{c}`,
-// never the WebSocket's host), with `If-None-Match` from the kept ETag and
-// body so an unchanged chunk costs a 304. A small queue bounds concurrent
-// fetches and merges repeated requests for one chunk. On a network error
-// the chunk is read from the offline store (offline.js), if it has one.
+// Chunk fetching over HTTP (`/api/chunks/{c}`), routed by routes.js: to
+// the gateway the socket hub chose, then the other gateways, then the
+// page's own origin, moving on at a network error or a 5xx. On the
+// origin the kept ETag goes out as `If-None-Match` with the kept body, so
+// an unchanged chunk costs a 304; on a gateway (another origin) the
+// browser's HTTP cache revalidates instead, so no CORS preflight is
+// needed. A small queue bounds concurrent fetches and merges repeated
+// requests for one chunk. When every route fails the chunk is read from
+// the offline store (offline.js), if it has one.
 // Invariant: `entry.fetching` is true exactly while a fetch for it is queued
 // or running, so Updates meanwhile are buffered (state.receiveUpdate).
 
 import { receiveFetch, receiveUpdate } from "./state.js";
+import { Routes, readOptions } from "./routes.js";
 
 export const MAX_CONCURRENT = 4;
 const RETRY_MS = 1_000;
+/** A gateway that has not answered in this long is skipped (ms). */
+const GATEWAY_TIMEOUT_MS = 5_000;
 
 export class ChunkFetcher {
   /**
    * @param {import("./state.js").GridModel} model
    * @param {{onChange: (c: number) => void, onNetwork: (ok: boolean) => void,
-   *   wanted: (c: number) => boolean, store: {load: (c: number) => Promise<any>}}} hooks
+   *   wanted: (c: number) => boolean, store: {load: (c: number) => Promise<any>},
+   *   onRoute?: (base: string) => void}} hooks
+   * @param {Routes} routes where reads go (default: the page's origin only)
    */
-  constructor(model, hooks) {
+  constructor(model, hooks, routes = new Routes("")) {
     this.model = model;
     this.hooks = hooks;
+    this.routes = routes;
     this.queue = [];
     this.queued = new Set();
     this.again = new Set();
@@ -67,17 +77,14 @@ export class ChunkFetcher {
     const entry = model.chunk(c);
     const headers = {};
     if (entry.etag && entry.body) headers["If-None-Match"] = entry.etag;
-    let res;
-    try {
-      res = await fetch(`/api/chunks/${c}`, { headers, cache: "no-store" });
-    } catch {
-      if (gen !== this.generation) return;
+    const res = await this.routedFetch(`/api/chunks/${c}`, headers);
+    if (gen !== this.generation) return;
+    if (!res) {
       this.done(c);
       this.hooks.onNetwork(false);
       await this.fromStore(c, entry);
       return;
     }
-    if (gen !== this.generation) return;
     this.hooks.onNetwork(true);
     const seq = Number(res.headers.get("X-Checkraft-Seq") ?? "0");
     const etag = res.headers.get("ETag");
@@ -100,6 +107,30 @@ export class ChunkFetcher {
     this.done(c);
     if (r.changed || r.refetch) this.hooks.onChange(c);
     if (r.refetch && this.hooks.wanted(c)) this.request(c);
+  }
+
+  /** GET `path` along the routes: the first answer that is neither a
+   * network error nor (from a gateway) a 5xx; null when all fail. */
+  async routedFetch(path, headers) {
+    let last = null;
+    for (const base of this.routes.order()) {
+      const opts = readOptions(base, headers);
+      if (base !== "") opts.signal = AbortSignal.timeout(GATEWAY_TIMEOUT_MS);
+      try {
+        const res = await fetch(`${base}${path}`, opts);
+        if (res.status >= 500 && base !== "") {
+          this.routes.fail(base);
+          last = res;
+          continue;
+        }
+        this.routes.ok(base);
+        this.hooks.onRoute?.(base);
+        return res;
+      } catch {
+        this.routes.fail(base);
+      }
+    }
+    return last;
   }
 
   done(c) {

@@ -9,15 +9,19 @@
 // new hub, and sends a heartbeat and a goodbye on pagehide.
 // `?socket=web-locks|per-tab|shared-worker` in the page URL forces a mode (tests).
 
-import { Hub } from "./hub.js";
+// The hub's code loads only where the hub runs (in the SharedWorker, the
+// leader tab or a lone tab): a tab of a SharedWorker browser never fetches it.
+const loadHub = () => import("./hub.js").then((m) => m.Hub);
 
 export const HEARTBEAT_MS = 5_000;
 
 function hubDeps() {
   return {
     createSocket: (url) => new WebSocket(url),
-    fetchConfig: async () => {
-      const r = await fetch("/config.json", { cache: "no-store" });
+    // The Service Worker answers a plain request from its cache; `fresh`
+    // (a reconnect) goes to the network.
+    fetchConfig: async (fresh) => {
+      const r = await fetch("/config.json", { cache: fresh ? "reload" : "no-cache" });
       return r.ok ? r.json() : null;
     },
     base: location.href,
@@ -93,9 +97,14 @@ function sharedWorker(onMessage, fallback) {
 }
 
 function perTab(id, onMessage) {
-  const hub = new Hub(hubDeps());
-  addEventListener("pagehide", (e) => { if (!e.persisted) hub.shutdown(); });
-  return { send: (m) => hub.tabMessage(id, m, onMessage) };
+  let hub = null;
+  const queue = [];
+  loadHub().then((Hub) => {
+    hub = new Hub(hubDeps());
+    addEventListener("pagehide", (e) => { if (!e.persisted) hub.shutdown(); });
+    for (const m of queue.splice(0)) hub.tabMessage(id, m, onMessage);
+  });
+  return { send: (m) => (hub ? hub.tabMessage(id, m, onMessage) : queue.push(m)) };
 }
 
 function webLocks(id, onMessage, resend) {
@@ -112,12 +121,13 @@ function webLocks(id, onMessage, resend) {
       onMessage(d.msg);
     }
   };
-  navigator.locks.request("checkraft-socket", () => {
+  navigator.locks.request("checkraft-socket", async () => {
+    const Hub = await loadHub();
     hub = new Hub(hubDeps());
     addEventListener("pagehide", (e) => { if (!e.persisted) hub.shutdown(); });
     resend();
     channel.postMessage({ to: "*", msg: { t: "leader" } });
-    return new Promise(() => {}); // hold the lock for the tab's lifetime
+    await new Promise(() => {}); // hold the lock for the tab's lifetime
   });
   return {
     send(m) {

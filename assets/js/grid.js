@@ -22,8 +22,10 @@ export class GridView {
     this.tabStop = null;
   }
 
-  /** Sizes the scroll area and the aria counts for a layout. */
+  /** Sizes the scroll area and the aria counts for a layout (and ends the
+   * server-rendered flow layout, if any). */
   applyLayout(L) {
+    this.grid.classList.remove("ssr");
     this.grid.style.height = `${L.spacer}px`;
     this.grid.setAttribute("aria-rowcount", String(L.rows));
     this.grid.setAttribute("aria-colcount", String(L.cols));
@@ -40,14 +42,32 @@ export class GridView {
     }
   }
 
+  /** A new pool of `poolRows` rows of `cols` cells. Rows already in the
+   * grid with `cols` cells (the server-rendered ones, or the last pool's)
+   * are adopted as they are; only missing rows are built, and rows of
+   * another width dropped. */
   reset({ poolRows, cols }) {
     this.cols = cols;
     this.tabStop = null;
     this.rows = [];
     this.inputs = [];
     this.cells = [];
+    const existing = [...this.grid.children].filter((el) => el.classList.contains("row"));
+    const adoptable = existing.filter((row) => row.children.length === cols
+      && [...row.children].every((cell) => cell.firstElementChild?.type === "checkbox"));
+    for (const row of existing) if (!adoptable.includes(row) || adoptable.indexOf(row) >= poolRows) row.remove();
     const frag = document.createDocumentFragment();
     for (let slot = 0; slot < poolRows; slot++) {
+      const kept = adoptable[slot];
+      if (kept) {
+        kept.setAttribute("role", "row");
+        for (const cell of kept.children) {
+          this.cells.push(cell);
+          this.inputs.push(cell.firstElementChild);
+        }
+        this.rows.push(kept);
+        continue;
+      }
       const row = document.createElement("div");
       row.className = "row";
       row.setAttribute("role", "row");
@@ -67,7 +87,8 @@ export class GridView {
       this.rows.push(row);
       frag.append(row);
     }
-    this.grid.replaceChildren(frag);
+    for (const el of [...this.grid.children]) if (!this.rows.includes(el)) el.remove();
+    this.grid.append(frag);
   }
 
   row({ slot, row, y }) {

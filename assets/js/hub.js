@@ -13,8 +13,10 @@
 //   {t: "bye"}                        the tab is going away
 //   {t: "kick"}                       the browser is back online: reconnect now
 // Hub -> tab:
-//   {t: "status", state, endpoint, hello, gen}  state: connecting|live|reconnecting;
-//                                     `gen` grows per adopted socket (tabs refetch on change)
+//   {t: "status", state, endpoint, endpoints, hello, gen}  state: connecting|live|reconnecting;
+//                                     `gen` grows per adopted socket (tabs refetch on change);
+//                                     `endpoints`: every gateway's resolved URL (null until
+//                                     /config.json is read), for routing HTTP reads (routes.js)
 //   {t: "server", m}                  a decoded Update/Versions/Resync (only to tabs
 //                                     subscribed to one of its chunks) or Stats (to all)
 //   {t: "ack", id, status, seq}       the tab's Set outcome; status "disconnected"
@@ -38,7 +40,7 @@ export const AVOID_MS = 30_000;
 
 export class Hub {
   /**
-   * @param {{createSocket: (url: string) => WebSocket, fetchConfig: () => Promise<any>,
+   * @param {{createSocket: (url: string) => WebSocket, fetchConfig: (fresh: boolean) => Promise<any>,
    *   base: string, random?: () => number, now?: () => number,
    *   setTimeout?: Function, clearTimeout?: Function, setInterval?: Function}} deps
    */
@@ -183,7 +185,9 @@ export class Hub {
   }
 
   statusMsg() {
-    return { t: "status", state: this.state, endpoint: this.endpoint, hello: this.hello, gen: this.gen };
+    return {
+      t: "status", state: this.state, endpoint: this.endpoint, endpoints: this.endpoints, hello: this.hello, gen: this.gen,
+    };
   }
 
   sendStatusTo(id) {
@@ -219,7 +223,8 @@ export class Hub {
   async loadEndpoints() {
     let config = null;
     try {
-      config = await this.d.fetchConfig();
+      // A retry asks past every cache: the list may have changed.
+      config = await this.d.fetchConfig(this.attempt > 0);
     } catch {
       config = null;
     }

@@ -1,15 +1,23 @@
-// The page: wires the pure model (state.js) and view plan (viewplan.js) to
-// the DOM (grid.js, minimap.js), the socket hub link (connection.js), chunk
-// fetching (chunks.js) and the offline record (offline.js).
+// The page: wires the pure model (state.js), view plan (viewplan.js) and
+// decisions (subscriptions.js: what to subscribe, fetch and forget, and
+// the connection state; jump.js: the jump field and reveal; overview.js:
+// the minimap's overview and when to refetch it; routes.js: where reads
+// go; ssr.js: the server-rendered page's data) to the DOM (grid.js,
+// minimap.js), the socket hub link (connection.js), chunk fetching
+// (chunks.js) and the offline record (offline.js).
 //
 // Flow: events (scroll, resize, hub messages, fetch results, clicks) only
 // change state and call `invalidate()`; one requestAnimationFrame callback
 // then computes the plan, diffs it against what is on screen and applies
 // the patches, redraws the minimap and counters, and updates <html>'s
 // data-connection. Subscriptions follow the visible chunks (plus a margin),
-// debounced while scrolling.
+// debounced while scrolling. The first HTML may already hold the grid's
+// top (gateway/src/ssr.rs): the view adopts those elements.
 
-import { GridModel, receiveUpdate, versionShowsGap, wantedChunks } from "./state.js";
+import { GridModel, receiveFetch, receiveUpdate, versionShowsGap } from "./state.js";
+import { connectionState, evictable, planSubscriptions } from "./subscriptions.js";
+import { parseJump, revealPos } from "./jump.js";
+import { parseSsr } from "./ssr.js";
 import {
   CHECKED, DISABLED, HIGHLIGHT, PENDING, UNKNOWN,
   computeLayout, diffPlans, nextPos, planView, posForIndex, rowOf, samePool, scrollForPos, visibleRange,
@@ -17,7 +25,9 @@ import {
 import { GridView } from "./grid.js";
 import { Minimap } from "./minimap.js";
 import { ChunkFetcher } from "./chunks.js";
-import { OfflineStore, loadLast, saveLast } from "./offline.js";
+import { Routes } from "./routes.js";
+import { OVERVIEW_MAX_MS, overviewDue, parseOverview } from "./overview.js";
+import { OfflineStore, loadLast, loadOverview, saveLast, saveOverview } from "./offline.js";
 import { openLink } from "./connection.js";
 
 const ACK_TIMEOUT_MS = 15_000; // the gateway answers "unavailable" after 10 s
@@ -27,6 +37,9 @@ const MARGIN_CHUNKS = 1;
 const MAX_SUBSCRIBED = 32;
 const MAX_KEPT_CHUNKS = 256;
 const NOTICE_MS = 3_500;
+const MAX_ACKS_KEPT = 200; // window.__checkraft.acks keeps the latest only
+const STATS_FALLBACK_MS = 2_000;
+const FIRST_FETCH_WAIT_MS = 800;
 const MINIMAP_MS = 150;
 
 const NOTICES = {
@@ -70,11 +83,20 @@ let nextReq = 1;
 let subTimer = null;
 let noticeTimer = null;
 const densities = new Map(); // chunk -> density, kept after a chunk is dropped
+// The whole-grid overview for the minimap (overview.js).
+const overview = { data: null, etag: null, body: null, fetchedAt: null, checkedAtFetch: null, inFlight: false, fetches: 0 };
 let minimapDirty = true;
 let countersDirty = true;
 
 const store = new OfflineStore(() => model);
+const routes = new Routes(location.origin);
 const fetcher = new ChunkFetcher(model, {
+  onRoute(base) {
+    const http = hook.http;
+    http.last = base || location.origin;
+    http.counts[http.last] = (http.counts[http.last] ?? 0) + 1;
+    if (root.dataset.httpEndpoint !== http.last) root.dataset.httpEndpoint = http.last;
+  },
   onChange(c) {
     chunkChanged(c);
   },
@@ -86,12 +108,18 @@ const fetcher = new ChunkFetcher(model, {
   },
   wanted: (c) => wanted.includes(c),
   store,
-});
+}, routes);
 
 const hook = {
+  // The latest MAX_ACKS_KEPT Ack outcomes of this tab's clicks.
   acks: [],
+  // Where chunk reads went: the last base, and a count per base.
+  http: { last: null, counts: {} },
   // Frame counter; set `perf.log = []` to record [planMs, applyMs, patches] per frame.
   perf: { frames: 0, log: null },
+  // The minimap's density at box `i` (-1: unknown), and overview fetches.
+  minimapDensity: (i) => minimap.densityAt(i),
+  overviewFetches: () => overview.fetches,
   state: () => ({
     connection: root.dataset.connection,
     endpoint: root.dataset.endpoint ?? null,
@@ -125,6 +153,18 @@ function setDimensions(boxes, chunkSize) {
   pendingJump = null;
   if (target !== null) goTo(target, { focus: true });
   updateSubscriptions();
+  // The last visit's overview, if recent, stands until the next is due.
+  const saved = loadOverview();
+  const savedData = saved ? parseOverview(saved.body) : null;
+  const age = saved ? Date.now() - saved.at : Infinity;
+  if (savedData && savedData.boxes === boxes && age >= 0 && age < OVERVIEW_MAX_MS) {
+    Object.assign(overview, { data: savedData, body: saved.body, etag: saved.etag, checkedAtFetch: counters.checked });
+    overview.fetchedAt = performance.now() - age;
+  } else {
+    overview.data = null;
+    overview.fetchedAt = null;
+  }
+  maybeLoadOverview();
 }
 
 // ---------------------------------------------------------------- layout and frame
@@ -143,12 +183,21 @@ function relayout() {
   const old = L;
   L = next;
   view.applyLayout(L);
+  rememberView(L);
   if (!samePool(old, L)) applied = null;
   if (old && old.cols !== L.cols) pos = Math.min(L.maxPos, rowOf(L, anchor) * L.rowHeight);
   pos = Math.min(pos, L.maxPos);
   setScroll(scrollForPos(L, pos));
   minimapDirty = true;
   invalidate();
+}
+
+/** Tells the server the layout, so its next rendered page has as many
+ * columns and rows as this one (gateway/src/ssr.rs). */
+function rememberView(L) {
+  const value = `${L.cols}x${Math.max(1, L.poolRows - 2 * L.overscan)}`;
+  if (document.cookie.includes(`checkraft-view=${value}`)) return;
+  document.cookie = `checkraft-view=${value}; path=/; max-age=31536000; samesite=lax`;
 }
 
 function setScroll(s) {
@@ -183,6 +232,23 @@ function flagsOf(index) {
 
 let lastRange = { first: 0, last: -1 };
 
+/** Performance marks (read by the e2e budget test, cheap otherwise): the
+ * first frame with boxes on screen, and the first with their real state,
+ * each taken at the paint that follows the frame. */
+const painted = { grid: false, state: false };
+function markFirstPaints(plan) {
+  if (painted.state || !plan) return;
+  const mark = (name) => requestAnimationFrame(() => performance.mark(name));
+  if (!painted.grid && model.boxes > 0) {
+    painted.grid = true;
+    mark("checkraft:grid");
+  }
+  if (visibleChunks.length > 0 && visibleChunks.every((c) => model.chunks.get(c)?.loaded)) {
+    painted.state = true;
+    mark("checkraft:state");
+  }
+}
+
 function frame() {
   frameQueued = false;
   frameOffline = isOffline();
@@ -198,6 +264,7 @@ function frame() {
     const t1 = performance.now();
     view.apply(patches);
     applied = plan;
+    markFirstPaints(plan);
     const t2 = performance.now();
     hook.perf.frames++;
     if (hook.perf.log) hook.perf.log.push([Math.round(t1 - t0), Math.round(t2 - t1), patches.length]);
@@ -239,7 +306,7 @@ function drawMinimap(range) {
   }
   minimapAt = now;
   minimapDirty = false;
-  minimap.draw({ boxes: model.boxes, nChunks: model.nChunks, densities, ...range });
+  minimap.draw({ boxes: model.boxes, nChunks: model.nChunks, densities, overview: overview.data, ...range });
 }
 
 function showCount(el, v) {
@@ -258,10 +325,12 @@ function isOffline() {
 
 function updateConnection() {
   const offline = isOffline();
-  let c;
-  if (offline) c = "offline";
-  else if (hub.state === "live") c = visibleLoaded() ? "live" : "connecting";
-  else c = hub.state === "reconnecting" ? "reconnecting" : "connecting";
+  const c = connectionState({
+    online: navigator.onLine !== false,
+    networkDown,
+    hubState: hub.state,
+    visibleLoaded: visibleLoaded(),
+  });
   if (root.dataset.connection !== c) root.dataset.connection = c;
   if (hub.endpoint && root.dataset.endpoint !== hub.endpoint) root.dataset.endpoint = hub.endpoint;
   if (bannerEl.hidden === offline) bannerEl.hidden = !offline;
@@ -299,35 +368,43 @@ function scheduleSubscriptions() {
 
 function updateSubscriptions() {
   if (!known || !L) return;
-  const range = visibleRange(L, pos);
-  visibleChunks = wantedChunks(range.first, range.last, model.chunkSize, model.nChunks, 0, MAX_SUBSCRIBED);
-  const next = wantedChunks(range.first, range.last, model.chunkSize, model.nChunks, MARGIN_CHUNKS, MAX_SUBSCRIBED);
-  const same = next.length === wanted.length && next.every((c, i) => c === wanted[i]);
-  if (same) return;
-  const before = new Set(wanted);
-  const nextSet = new Set(next);
+  const plan = planSubscriptions({
+    range: visibleRange(L, pos),
+    chunkSize: model.chunkSize,
+    nChunks: model.nChunks,
+    margin: MARGIN_CHUNKS,
+    max: MAX_SUBSCRIBED,
+    wanted,
+    chunks: model.chunks,
+  });
+  visibleChunks = plan.visible;
+  if (!plan.changed) return;
   // Chunks we stop subscribing to get no more updates: their copy goes stale.
-  for (const c of wanted) if (!nextSet.has(c)) { const e = model.chunks.get(c); if (e) e.stale = true; }
-  wanted = next;
+  for (const c of plan.stale) model.chunks.get(c).stale = true;
+  wanted = plan.wanted;
   link.subscribe(wanted);
-  // Visible chunks first, then the margin.
-  const order = [...visibleChunks, ...wanted.filter((c) => !visibleChunks.includes(c))];
-  for (const c of order) {
-    const e = model.chunks.get(c);
-    if (!before.has(c) || !e || !e.loaded || e.stale) fetcher.request(c);
-  }
+  for (const c of plan.fetch) requestChunk(c);
   evict();
   invalidate();
 }
 
+/** Fetches chunk `c`, except before the first socket is live: a fetch then
+ * would be repeated once it is (changes between a fetch and the
+ * subscription are never sent), so the live status fetches every wanted
+ * chunk instead. After FIRST_FETCH_WAIT_MS without a socket, fetch anyway. */
+function requestChunk(c) {
+  if (hub.gen === 0 && !firstFetchWaitOver) return;
+  fetcher.request(c);
+}
+let firstFetchWaitOver = false;
+setTimeout(() => {
+  firstFetchWaitOver = true;
+  if (hub.gen === 0) for (const c of wanted) requestChunk(c);
+}, FIRST_FETCH_WAIT_MS);
+
 /** Drops the content of chunks far from view (their density stays for the minimap). */
 function evict() {
-  if (model.chunks.size <= MAX_KEPT_CHUNKS) return;
-  for (const [c, e] of model.chunks) {
-    if (model.chunks.size <= MAX_KEPT_CHUNKS) break;
-    if (wanted.includes(c) || e.fetching) continue;
-    model.chunks.delete(c);
-  }
+  for (const c of evictable(model.chunks, wanted, MAX_KEPT_CHUNKS)) model.chunks.delete(c);
 }
 
 // ---------------------------------------------------------------- hub messages
@@ -337,6 +414,7 @@ function onHubMessage(msg) {
     case "status": {
       const wasGen = hub.gen;
       hub = { state: msg.state, endpoint: msg.endpoint, gen: msg.gen };
+      if (msg.state === "live") routes.update(msg.endpoint, msg.endpoints);
       if (msg.hello) setDimensions(msg.hello.boxes, msg.hello.chunk_size);
       if (msg.state === "live" && msg.gen !== wasGen) {
         // A new socket (or the first): changes before its subscriptions
@@ -391,6 +469,7 @@ function onServer(m) {
     case "stats":
       counters = { checked: m.checked, online: m.online };
       countersDirty = true;
+      maybeLoadOverview();
       saveLast({ boxes: model.boxes, chunkSize: model.chunkSize, ...counters });
       invalidate();
       break;
@@ -414,6 +493,7 @@ function resolve(id, status, seq) {
   const r = model.resolveSet(id, status, seq);
   if (!r) return;
   hook.acks.push({ index: r.index, checked: r.checked, status: r.status });
+  if (hook.acks.length > MAX_ACKS_KEPT) hook.acks.splice(0, hook.acks.length - MAX_ACKS_KEPT);
   if (r.reverted) showNotice(NOTICES[status] ?? `Change undone (${status})`);
   else store.markDirty(model.chunkOf(r.index));
   invalidate();
@@ -499,26 +579,21 @@ function goTo(index, { focus = true } = {}) {
 
 /** Scrolls the least needed for box `index`'s row to be fully visible. */
 function reveal(index) {
-  const top = rowOf(L, index) * L.rowHeight;
-  if (top < pos) pos = top;
-  else if (top + L.rowHeight > pos + L.height) pos = top + L.rowHeight - L.height;
-  else return;
+  const next = revealPos(L, pos, index);
+  if (next === null) return;
+  pos = next;
   setScroll(scrollForPos(L, pos));
   invalidate();
 }
 
 $("#jump-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  const raw = $("#jump-input").value.replace(/[\s,_#]/g, "");
-  if (!/^\d+$/.test(raw)) {
-    showNotice("Enter a box number");
+  const jump = parseJump($("#jump-input").value, known ? model.boxes : null);
+  if (jump.error) {
+    showNotice(jump.error);
     return;
   }
-  const n = Number(raw);
-  if (known && n >= model.boxes) {
-    showNotice(`Boxes go from 0 to ${(model.boxes - 1).toLocaleString("en-US")}`);
-    return;
-  }
+  const n = jump.index;
   history.replaceState(null, "", `#${n}`);
   goTo(n);
 });
@@ -550,6 +625,38 @@ const link = openLink(onHubMessage, (m) => {
   root.dataset.socketMode = m;
 });
 
+/** Fetches the overview when due (overviewDue): routed like chunk reads,
+ * revalidated by ETag. */
+async function maybeLoadOverview() {
+  const now = performance.now();
+  if (!known || !overviewDue({ ...overview, checked: counters.checked, now })) return;
+  overview.inFlight = true;
+  overview.fetchedAt = now;
+  overview.checkedAtFetch = counters.checked;
+  try {
+    const headers = overview.etag && overview.body ? { "If-None-Match": overview.etag } : {};
+    const r = await fetcher.routedFetch("/api/overview", headers);
+    if (r && r.status === 200) {
+      const body = await r.json();
+      const data = parseOverview(body);
+      if (data && data.boxes === model.boxes) {
+        overview.data = data;
+        overview.body = body;
+        overview.etag = r.headers.get("ETag");
+        overview.fetches++;
+        saveOverview({ body, etag: overview.etag, at: Date.now() });
+        minimapDirty = true;
+        invalidate();
+      }
+    }
+  } catch {
+    /* the next Stats or the minute timer tries again */
+  } finally {
+    overview.inFlight = false;
+  }
+}
+setInterval(maybeLoadOverview, 15_000);
+
 async function loadStats() {
   try {
     const r = await fetch("/api/stats", { cache: "no-store" });
@@ -575,7 +682,46 @@ async function loadStats() {
 }
 
 root.dataset.connection = "connecting";
-loadStats();
+
+/** Seeds the model with the server-rendered chunks: the boxes the page
+ * shows are then known at once (the socket's refetch on going live still
+ * revalidates them). */
+function adoptSsr(d) {
+  setDimensions(d.boxes, d.chunkSize);
+  for (const c of d.chunks) {
+    const entry = model.chunk(c.chunk);
+    if (receiveFetch(entry, { status: 200, bytes: c.bytes, seq: c.seq, etag: c.etag }).changed) chunkChanged(c.chunk);
+    // A page the Service Worker kept is as old as its first load: the
+    // offline record may be newer (and is all there is offline).
+    store.load(c.chunk).then((saved) => {
+      const now = model.chunks.get(c.chunk);
+      if (!saved || now !== entry || saved.seq <= entry.version || entry.fetching) return;
+      if (receiveFetch(entry, { status: 200, bytes: saved.bytes, seq: saved.seq, etag: null }).changed) chunkChanged(c.chunk);
+    }).catch(() => {});
+  }
+}
+
+// A returning browser knows the grid's dimensions (offline.js): it draws
+// at once and lets the socket's Hello confirm them and Stats bring the
+// counts, without an HTTP round trip; it asks /api/stats only if the
+// socket is not live soon. A first visit asks at once.
+const lastSeen = loadLast();
+const ssr = parseSsr(document.getElementById("ssr-chunks")?.textContent ?? null);
+if (ssr) {
+  adoptSsr(ssr);
+  if (lastSeen) {
+    counters = { checked: lastSeen.checked ?? null, online: lastSeen.online ?? null };
+    countersDirty = true;
+  }
+  setTimeout(() => { if (hub.state !== "live") loadStats(); }, STATS_FALLBACK_MS);
+} else if (lastSeen && Number.isFinite(lastSeen.boxes) && Number.isFinite(lastSeen.chunkSize)) {
+  counters = { checked: lastSeen.checked ?? null, online: lastSeen.online ?? null };
+  countersDirty = true;
+  setDimensions(lastSeen.boxes, lastSeen.chunkSize);
+  setTimeout(() => { if (hub.state !== "live") loadStats(); }, STATS_FALLBACK_MS);
+} else {
+  loadStats();
+}
 invalidate();
 
 if ("serviceWorker" in navigator) {

@@ -1,7 +1,11 @@
 // The minimap: a canvas strip where each pixel row stands for a slice of
-// chunks, shaded by checked density (grey where no chunk of the slice has
-// been fetched), with the viewport drawn as a frame; a click navigates.
-// `minimapBuckets` is pure and tested; `Minimap` draws.
+// the grid, shaded by checked density: from the chunks this tab holds
+// where it has them, else from the whole-grid overview (overview.js,
+// `GET /api/overview`), grey where neither says anything; the viewport is
+// drawn as a frame, and a click navigates. `minimapBuckets` is pure and
+// tested; `Minimap` draws.
+
+import { mergeBuckets, overviewBuckets } from "./overview.js";
 
 /**
  * Density per pixel row: the mean density of the known chunks mapped to
@@ -36,6 +40,13 @@ export function boxAtMinimapY(y, height, boxes) {
 }
 
 export class Minimap {
+  /** The density drawn for box `index` at the last draw (-1: unknown). */
+  densityAt(index) {
+    if (!this.buckets || this.boxes <= 0) return -1;
+    const y = Math.min(this.buckets.length - 1, Math.floor((index / this.boxes) * this.buckets.length));
+    return this.buckets[y];
+  }
+
   /**
    * @param {HTMLCanvasElement} canvas
    * @param {(index: number) => void} onNavigate
@@ -54,8 +65,8 @@ export class Minimap {
 
   /**
    * Draws.
-   * @param {{boxes, nChunks, densities: Map<number, number>, first, last}} s
-   *   `first`/`last`: the visible box range
+   * @param {{boxes, nChunks, densities: Map<number, number>, first, last, overview?}} s
+   *   `first`/`last`: the visible box range; `overview`: a parsed overview
    */
   draw(s) {
     this.boxes = s.boxes;
@@ -68,14 +79,19 @@ export class Minimap {
     if (this.canvas.height !== h) this.canvas.height = h;
     const ctx = this.ctx;
     if (!ctx) return;
-    const buckets = minimapBuckets(h, s.nChunks, s.densities);
+    const buckets = mergeBuckets(
+      minimapBuckets(h, s.nChunks, s.densities),
+      overviewBuckets(h, s.boxes, s.overview ?? null),
+    );
+    this.buckets = buckets;
     ctx.fillStyle = "#d5d8de";
     ctx.fillRect(0, 0, w, h);
     for (let y = 0; y < h; y++) {
       const d = buckets[y];
       if (d < 0) continue;
-      // sqrt so that sparse chunks still show; 0 is white.
-      const t = Math.sqrt(Math.min(1, d));
+      // 0 is white; any checked box shows at least a clear tint, and sqrt
+      // spreads the sparse end.
+      const t = d > 0 ? 0.3 + 0.7 * Math.sqrt(Math.min(1, d)) : 0;
       const r = Math.round(255 - t * (255 - 31));
       const g = Math.round(255 - t * (255 - 111));
       const b = Math.round(255 - t * (255 - 235));

@@ -10,6 +10,7 @@
 export const CHUNK_CACHE = "checkraft-chunks-v1";
 export const DEBOUNCE_MS = 300;
 const DIMS_KEY = "checkraft:last";
+const OVERVIEW_KEY = "checkraft:overview";
 
 export class OfflineStore {
   /** @param {() => import("./state.js").GridModel} getModel */
@@ -81,6 +82,25 @@ export function loadLast() {
   try {
     const v = JSON.parse(localStorage.getItem(DIMS_KEY) ?? "null");
     if (v && Number.isFinite(v.boxes) && Number.isFinite(v.chunkSize) && v.chunkSize > 0) return v;
+  } catch {
+    /* ignore */
+  }
+  return null;
+}
+
+/** Saves the last overview: {body, etag, at (ms since the epoch)}. */
+export function saveOverview(v) {
+  try {
+    localStorage.setItem(OVERVIEW_KEY, JSON.stringify(v));
+  } catch {
+    /* storage full or denied: the next visit fetches it */
+  }
+}
+
+export function loadOverview() {
+  try {
+    const v = JSON.parse(localStorage.getItem(OVERVIEW_KEY) ?? "null");
+    if (v && v.body && Number.isFinite(v.at)) return v;
   } catch {
     /* ignore */
   }

@@ -7,8 +7,10 @@ import { Hub } from "./hub.js";
 
 const hub = new Hub({
   createSocket: (url) => new WebSocket(url),
-  fetchConfig: async () => {
-    const r = await fetch("/config.json", { cache: "no-store" });
+  // The Service Worker answers a plain request from its cache; `fresh` (a
+  // reconnect) goes to the network.
+  fetchConfig: async (fresh) => {
+    const r = await fetch("/config.json", { cache: fresh ? "reload" : "no-cache" });
     return r.ok ? r.json() : null;
   },
   base: self.location.href,

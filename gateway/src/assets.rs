@@ -5,9 +5,10 @@
 //! security headers. This module covers the same files, with the same
 //! headers, so that a single gateway is enough to try the page. Only `GET`
 //! and `HEAD` of files under [`GatewayConfig::assets_dir`] are served;
-//! the development files (`package.json`, `test/`, `node_modules/`) and
-//! every API path are left to the other routes, so an API request never
-//! touches the file system.
+//! the development files (`package.json`, `test/`, `node_modules/`),
+//! every API path and the page itself (`/`, `/index.html`: rendered with
+//! the grid's top by [`crate::ssr`], behind Caddy too) are left to the
+//! other routes, so an API request never touches the file system.
 //!
 //! [`GatewayConfig::assets_dir`]: crate::config::GatewayConfig::assets_dir
 
@@ -58,19 +59,23 @@ impl ClientConfig {
 /// routes or hidden, rather than a static file.
 fn not_a_page_file(path: &str) -> bool {
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    matches!(
-        first,
-        "api"
-            | "ws"
-            | "nojs"
-            | "metrics"
-            | "health"
-            | "config.json"
-            | "package.json"
-            | "package-lock.json"
-            | "test"
-            | "node_modules"
-    ) || path.split('/').any(|s| s.starts_with('.'))
+    // The page itself is rendered with the grid's top ([`crate::ssr`]).
+    path == "/"
+        || path == "/index.html"
+        || matches!(
+            first,
+            "api"
+                | "ws"
+                | "nojs"
+                | "metrics"
+                | "health"
+                | "config.json"
+                | "package.json"
+                | "package-lock.json"
+                | "test"
+                | "node_modules"
+        )
+        || path.split('/').any(|s| s.starts_with('.'))
 }
 
 /// Serves `dir`'s files, or rejects every request when `dir` is `None`.
@@ -124,10 +129,12 @@ mod tests {
             "/node_modules/x/y.js",
             "/.git/config",
             "/js/.hidden",
+            "/",
+            "/index.html",
         ] {
             assert!(not_a_page_file(path), "{path}");
         }
-        for path in ["/", "/index.html", "/js/main.js", "/css/app.css", "/sw.js"] {
+        for path in ["/js/main.js", "/css/app.css", "/sw.js"] {
             assert!(!not_a_page_file(path), "{path}");
         }
     }
@@ -140,7 +147,11 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Caddyfile"),
         )
         .expect("the repository's Caddyfile");
-        let caddyfile = caddyfile.to_ascii_lowercase();
+        // The Caddyfile may add the gateways' origins to `connect-src`
+        // from its environment; without them the two are the same.
+        let caddyfile = caddyfile
+            .to_ascii_lowercase()
+            .replace(" {$checkraft_connect_src}", "");
         for (name, value) in SECURITY_HEADERS {
             let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
             let in_caddy = caddyfile.lines().any(|l| {
@@ -165,13 +176,16 @@ mod tests {
     #[tokio::test]
     async fn serves_files_with_security_headers_and_hides_the_rest() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.js"), "export {};").unwrap();
         std::fs::write(dir.path().join("index.html"), "<!doctype html>").unwrap();
         std::fs::write(dir.path().join("package.json"), "{}").unwrap();
         let f = filter(Some(dir.path().to_path_buf()));
-        let page = warp::test::request().path("/").reply(&f).await;
-        assert_eq!(page.status(), 200);
-        assert_eq!(page.body().as_ref(), b"<!doctype html>");
-        assert!(page.headers().contains_key("content-security-policy"));
+        let file = warp::test::request().path("/app.js").reply(&f).await;
+        assert_eq!(file.status(), 200);
+        assert_eq!(file.body().as_ref(), b"export {};");
+        assert!(file.headers().contains_key("content-security-policy"));
+        // The page itself is the SSR route's.
+        assert!(warp::test::request().path("/").filter(&f).await.is_err());
         assert!(warp::test::request()
             .path("/package.json")
             .filter(&f)

@@ -3,8 +3,14 @@
 //! The grid `[0, boxes)` is cut into chunks of `chunk_size` boxes: chunk
 //! `c` covers `[c * chunk_size, min((c + 1) * chunk_size, boxes))`. Shard
 //! boundaries fall on chunk boundaries (the metadata group enforces it), so
-//! a chunk lies in exactly one shard and its version is its shard's
-//! `(epoch, seq)`.
+//! a chunk lies in exactly one shard and its version is a `seq` of that
+//! shard.
+//!
+//! ## Validator
+//! A chunk's HTTP entity tag is [`etag`]: a digest of its bitset body, so
+//! it changes exactly when the chunk's content changes (a write elsewhere
+//! in the shard leaves it alone) and every gateway holding the same
+//! content names it the same, whatever history loaded its state.
 //!
 //! ## Bit order of a chunk body
 //! `ceil(len / 8)` bytes; box `start + i` is bit `i % 8` (value
@@ -15,6 +21,7 @@
 use checkraft_proto::ws::bitset;
 use checkraft_proto::Grid;
 use croaring::Bitmap;
+use sha2::{Digest, Sha256};
 
 /// Where a chunk lies in the grid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +86,26 @@ pub fn encode_bits(bitmap: &Bitmap, start: u64, end: u64) -> Vec<u8> {
     bitset::encode(lo, len as u32, iter.take_while(|i| *i <= hi))
 }
 
+/// Bytes of the SHA-256 of a body kept in its entity tag: 128 bits, so
+/// two different bodies of one chunk never share a tag in practice.
+const ETAG_DIGEST_BYTES: usize = 16;
+
+/// The entity tag of a chunk whose bitset body is `bits`:
+/// `W/"{hex of the first 16 bytes of SHA-256(bits)}"`. Weak, because the
+/// same tag names the body in every content-coding (`Vary:
+/// Accept-Encoding` separates them in caches); `If-None-Match` compares
+/// weakly anyway.
+pub fn etag(bits: &[u8]) -> String {
+    let digest = Sha256::digest(bits);
+    let mut tag = String::with_capacity(4 + 2 * ETAG_DIGEST_BYTES);
+    tag.push_str("W/\"");
+    for b in &digest[..ETAG_DIGEST_BYTES] {
+        tag.push_str(&format!("{b:02x}"));
+    }
+    tag.push('"');
+    tag
+}
+
 /// Whether box `start + i` is set in a body made by [`encode_bits`].
 pub fn bit(body: &[u8], i: u64) -> bool {
     u32::try_from(i).is_ok_and(|i| bitset::get(body, i))
@@ -135,6 +162,18 @@ mod tests {
                 assert_eq!(body[(i / 8) as usize], 1 << (i % 8));
             }
         }
+    }
+
+    #[test]
+    fn etags_follow_content_only() {
+        let a = etag(&[0x85, 0x01]);
+        assert_eq!(a, etag(&[0x85, 0x01]));
+        assert_ne!(a, etag(&[0x85, 0x03]));
+        assert_ne!(a, etag(&[0x85, 0x01, 0x00]));
+        assert!(
+            a.starts_with("W/\"") && a.ends_with('"') && a.len() == 36,
+            "{a}"
+        );
     }
 
     #[test]

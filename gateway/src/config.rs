@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use checkraft_auth::{Role, Secret, Signer};
 
 use crate::error::{Error, Result};
+use crate::logging::LogFormat;
 
 /// Everything a gateway needs to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +138,9 @@ pub struct GatewayConfig {
     /// of them are limited per the client address it names, not per the
     /// proxy's, and the Origin rule compares with the forwarded host.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Log lines as `text` (human-readable) or `json` (one object per
+    /// line); see [`crate::logging`].
+    pub log_format: LogFormat,
 }
 
 impl Default for GatewayConfig {
@@ -179,6 +183,7 @@ impl Default for GatewayConfig {
             assets_dir: None,
             client_endpoints: Vec::new(),
             trusted_proxies: Vec::new(),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -192,6 +197,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// `--cluster`
     pub cluster: Option<Vec<String>>,
+    /// `--log-format`
+    pub log_format: Option<LogFormat>,
 }
 
 impl GatewayConfig {
@@ -220,6 +227,9 @@ impl GatewayConfig {
         }
         if let Some(cluster) = overrides.cluster {
             config.cluster = cluster;
+        }
+        if let Some(format) = overrides.log_format {
+            config.log_format = format;
         }
         if let Some(legacy) = config.ws_allowed_origins.take() {
             config.page_origins.extend(legacy);

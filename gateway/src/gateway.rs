@@ -34,9 +34,11 @@ pub struct ChunkView {
 }
 
 impl ChunkView {
-    /// The chunk's version as an HTTP entity tag: `"{shard}-{epoch}-{seq}"`.
+    /// The chunk's HTTP entity tag, a digest of its content
+    /// ([`chunk::etag`]): the same on every gateway, and unchanged by
+    /// writes to other chunks of the shard.
     pub fn etag(&self) -> String {
-        format!("\"{}-{}-{}\"", self.shard, self.epoch, self.seq)
+        chunk::etag(&self.bits)
     }
 }
 

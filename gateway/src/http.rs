@@ -2,7 +2,6 @@
 //! plain `match` router over method and path (the node's pattern).
 //! Endpoints are documented in the crate docs.
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -14,6 +13,8 @@ use warp::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
+use crate::cors;
+use crate::encoding;
 use crate::error::{Error, Result};
 use crate::gateway::{BoxView, Gateway};
 use crate::guard::{self, WriteLimiter};
@@ -165,39 +166,16 @@ pub fn rate_limited(secs: u64, message: String) -> Response {
     response
 }
 
-/// True when `accept_encoding` lists gzip (or `*`) with a non-zero q.
-pub fn accepts_gzip(accept_encoding: &str) -> bool {
-    accept_encoding.split(',').any(|item| {
-        let mut parts = item.split(';').map(str::trim);
-        let coding = parts.next().unwrap_or("");
-        if !(coding.eq_ignore_ascii_case("gzip") || coding == "*") {
-            return false;
-        }
-        !parts.any(|p| {
-            p.strip_prefix("q=")
-                .and_then(|q| q.parse::<f32>().ok())
-                .is_some_and(|q| q == 0.0)
-        })
-    })
-}
-
-/// `data` gzip-compressed.
-pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 4 + 32),
-        flate2::Compression::fast(),
-    );
-    encoder
-        .write_all(data)
-        .expect("writing to a Vec cannot fail");
-    encoder.finish().expect("writing to a Vec cannot fail")
-}
-
-/// True when an `If-None-Match` value names `etag` (or is `*`).
+/// True when an `If-None-Match` value names `etag` (or is `*`), by the
+/// weak comparison `If-None-Match` calls for: a `W/` prefix on either side
+/// does not matter.
 pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
-    if_none_match.split(',').map(str::trim).any(|candidate| {
-        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
-    })
+    let opaque = |tag: &str| tag.strip_prefix("W/").unwrap_or(tag).to_string();
+    let etag = opaque(etag);
+    if_none_match
+        .split(',')
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || opaque(candidate) == etag)
 }
 
 async fn collect_body(
@@ -259,7 +237,14 @@ pub fn filter(
                         body,
                         client,
                     };
-                    match route(&gateway, &limiter, path.as_str(), &req).await {
+                    let origins = &gateway.config.page_origins;
+                    if req.method == Method::OPTIONS {
+                        if let Some(answer) = cors::preflight(origins, path.as_str(), &req.headers)
+                        {
+                            return answer;
+                        }
+                    }
+                    let mut response = match route(&gateway, &limiter, path.as_str(), &req).await {
                         Ok(response) => response,
                         Err(e) => {
                             if e.kind() == ErrorKind::Internal {
@@ -267,7 +252,15 @@ pub fn filter(
                             }
                             error(&e)
                         }
-                    }
+                    };
+                    cors::decorate(
+                        origins,
+                        &req.method,
+                        path.as_str(),
+                        &req.headers,
+                        &mut response,
+                    );
+                    response
                 }
             },
         )
@@ -292,6 +285,7 @@ async fn route(
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let get = req.method == Method::GET;
     match segments.as_slice() {
+        [""] | ["index.html"] if get => crate::ssr::page(gateway, req),
         ["health"] if get => Ok(match gateway.health() {
             Ok(()) => text(StatusCode::OK, "ok\n"),
             Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{e}\n")),
@@ -306,6 +300,7 @@ async fn route(
         }
         ["api", "stats"] if get => Ok(json(StatusCode::OK, &gateway.stats()?)),
         ["api", "chunks", id] if get => chunk(gateway, number("chunk id", id)?, req),
+        ["api", "overview"] if get => overview(gateway, req),
         ["api", "boxes", index] if get => {
             let view = gateway.get_box(number("box index", index)?)?;
             Ok(json(StatusCode::OK, &BoxBody::from(view)))
@@ -341,23 +336,64 @@ async fn route(
     }
 }
 
+/// `GET /api/overview[?start=S&end=E]`: the JSON [`Overview`], with a
+/// content ETag (304 when `If-None-Match` names it) and the negotiated
+/// content-coding.
+///
+/// [`Overview`]: crate::overview::Overview
+fn overview(gateway: &Gateway, req: &Request) -> Result<Response> {
+    let body = serde_json::to_vec(&crate::overview::overview(gateway, &req.query)?)
+        .expect("an overview serializes");
+    let etag = crate::overview::etag(&body);
+    let not_modified =
+        header_str(req, header::IF_NONE_MATCH).is_some_and(|inm| etag_matches(inm, &etag));
+    let coding = header_str(req, header::ACCEPT_ENCODING).and_then(encoding::negotiate);
+    let mut response = if not_modified {
+        let mut r = Response::new(Vec::new().into());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else if let Some(coding) = coding {
+        let mut r = with_body(StatusCode::OK, "application/json", coding.encode(&body));
+        r.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.token()),
+        );
+        r
+    } else {
+        with_body(StatusCode::OK, "application/json", body)
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("an etag is ASCII"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    Ok(response)
+}
+
 /// `GET /api/chunks/{id}`.
 fn chunk(gateway: &Gateway, id: u64, req: &Request) -> Result<Response> {
     let view = gateway.chunk(id)?;
     let etag = view.etag();
     let not_modified =
         header_str(req, header::IF_NONE_MATCH).is_some_and(|inm| etag_matches(inm, &etag));
-    let gzipped = header_str(req, header::ACCEPT_ENCODING).is_some_and(accepts_gzip);
+    let coding = header_str(req, header::ACCEPT_ENCODING).and_then(encoding::negotiate);
     let mut response = if not_modified {
+        gateway.metrics.chunk_answer("not_modified");
         let mut r = Response::new(Vec::new().into());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
-    } else if gzipped {
-        let mut r = with_body(StatusCode::OK, OCTETS, gzip(&view.bits));
-        r.headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    } else if let Some(coding) = coding {
+        gateway.metrics.chunk_answer(coding.token());
+        let mut r = with_body(StatusCode::OK, OCTETS, coding.encode(&view.bits));
+        r.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.token()),
+        );
         r
     } else {
+        gateway.metrics.chunk_answer("identity");
         with_body(StatusCode::OK, OCTETS, view.bits)
     };
     let headers = response.headers_mut();
@@ -374,28 +410,6 @@ fn chunk(gateway: &Gateway, id: u64, req: &Request) -> Result<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
-
-    #[test]
-    fn gzip_negotiation() {
-        assert!(accepts_gzip("gzip"));
-        assert!(accepts_gzip("deflate, GZIP;q=0.5, br"));
-        assert!(accepts_gzip("*"));
-        assert!(!accepts_gzip("gzip;q=0"));
-        assert!(!accepts_gzip("br, deflate"));
-        assert!(!accepts_gzip(""));
-    }
-
-    #[test]
-    fn gzip_round_trips() {
-        let data: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
-        let packed = gzip(&data);
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&packed[..])
-            .read_to_end(&mut out)
-            .unwrap();
-        assert_eq!(out, data);
-    }
 
     #[test]
     fn if_none_match_lists_and_weak_tags() {
@@ -404,5 +418,7 @@ mod tests {
         assert!(etag_matches("\"0-1-1\", W/\"1-1-5\"", tag));
         assert!(etag_matches("*", tag));
         assert!(!etag_matches("\"1-1-4\"", tag));
+        assert!(etag_matches("\"1-1-5\"", "W/\"1-1-5\""));
+        assert!(etag_matches("W/\"1-1-5\"", "W/\"1-1-5\""));
     }
 }

@@ -47,7 +47,12 @@
 //!    stays bounded. Sets go through the batcher and are acknowledged after
 //!    commit; token buckets per connection and per IP, connection caps and
 //!    the `Origin` rule apply. Shutdown closes every socket with 1001.
-//! 6. **Guard** ([`guard`]): the client's address (the forwarded one from
+//! 6. **Cross-origin reads** ([`cors`]): the page sends its chunk and API
+//!    reads straight to the gateway its socket uses; GETs of the read
+//!    paths from one of `page_origins` get CORS headers (allow-origin,
+//!    exposed `ETag`/`X-Checkraft-Seq`, `Timing-Allow-Origin`), other
+//!    origins and writes none.
+//! 7. **Guard** ([`guard`]): the client's address (the forwarded one from
 //!    `trusted_proxies`), the websocket `Origin` rule (the gateway's own
 //!    origin, i.e. Origin host = `Host` or trusted `X-Forwarded-Host`, or
 //!    one of `page_origins`; else 403), and the per-address token bucket
@@ -60,8 +65,10 @@
 //!   forces a resubscription), `Snapshot` events replace it. So the state
 //!   is always the shard's exact state at its `seq`, never a mix.
 //! - Chunks are chunk-aligned within shards (the metadata group enforces
-//!   it), so a chunk's version is its shard's `(epoch, seq)`, its ETag
-//!   `"{shard}-{epoch}-{seq}"`.
+//!   it), so a chunk's version is a `seq` of its shard (`X-Checkraft-Seq`
+//!   is the shard's current one). Its ETag is a digest of its content
+//!   ([`chunk::etag`]): a write elsewhere in the shard leaves it alone, and
+//!   every gateway names the same content alike.
 //! - A write is acknowledged only after the shard committed and applied
 //!   it. A `PUT` then waits (bounded) until this gateway's own state shows
 //!   it, so a client reading back from the same gateway sees its write.
@@ -86,7 +93,8 @@
 //!
 //! | endpoint | request | response |
 //! |---|---|---|
-//! | `GET /api/chunks/{c}` | optional `If-None-Match`, `Accept-Encoding: gzip` | 200 `application/octet-stream` bitset (gzip-encoded when accepted), headers `ETag: "{shard}-{epoch}-{seq}"`, `X-Checkraft-Seq: {seq}`, `Cache-Control: no-cache`; 304 without body when `If-None-Match` matches; 400 bad id, 404 past the grid, 503 shard not loaded |
+//! | `GET /api/chunks/{c}` | optional `If-None-Match`, `Accept-Encoding` | 200 `application/octet-stream` bitset (`br`, `zstd` or `gzip`-encoded as negotiated, [`encoding`]), headers `ETag: W/"{content digest}"`, `X-Checkraft-Seq: {seq}`, `Cache-Control: no-cache`, `Vary: Accept-Encoding`; 304 without body (same headers) when `If-None-Match` matches; 400 bad id, 404 past the grid, 503 shard not loaded |
+//! | `GET /api/overview` | optional `?start=S&end=E`, `If-None-Match`, `Accept-Encoding` | 200 JSON [`overview::Overview`] `{"boxes","start","end","region","level","counts"}`: checked boxes per region of `chunk_size × 2^level` boxes, at most 1024 regions (the finest level that fits the range); content `ETag`, 304 when unchanged; 400 bad range, 503 a shard not loaded |
 //! | `GET /api/boxes/{i}` | | `{"index","checked","seq"}`; 400 bad or out-of-range index, 503 not loaded |
 //! | `PUT /api/boxes/{i}` | `{"checked": bool}` | after commit, once this gateway shows the write (read-your-writes): `{"index","checked","seq"}` (`seq`: the committing change); 400 bad index or body, 409 rejected, 429 over the per-address write limit, 503 unavailable (also when the write committed but this gateway's view did not catch up within `read_your_writes_ms`) |
 //! | `GET /api/stats` | | `{"checked","boxes","chunk_size","shards_loaded","shards","map_version"}` |
@@ -94,14 +102,17 @@
 //! | `GET /nojs?page=N` | or `?box=I` (jump) | 200 HTML form of page `N` (`nojs_page_boxes` boxes, default 1000): each box a `<button name="set" value="I:1">` (`I:0` when checked), prev/next links, a jump-to-box field; `?box=I` answers 303 to `/nojs?page=P#box-I`; 400 HTML page for a bad `page`/`box`, 404 past the grid, 503 not loaded. No JavaScript; `Cache-Control: no-store`, `X-Content-Type-Options: nosniff`, script-free `Content-Security-Policy` ([`nojs`]) |
 //! | `POST /nojs/set` | form `set=I:1\|0&page=N` | after commit: 303 to `/nojs?page=N#box-I`; HTML error pages (with a link back): 400 malformed form or index, 409 rejected, 429 over the per-address write limit (shared with `PUT /api/boxes`), 503 unavailable |
 //! | `GET /config.json` | | `{"endpoints": [ws URL, ...]}`: the websocket endpoints the page picks from (`client_endpoints`, default `["/ws"]`, the page's own origin) |
-//! | `GET /`, `/js/…`, … | | the page's static files from `assets_dir` when it is set (no Caddy in front), with the Caddyfile's security headers ([`assets`]) |
+//! | `GET /`, `GET /index.html` | optional `Cookie: checkraft-view=COLSxROWS` | the page with the top of the grid rendered from current state in the script's markup, and those chunks' bitsets in a data block ([`ssr`]); the bare page while the state is not loaded |
+//! | `GET /js/…`, … | | the page's static files from `assets_dir` when it is set (no Caddy in front), with the Caddyfile's security headers ([`assets`]) |
 //! | `GET /health` | | 200 `ok` once the map and every shard's state are loaded; else 503 with the reason |
+//! | `GET /ready` | | 200 `ready` when, besides, the map is initialized and names a leader for every shard (writes have somewhere to go); else 503 with every reason ([`ready`]); systemd's `READY=1` is sent at the same moment |
 //! | `GET /metrics` | | OpenMetrics text: connections, messages and bytes, subscriptions, send-queue depth, rejections and resyncs by reason, write and set latency histograms, shard streams; every name in `docs/metrics.md` |
 //!
 //! ## Configuration
 //! [`config::GatewayConfig`]: defaults, a TOML file (`--config`),
 //! `CHECKRAFT_GATEWAY_<FIELD>` environment variables, then the flags
-//! `--listen`, `--cluster`, `--id`. Logs follow `RUST_LOG`.
+//! `--listen`, `--cluster`, `--id`, `--log-format`. Logs follow `RUST_LOG`,
+//! as text or JSON lines ([`logging`]).
 //!
 //! ## Caveats
 //! - A gateway holds every shard's bitmap: memory grows with the grid (at
@@ -115,21 +126,30 @@
 //! - Between the commit of a write and its event on this gateway's stream,
 //!   another gateway may still serve the older chunk; the ETag moves on
 //!   as soon as its stream delivers the event.
+//! - A chunk that changes and changes back gets its old ETag again: the
+//!   tag names content, not history (a client holding that content may
+//!   keep it).
 
 pub mod assets;
 pub mod batcher;
 pub mod chunk;
 pub mod config;
+pub mod cors;
+pub mod encoding;
 pub mod error;
 pub mod gateway;
 pub mod guard;
 pub mod http;
+pub mod logging;
 pub mod map;
 pub mod metrics;
 pub mod node_client;
 pub mod nojs;
+pub mod overview;
+pub mod ready;
 pub mod server;
 pub mod shards;
+pub mod ssr;
 pub mod state;
 pub mod subscription;
 pub mod writer;

@@ -37,6 +37,10 @@ pub const RESYNC_REASONS: &[&str] = &["fell_behind", "state_reset"];
 /// `POST /nojs/set`, exported (at 0) from start.
 pub const HTTP_WRITE_ENDPOINTS: &[&str] = &["api", "nojs"];
 
+/// The `answer`s of `http_chunk_responses`: the content-codings of a
+/// 200, or `not_modified` for a 304; exported (at 0) from start.
+pub const CHUNK_ANSWERS: &[&str] = &["br", "zstd", "gzip", "identity", "not_modified"];
+
 /// The label set of `reason`.
 fn reason(reason: &str) -> Vec<(String, String)> {
     vec![("reason".to_string(), reason.to_string())]
@@ -45,6 +49,11 @@ fn reason(reason: &str) -> Vec<(String, String)> {
 /// The label set of `endpoint`.
 fn endpoint(endpoint: &str) -> Vec<(String, String)> {
     vec![("endpoint".to_string(), endpoint.to_string())]
+}
+
+/// The label set of `answer`.
+fn answer(answer: &str) -> Vec<(String, String)> {
+    vec![("answer".to_string(), answer.to_string())]
 }
 
 /// Content type of the metrics body.
@@ -111,6 +120,9 @@ pub struct Metrics {
     /// HTTP writes refused with 429 by the per-address rate limit, by
     /// `endpoint` (`api`, `nojs`).
     pub http_rate_limited: Family<Vec<(String, String)>, Counter>,
+    /// `GET /api/chunks/{c}` answers, by `answer` (one of
+    /// [`CHUNK_ANSWERS`]).
+    pub http_chunk_responses: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Default for Metrics {
@@ -272,9 +284,19 @@ impl Metrics {
             "HTTP writes refused with 429 by the per-address rate limit, by endpoint",
             http_rate_limited.clone(),
         );
+        let http_chunk_responses = Family::<Vec<(String, String)>, Counter>::default();
+        for a in CHUNK_ANSWERS {
+            let _ = http_chunk_responses.get_or_create(&answer(a));
+        }
+        registry.register(
+            "http_chunk_responses",
+            "Chunk answers by content-coding, or not_modified for a 304",
+            http_chunk_responses.clone(),
+        );
         Self {
             registry,
             hooks: Mutex::new(Vec::new()),
+            http_chunk_responses,
             http_rate_limited,
             ws_send_queue,
             ws_send_queue_max,
@@ -311,6 +333,11 @@ impl Metrics {
     /// of [`HTTP_WRITE_ENDPOINTS`]).
     pub fn http_limited(&self, at: &str) {
         self.http_rate_limited.get_or_create(&endpoint(at)).inc();
+    }
+
+    /// Counts a chunk answer: its content-coding, or `not_modified`.
+    pub fn chunk_answer(&self, what: &str) {
+        self.http_chunk_responses.get_or_create(&answer(what)).inc();
     }
 
     /// Counts a resync message for reason `why`.

@@ -30,10 +30,11 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use crate::chunk;
+use crate::encoding::{accepts_gzip, gzip};
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
 use crate::guard::WriteLimiter;
-use crate::http::{accepts_gzip, gzip, status_of, take_write_token, Request};
+use crate::http::{status_of, take_write_token, Request};
 
 /// The pages' `Content-Security-Policy`: no scripts, no external anything,
 /// inline styles only, forms post to this origin, no framing.
@@ -206,14 +207,68 @@ pub fn location(page: u64, index: Option<u64>) -> String {
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1em;line-height:1.4}\
-nav{margin:.5em 0}nav a{margin-right:1em}\
-.grid{display:flex;flex-wrap:wrap;max-width:60em}\
-.grid button{width:2em;height:2em;margin:1px;padding:0;font-size:1.1em;\
-border:1px solid #999;background:#fff;cursor:pointer}\
-.grid button.on{background:#cfe8cf}\
-.grid button:focus{outline:2px solid #06c}\
-.err{color:#a00}";
+/// The pages' only styling, inline (the CSP allows no other source): the
+/// main page's look (`assets/css/app.css`) in CSS alone. A header bar with
+/// the title, the checked count and the jump form; boxes drawn as the app
+/// draws its checkboxes (a 20 px square, the accent colour with a tick when
+/// checked) in a wrapping grid of 36 px cells; a visible focus ring for
+/// keyboard use (Tab moves from box to box, Enter or Space toggles) and a
+/// ring on the box a jump or a write returned to (`#box-I`).
+const STYLE: &str = ":root{--bg:#f7f7f8;--fg:#1c1e21;--muted:#5f6670;--accent:#1f6feb;\
+--line:#d5d8de;color-scheme:light;font-family:system-ui,-apple-system,\"Segoe UI\",Roboto,sans-serif}\
+*{box-sizing:border-box}body{margin:0;background:var(--bg);color:var(--fg);line-height:1.4}\
+.bar{display:flex;flex-wrap:wrap;align-items:center;gap:.5rem 1.25rem;padding:.5rem 1rem;\
+background:#fff;border-bottom:1px solid var(--line)}\
+.title{font-size:1.2rem;font-weight:700;margin:0;letter-spacing:.02em}\
+.title a{color:inherit;text-decoration:none}\
+.counters{display:flex;gap:1rem;margin:0}.counters div{display:flex;align-items:baseline;gap:.35rem}\
+.counters dt{color:var(--muted);font-size:.85rem}\
+.counters dd{margin:0;font-weight:600;font-variant-numeric:tabular-nums}\
+.jump{display:flex;align-items:center;gap:.35rem;margin:0}\
+.jump label{color:var(--muted);font-size:.85rem}\
+.jump input{width:9em;padding:.25rem .4rem;font:inherit}.jump button{font:inherit;padding:.25rem .6rem}\
+.mode{margin:0 0 0 auto;color:var(--muted);font-size:.85rem}\
+main{padding:.5rem 1rem 1rem}.intro{font-size:1rem;margin:.25rem 0 0}\
+main p{margin:.25rem 0;color:var(--muted);font-size:.9rem}\
+nav{display:flex;gap:1rem;margin:.5rem 0}nav a{color:#0b57d0}nav span{color:var(--muted)}\
+.grid{display:grid;grid-template-columns:repeat(auto-fill,36px)}\
+.grid button{position:relative;width:36px;height:36px;margin:0;padding:0;border:0;\
+background:none;cursor:pointer;font-size:0;color:transparent}\
+.grid button::before{content:\"\";position:absolute;left:8px;top:8px;width:20px;height:20px;\
+border:2px solid #6e7781;background:#fff}\
+.grid button.on::before{border-color:var(--accent);background:var(--accent)}\
+.grid button.on::after{content:\"\";position:absolute;left:15px;top:11px;width:6px;height:11px;\
+border:solid #fff;border-width:0 2.5px 2.5px 0;transform:rotate(45deg)}\
+.grid button:hover::before{border-color:var(--accent)}\
+.grid button:focus-visible{outline:3px solid var(--accent);outline-offset:-3px}\
+.grid button:target{outline:3px solid #c2410c;outline-offset:-3px}\
+.err{color:#a40e26}\
+@media (max-width:600px){.bar{padding:.4rem .6rem;gap:.35rem .8rem}.title{font-size:1rem}\
+.grid{grid-template-columns:repeat(auto-fill,30px)}.grid button{width:30px;height:30px}\
+.grid button::before{left:5px;top:5px}.grid button.on::after{left:12px;top:8px}}";
+
+/// The header bar of every page: the title (a link to the first page),
+/// the checked count when known, and the jump form when the grid is.
+fn bar(out: &mut String, boxes: Option<u64>, checked: Option<u64>) {
+    out.push_str("<header class=\"bar\"><p class=\"title\"><a href=\"/nojs\">checkraft</a></p>");
+    if let Some(n) = checked {
+        let _ = write!(
+            out,
+            "<dl class=\"counters\"><div><dt>checked</dt><dd>{n}</dd></div></dl>"
+        );
+    }
+    if let Some(boxes) = boxes {
+        let _ = write!(
+            out,
+            "<form class=\"jump\" method=\"get\" action=\"/nojs\" role=\"search\">\
+             <label for=\"jump\">Jump to box #</label> \
+             <input id=\"jump\" name=\"box\" type=\"number\" min=\"0\" max=\"{}\" required> \
+             <button type=\"submit\">Go</button></form>",
+            boxes.saturating_sub(1)
+        );
+    }
+    out.push_str("<p class=\"mode\">No-JavaScript version</p></header>\n");
+}
 
 fn head(out: &mut String, title: &str) {
     let _ = writeln!(
@@ -249,8 +304,14 @@ fn nav(out: &mut String, paging: &Paging, page: u64) {
 }
 
 /// Page `page` of the grid: `checked(i)` tells box `i`'s value for every
-/// box of the page. `None` past the grid.
-pub fn render_page(paging: &Paging, page: u64, checked: impl Fn(u64) -> bool) -> Option<String> {
+/// box of the page, `total` the grid's checked count when known. `None`
+/// past the grid.
+pub fn render_page(
+    paging: &Paging,
+    page: u64,
+    total: Option<u64>,
+    checked: impl Fn(u64) -> bool,
+) -> Option<String> {
     let (start, end) = paging.range(page)?;
     let pages = paging.pages();
     let mut out = String::with_capacity(((end - start) as usize) * 110 + 2048);
@@ -262,10 +323,11 @@ pub fn render_page(paging: &Paging, page: u64, checked: impl Fn(u64) -> bool) ->
             page + 1
         ),
     );
+    bar(&mut out, Some(paging.boxes), total);
     let _ = writeln!(
         out,
-        "<h1>checkraft</h1><p>Boxes {start} to {} of {} (page {} of {pages}). \
-         Press a box to check or uncheck it.</p>",
+        "<main><h1 class=\"intro\">Boxes {start} to {} of {} (page {} of {pages})</h1>\
+         <p>Press a box to check or uncheck it.</p>",
         end - 1,
         paging.boxes,
         page + 1
@@ -273,32 +335,26 @@ pub fn render_page(paging: &Paging, page: u64, checked: impl Fn(u64) -> bool) ->
     nav(&mut out, paging, page);
     let _ = writeln!(
         out,
-        "<form method=\"get\" action=\"/nojs\"><label for=\"jump\">Jump to box</label> \
-         <input id=\"jump\" name=\"box\" type=\"number\" min=\"0\" max=\"{}\" required> \
-         <button type=\"submit\">Go</button></form>",
-        paging.boxes - 1
-    );
-    let _ = writeln!(
-        out,
         "<form method=\"post\" action=\"/nojs/set\">\
          <input type=\"hidden\" name=\"page\" value=\"{page}\"><div class=\"grid\">"
     );
     for i in start..end {
         let on = checked(i);
-        let (class, next, glyph, state) = if on {
-            (" class=\"on\"", 0, '☑', "checked")
+        let (class, next, state, text) = if on {
+            (" class=\"on\"", 0, "checked", "[x]")
         } else {
-            ("", 1, '☐', "unchecked")
+            ("", 1, "unchecked", "[ ]")
         };
+        // The box is drawn by CSS; the text is for those without it.
         let _ = writeln!(
             out,
             "<button type=\"submit\" id=\"box-{i}\"{class} name=\"set\" value=\"{i}:{next}\" \
-             aria-label=\"box {i}, {state}\" title=\"box {i}, {state}\">{glyph}</button>"
+             aria-label=\"box {i}, {state}\" title=\"box {i}, {state}\">{text}</button>"
         );
     }
     out.push_str("</div></form>\n");
     nav(&mut out, paging, page);
-    out.push_str("</body></html>\n");
+    out.push_str("</main></body></html>\n");
     Some(out)
 }
 
@@ -322,10 +378,11 @@ fn render_message(status: StatusCode, message: &str, hint: &str, back: &str) -> 
     );
     let mut out = String::new();
     head(&mut out, &format!("checkraft: {title}"));
+    bar(&mut out, None, None);
     let _ = writeln!(
         out,
-        "<h1>{}</h1><p class=\"err\">{}</p><p>{}</p><p><a href=\"{}\">Back to the boxes</a></p>\
-         </body></html>",
+        "<main><h1>{}</h1><p class=\"err\">{}</p><p>{}</p>\
+         <p><a href=\"{}\">Back to the boxes</a></p></main></body></html>",
         escape(&title),
         escape(message),
         escape(hint.trim()),
@@ -437,7 +494,8 @@ fn page_body(gateway: &Gateway, paging: &Paging, page: u64) -> Result<String> {
             .find(|v| v.range.start <= i && i < v.range.end)
             .is_some_and(|v| chunk::bit(&v.bits, i - v.range.start))
     };
-    render_page(paging, page, checked)
+    let total = gateway.stats().ok().map(|s| s.checked);
+    render_page(paging, page, total, checked)
         .ok_or_else(|| Error::NotFound(format!("page {page} is past the grid")))
 }
 
@@ -563,7 +621,7 @@ mod tests {
     #[test]
     fn rendering_a_page() {
         let p = Paging::new(2_500, 1_000);
-        let html = render_page(&p, 2, |i| i == 2_005).unwrap();
+        let html = render_page(&p, 2, Some(1), |i| i == 2_005).unwrap();
         assert_eq!(
             html.matches("<button type=\"submit\" id=\"box-").count(),
             500
@@ -578,10 +636,10 @@ mod tests {
         assert!(!html.contains("rel=\"next\""), "no next on the last page");
         assert!(html.contains("name=\"page\" value=\"2\""));
         assert!(!html.to_ascii_lowercase().contains("<script"));
-        let first = render_page(&p, 0, |_| false).unwrap();
+        let first = render_page(&p, 0, None, |_| false).unwrap();
         assert!(!first.contains("rel=\"prev\""));
         assert!(first.contains("rel=\"next\" href=\"/nojs?page=1\""));
-        assert!(render_page(&p, 3, |_| false).is_none());
+        assert!(render_page(&p, 3, None, |_| false).is_none());
     }
 
     fn bad(r: Result<impl std::fmt::Debug>) -> String {

@@ -10,6 +10,7 @@ use crate::config::GatewayConfig;
 use crate::error::Result;
 use crate::gateway::Gateway;
 use crate::http;
+use crate::ready;
 use crate::ws;
 use warp::Filter;
 
@@ -37,7 +38,9 @@ pub async fn serve_with(
     started(gateway.clone());
     let hub = ws::Hub::new(gateway.clone(), stop_rx.clone());
     hub.start();
-    let routes = ws::filter(hub.clone())
+    let routes = ready::filter(gateway.clone())
+        .or(ws::filter(hub.clone()))
+        .unify()
         .or(assets::filter(gateway.config.assets_dir.clone()))
         .unify()
         .or(http::filter(gateway.clone()))
@@ -51,8 +54,11 @@ pub async fn serve_with(
         .run();
     let server = tokio::spawn(server);
     tracing::info!("serving");
+    let notify = tokio::spawn(ready::notify_when_ready(gateway.clone()));
     shutdown.await;
     tracing::info!("shutting down");
+    notify.abort();
+    ready::notify_stopping();
     let _ = stop_tx.send(true);
     // Websockets close with 1001 on the flag; give them a moment.
     hub.wait_closed(std::time::Duration::from_secs(3)).await;

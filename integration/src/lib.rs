@@ -31,6 +31,16 @@
 //! what a workload wrote and read and checks it (no lost acknowledged
 //! write, no stale read where the API promises none, no replica
 //! divergence); `tests/chaos_random.rs` drives it with random faults.
+//! [`workload`] writes boxes through an HTTP front (a gateway or Caddy)
+//! into a history and runs the end-of-run replica check
+//! (`tests/up_supervisor.rs`: `raftctl up` under kill -9 and `node
+//! stop|start`; `tests/multi_host.rs`).
+//!
+//! Beyond loopback: [`Hosts`] makes network namespaces that act as
+//! separate machines on one bridge (own addresses, a link to cut for a
+//! partition), and [`DelayRelay`] adds latency to a TCP link (this kernel
+//! has no `netem`); `tests/multi_host.rs` runs nodes, gateways and Caddy
+//! on such hosts, each node advertising a relay's address.
 //!
 //! The binaries are looked up in `$CHECKRAFT_BIN_DIR`, else in the
 //! workspace's `target/debug`; `integration/run-tests` builds them first.
@@ -43,11 +53,14 @@ mod cluster;
 pub mod damage;
 mod gateway;
 pub mod history;
+mod netns;
 mod partition;
 mod prometheus;
 mod raftctl;
+mod relay;
 mod router;
 mod small_disk;
+pub mod workload;
 mod ws_client;
 
 pub use client::{ChangeStream, NodeClient};
@@ -60,9 +73,11 @@ pub const TEST_GATEWAY_SECRET: &str = "integration-test-gateway-secret";
 pub use cluster::{bin_dir, node_uid, Cluster, NodeSpec};
 pub use gateway::{ChunkReply, GatewayClient, GatewayProcess};
 pub use history::{History, Report};
+pub use netns::{Host, Hosts};
 pub use partition::Partition;
 pub use prometheus::metric_sum;
 pub use raftctl::{initialized_cluster, raftctl, raftctl_init, RaftctlOutput};
+pub use relay::DelayRelay;
 pub use router::Router;
 pub use small_disk::SmallDisk;
 pub use ws_client::{ChunkMirror, MirrorAction, WsClient, WsEvent};

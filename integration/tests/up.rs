@@ -1,7 +1,7 @@
 //! `raftctl up` (in a temporary data dir): starts a local cluster, its gateways and the
 //! page (through Caddy, or served by the gateway with `--no-caddy`), serves
-//! `status` and the grid's API, and on SIGINT exits cleanly, leaving no
-//! child process behind.
+//! `status` and the grid's API, restarts Caddy when it is killed, and on
+//! SIGINT exits cleanly, leaving no child process behind.
 
 use std::time::Duration;
 
@@ -69,6 +69,20 @@ async fn up_without_caddy_has_the_gateway_serve_the_page() {
     tokio::time::timeout(Duration::from_secs(180), test(false))
         .await
         .expect("up test exceeded its bound");
+}
+
+/// Caddy's current pid in `<data>/cluster.json`, while it runs.
+fn caddy_pid(data: &std::path::Path) -> Option<u32> {
+    let text = std::fs::read_to_string(data.join("cluster.json")).ok()?;
+    let file: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let caddy = file["processes"]
+        .as_array()?
+        .iter()
+        .find(|p| p["role"] == "caddy")?;
+    (caddy["state"] == "running")
+        .then(|| caddy["pid"].as_u64())
+        .flatten()
+        .map(|p| p as u32)
 }
 
 fn which(name: &str) -> bool {
@@ -215,6 +229,35 @@ async fn test(caddy: bool) {
             .await
             .expect("websocket handshake");
         assert_eq!(foreign.err(), Some(403), "a foreign Origin at {target}");
+    }
+
+    // `up` restarts Caddy too when it dies, under a new pid.
+    let mut kids = kids;
+    if caddy {
+        // cluster.json is written once every child answers /health.
+        let old = eventually(Duration::from_secs(30), "Caddy in cluster.json", || {
+            let data = data.path().to_path_buf();
+            async move { caddy_pid(&data) }
+        })
+        .await;
+        kill(Pid::from_raw(old as i32), Signal::SIGKILL).unwrap();
+        let new = eventually(Duration::from_secs(30), "up to restart Caddy", || {
+            let data = data.path().to_path_buf();
+            async move { caddy_pid(&data).filter(|p| *p != old) }
+        })
+        .await;
+        eventually(
+            Duration::from_secs(30),
+            "the page back through Caddy",
+            || async move {
+                let health = reqwest::get(format!("http://127.0.0.1:{page_port}/health"))
+                    .await
+                    .ok()?;
+                health.status().is_success().then_some(())
+            },
+        )
+        .await;
+        kids.push(new);
     }
 
     kill(Pid::from_raw(pid as i32), Signal::SIGINT).unwrap();

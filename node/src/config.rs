@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use checkraft_auth::{Role, Secret, Signer, Verifier};
 
 use crate::error::{Error, Result};
+use crate::logging::LogFormat;
 
 /// Everything a node needs to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +77,9 @@ pub struct NodeConfig {
     /// reporting it on `/health` and `/metrics` before it exits (code 75)
     /// for a supervisor to restart it, in ms.
     pub storage_failure_grace_ms: u64,
+    /// Log lines as `text` (human-readable) or `json` (one object per
+    /// line); see [`crate::logging`].
+    pub log_format: LogFormat,
 }
 
 impl Default for NodeConfig {
@@ -102,6 +106,7 @@ impl Default for NodeConfig {
             max_batch_sets: 65_536,
             cache_mb: 64,
             storage_failure_grace_ms: 5_000,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -117,6 +122,8 @@ pub struct Overrides {
     pub advertise: Option<String>,
     /// `--data-dir`
     pub data_dir: Option<PathBuf>,
+    /// `--log-format`
+    pub log_format: Option<LogFormat>,
 }
 
 impl NodeConfig {
@@ -148,6 +155,9 @@ impl NodeConfig {
         }
         if let Some(dir) = overrides.data_dir {
             config.data_dir = dir;
+        }
+        if let Some(format) = overrides.log_format {
+            config.log_format = format;
         }
         config.validate()?;
         Ok(config)

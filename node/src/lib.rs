@@ -92,7 +92,7 @@
 //! credential before any handler runs and holds the table of what each
 //! may call: raft RPCs only nodes; `/admin/*` and restores nodes and the
 //! operator; shard reads, writes, change streams and map reads also
-//! gateways; `/health`, `/status` and `/metrics` anyone. A node does not
+//! gateways; `/health`, `/ready`, `/status` and `/metrics` anyone. A node does not
 //! start without a cluster secret. Behind authentication,
 //! [`raft_check`] refuses raft bodies that are impossible (a term above
 //! 2^48, entries out of order) before openraft sees them, and a replica
@@ -118,7 +118,8 @@
 //!
 //! | endpoint | request | response |
 //! |---|---|---|
-//! | `GET /health` | | `ok`; 503 naming every group that failed to load |
+//! | `GET /health` | | `ok`: the process is alive; 503 naming every group that failed to load |
+//! | `GET /ready` | | `ready`: no failed group, and every hosted group knows a leader or at least the metadata group does (a node without groups is ready); else 503 with the reasons ([`http::ready`]) |
 //! | `GET /status` | | JSON [`checkraft_proto::NodeStatus`] |
 //! | `GET /metrics` | | Prometheus / OpenMetrics text ([`metrics`]; names in `docs/metrics.md`); no auth |
 //! | `POST /raft/{g}/append` | bincode `AppendEntriesRequest` | bincode `Result<AppendEntriesResponse, RaftError>` |
@@ -170,6 +171,7 @@ pub mod error;
 pub mod faults;
 pub mod group;
 pub mod http;
+pub mod logging;
 pub mod meta_state;
 pub mod metrics;
 pub mod network;

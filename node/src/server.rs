@@ -47,6 +47,7 @@ async fn serve(
         .run();
     let server = tokio::spawn(server);
     tracing::info!("serving");
+    let ready = tokio::spawn(http::ready::notify_when_ready(node.clone()));
     let mut fatal = node.faults().fatal();
     let mut shutdown = std::pin::pin!(shutdown);
     let failure = tokio::select! {
@@ -63,6 +64,8 @@ async fn serve(
         }
     }
     tracing::info!("shutting down");
+    ready.abort();
+    http::ready::notify_stopping();
     let _ = stop_tx.send(true);
     node.shutdown().await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;

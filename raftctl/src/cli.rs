@@ -87,7 +87,8 @@ pub enum Command {
         from: PathBuf,
     },
     /// Run a local cluster (three nodes, gateways, and Caddy serving the
-    /// page when installed) in the foreground until Ctrl-C.
+    /// page when installed) in the foreground until Ctrl-C, restarting any
+    /// process that dies (with backoff).
     Up(UpArgs),
     /// Benchmark a fresh local cluster over the real websocket protocol:
     /// `throughput` (with redis), `day`, `connections` or `failover`. See
@@ -135,6 +136,33 @@ pub enum NodeCommand {
         /// The node's id.
         id: u64,
     },
+    /// Stop node ID of a running `raftctl up` (SIGTERM; `up` keeps it
+    /// down), then print what the cluster does meanwhile: nodes going
+    /// down and coming back, leader changes, and probe writes (an empty
+    /// write to every shard leader: committed through raft, changing no
+    /// box) failing and recovering.
+    Stop(LocalNodeArgs),
+    /// Start node ID of a running `raftctl up` again (after `node stop`),
+    /// printing what the cluster does as for `stop`.
+    Start(LocalNodeArgs),
+}
+
+/// `raftctl node stop|start`. They act on a local `raftctl up`, so they
+/// find the nodes and the admin token in its data dir; `--cluster`,
+/// `--token` and `--json` do not apply.
+#[derive(Args, Debug, Clone)]
+pub struct LocalNodeArgs {
+    /// The node's id.
+    pub id: u64,
+    /// The data dir of the running `raftctl up` (it holds `cluster.json`,
+    /// the control socket `up.sock` and the token).
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Watch the cluster for at most this many seconds (it stops earlier
+    /// once the node is in the asked state and every shard has a leader
+    /// and accepts writes); 0 only sends the request.
+    #[arg(long, default_value_t = 15)]
+    pub watch: u64,
 }
 
 /// `raftctl shard ...`.
@@ -197,7 +225,11 @@ pub struct UpArgs {
     /// Keep data in a temporary directory, deleted on exit.
     #[arg(long, conflicts_with = "data_dir")]
     pub ephemeral: bool,
-    /// First node port; nodes listen on PORT, PORT+1, PORT+2.
+    /// Nodes to run (ids 1..=N). Shards get min(N, 3) replicas. A data
+    /// dir keeps the number it was created with.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub nodes: u16,
+    /// First node port; nodes listen on PORT, PORT+1, ... PORT+N-1.
     #[arg(long, default_value_t = 7001)]
     pub port: u16,
     /// Port of the first gateway (the grid's HTTP API and websockets);

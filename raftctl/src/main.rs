@@ -22,7 +22,9 @@
 //!   uses.
 //! - [`commands`]: one module per command family.
 //! - [`backup`]: the backup file format, `backup`, `restore`, `verify`.
-//! - [`up`]: the one-command local cluster.
+//! - [`up`]: the one-command local cluster; [`keeper`] restarts its
+//!   processes when they die; [`control`] is its socket for `node
+//!   stop|start`, and [`watch`] prints what the cluster does meanwhile.
 //! - [`supervisor`]: the child processes of a local cluster (`up`, `bench`).
 //! - [`bench`](mod@bench): `raftctl bench`, the websocket load generator and its
 //!   scenarios (throughput with redis, day, connections, failover).
@@ -38,9 +40,12 @@ mod bench;
 mod cli;
 mod client;
 mod commands;
+mod control;
 mod credentials;
+mod keeper;
 mod supervisor;
 mod up;
+mod watch;
 
 use clap::Parser;
 

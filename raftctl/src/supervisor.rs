@@ -1,5 +1,5 @@
 //! Child processes of a local cluster: spawning with a log file, waiting
-//! for `/health`, noticing an exit, killing one, and stopping them all.
+//! for `/health`, starting one again, killing one, and stopping them all.
 //!
 //! Shared by `raftctl up` and `raftctl bench`. Children run in their own
 //! process group (a terminal's Ctrl-C reaches only raftctl, which then
@@ -60,8 +60,13 @@ pub struct ProcessInfo {
     pub id: u64,
     /// Where it listens, `HOST:PORT`.
     pub addr: String,
-    /// Its process id.
-    pub pid: u32,
+    /// Its process id; `null` while it is not running.
+    pub pid: Option<u32>,
+    /// `running`, `restarting` (it died; `up` starts it again after a
+    /// backoff), `stopping` or `stopped` (by `raftctl node stop`).
+    pub state: &'static str,
+    /// How many times `up` has restarted it.
+    pub restarts: u32,
     /// Its log file (stdout and stderr).
     pub log: PathBuf,
     /// The command line it was started with.
@@ -80,7 +85,10 @@ pub struct ChildProcess {
     pub log: PathBuf,
     /// See [`ProcessInfo::command`].
     pub command: Vec<String>,
-    /// The running process.
+    /// The environment it was started with, besides raftctl's own (kept
+    /// so that [`Supervisor::respawn`] starts it the same way).
+    pub env: Vec<(String, String)>,
+    /// The process (running, or exited and not yet restarted).
     pub child: tokio::process::Child,
 }
 
@@ -91,7 +99,9 @@ impl ChildProcess {
             role: self.role,
             id: self.id,
             addr: self.addr.clone(),
-            pid: self.child.id().unwrap_or(0),
+            pid: self.child.id(),
+            state: "running",
+            restarts: 0,
             log: self.log.clone(),
             command: self.command.clone(),
         }
@@ -119,23 +129,11 @@ impl Supervisor {
         env: &[(&str, &str)],
     ) -> Result<()> {
         let log = data.join(format!("{role}-{id}.log"));
-        let out = File::options()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("opening {}", log.display()))?;
-        let mut cmd = tokio::process::Command::new(binary);
-        cmd.args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .kill_on_drop(true)
-            .process_group(0);
-        die_with_parent(&mut cmd);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = start_process(binary, args, &env, &log)?;
         let command = std::iter::once(binary.display().to_string())
             .chain(args.iter().cloned())
             .collect();
@@ -145,9 +143,23 @@ impl Supervisor {
             addr: addr.to_string(),
             log,
             command,
+            env,
             child,
         });
         Ok(())
+    }
+
+    /// Starts `children[at]` again, with the command line and environment
+    /// it was first started with (its log is appended to). The old process
+    /// must have exited. Returns the new pid.
+    pub fn respawn(&mut self, at: usize) -> Result<u32> {
+        let c = &mut self.children[at];
+        let (binary, args) = c
+            .command
+            .split_first()
+            .ok_or_else(|| anyhow!("{} {} has no command line", c.role, c.id))?;
+        c.child = start_process(Path::new(binary), args, &c.env, &c.log)?;
+        Ok(c.child.id().unwrap_or(0))
     }
 
     /// Starts `checkraft-node` `id` on `addr` with its data in
@@ -263,24 +275,6 @@ impl Supervisor {
         Ok(victim.command)
     }
 
-    /// Completes when any child exits: who ("node 2"), exit status, log.
-    pub async fn any_exit(&mut self) -> (String, String, PathBuf) {
-        if self.children.is_empty() {
-            return std::future::pending().await;
-        }
-        let waits = self.children.iter_mut().map(|n| {
-            Box::pin(async move {
-                let status = n.child.wait().await;
-                (
-                    format!("{} {}", n.role, n.id),
-                    describe_exit(status),
-                    n.log.clone(),
-                )
-            })
-        });
-        futures::future::select_all(waits).await.0
-    }
-
     /// Stops every node: SIGTERM, then SIGKILL for any still running after
     /// [`STOP_TIMEOUT`].
     pub async fn stop(&mut self) {
@@ -305,7 +299,33 @@ impl Supervisor {
     }
 }
 
-fn describe_exit(status: std::io::Result<ExitStatus>) -> String {
+/// Spawns `binary args` with `env` added, stdout and stderr appended to
+/// `log`, in its own process group, dying with raftctl.
+fn start_process(
+    binary: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    log: &Path,
+) -> Result<tokio::process::Child> {
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let mut cmd = tokio::process::Command::new(binary);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .kill_on_drop(true)
+        .process_group(0);
+    die_with_parent(&mut cmd);
+    cmd.spawn()
+        .with_context(|| format!("starting {}", binary.display()))
+}
+
+pub(crate) fn describe_exit(status: std::io::Result<ExitStatus>) -> String {
     match status {
         Ok(s) => s.to_string(),
         Err(e) => format!("status unknown: {e}"),

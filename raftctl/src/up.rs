@@ -1,7 +1,8 @@
 //! `raftctl up`: a local cluster, its gateways and the page, in the
 //! foreground.
 //!
-//! Starts `checkraft-node` three times (ids 1-3 on `127.0.0.1:PORT..`,
+//! Starts `checkraft-node` `--nodes` times (default 3; ids 1..=N on
+//! `127.0.0.1:PORT..`,
 //! data under `<data-dir>/node-<id>`, logs in `<data-dir>/node-<id>.log`,
 //! the admin token, cluster secret and gateway secret from `<data-dir>/token`,
 //! `cluster-secret` and `gateway-secret`, created on first use), initializes
@@ -13,13 +14,17 @@
 //! `Caddyfile` on `--http-port`: it serves `assets/` and proxies to the
 //! gateways, which trust its `X-Forwarded-For`. Without Caddy the gateways
 //! serve `assets/` themselves. It writes `<data-dir>/cluster.json`
-//! describing the processes and the page's URL, and waits.
+//! describing the processes (pid, state, restarts) and the page's URL.
 //!
-//! On SIGINT or SIGTERM it stops every process (SIGTERM, then SIGKILL after
-//! 10 s) and exits 0; if one dies on its own, it stops the others and
-//! fails. Children run in their own process group (a terminal's Ctrl-C
-//! reaches only raftctl, which then stops them in order) and, on Linux,
-//! get SIGTERM from the kernel should raftctl itself die.
+//! Then it supervises ([`crate::keeper`]): a child that dies on its own is
+//! logged and restarted with backoff while the rest keep running, and
+//! `cluster.json` always lists the current pids. `raftctl node stop|start
+//! ID` reach it through the control socket `<data-dir>/up.sock`
+//! ([`crate::control`]). On SIGINT or SIGTERM it stops every process
+//! (SIGTERM, then SIGKILL after 10 s) and exits 0. Children run in their
+//! own process group (a terminal's Ctrl-C reaches only raftctl, which then
+//! stops them in order) and, on Linux, get SIGTERM from the kernel should
+//! raftctl itself die.
 //!
 //! Of the global options only `--json` applies (it prints the
 //! `cluster.json` content instead of prose): the nodes are local, and the
@@ -30,18 +35,20 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use checkraft_proto::{ShardMap, META_GROUP};
+use checkraft_proto::{NodeState, ShardMap, META_GROUP};
 use serde::Serialize;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::{Global, InitArgs, UpArgs};
 use crate::client::ClusterClient;
 use crate::commands::init_cluster;
+use crate::control::ControlSocket;
 use crate::credentials::{Credentials, TOKEN_FILE};
-use crate::supervisor::{find_binary, log_tail, on_path, ChildProcess, ProcessInfo, Supervisor};
+use crate::keeper::Keeper;
+use crate::supervisor::{find_binary, on_path, ChildProcess, ProcessInfo, Supervisor};
 
-/// Nodes in the local cluster.
-const NODES: u16 = 3;
+/// Most replicas a shard gets (fewer with fewer nodes).
+const MAX_REPLICAS: u16 = 3;
 /// The node binary's name.
 const NODE_BINARY: &str = "checkraft-node";
 /// The gateway binary's name.
@@ -55,6 +62,7 @@ const CHUNK_SIZE: u32 = 4096;
 pub async fn run(args: UpArgs, global: Global) -> Result<()> {
     let mut signals = Signals::install()?;
     let data = DataDir::prepare(&args)?;
+    let control = ControlSocket::bind(data.path()).await?;
     let credentials = Credentials::load_or_create(data.path())?;
     let binaries = (find_binary(NODE_BINARY)?, find_binary(GATEWAY_BINARY)?);
     let mut nodes = Supervisor::default();
@@ -66,14 +74,17 @@ pub async fn run(args: UpArgs, global: Global) -> Result<()> {
         }
     };
     let outcome = match started {
-        Ok(Some(descriptor)) => {
+        Ok(Some(mut descriptor)) => {
             announce(&descriptor, &args, data.path(), global.json)?;
-            serve(&mut nodes, &mut signals).await
+            Keeper::new(&mut nodes, &mut descriptor)
+                .run(&mut signals, &control)
+                .await
         }
         Ok(None) => Ok(()),
         Err(e) => Err(e),
     };
     nodes.stop().await;
+    drop(control);
     if let DataDir::Temp(dir) = data {
         let path = dir.path().to_path_buf();
         dir.close()
@@ -91,13 +102,14 @@ async fn start(
     (node_binary, gateway_binary): &(PathBuf, PathBuf),
     credentials: &Credentials,
 ) -> Result<ClusterFile> {
-    if args.port.checked_add(NODES - 1).is_none() {
+    let count = args.nodes;
+    if args.port.checked_add(count - 1).is_none() {
         bail!(
-            "--port {} leaves no room for {NODES} consecutive ports",
+            "--port {} leaves no room for {count} consecutive ports",
             args.port
         );
     }
-    let specs: Vec<(u64, String)> = (0..NODES)
+    let specs: Vec<(u64, String)> = (0..count)
         .map(|i| (u64::from(i) + 1, format!("127.0.0.1:{}", args.port + i)))
         .collect();
     let gateway_addrs: Vec<String> = (0..args.gateways)
@@ -214,10 +226,10 @@ async fn start(
         page_url: format!("http://{page}/"),
         data_dir: data.path().to_path_buf(),
         token_file: data.path().join(TOKEN_FILE),
+        control_socket: data.path().join(crate::control::SOCKET),
         processes: nodes.children.iter().map(ChildProcess::describe).collect(),
     };
-    let json = serde_json::to_vec_pretty(&descriptor)?;
-    std::fs::write(data.path().join("cluster.json"), json).context("writing cluster.json")?;
+    descriptor.write()?;
     Ok(descriptor)
 }
 
@@ -228,6 +240,25 @@ async fn ensure_initialized(
     args: &UpArgs,
 ) -> Result<()> {
     if let Some(map) = existing_map(client).await? {
+        let members: Vec<u64> = map
+            .nodes
+            .values()
+            .filter(|n| n.state != NodeState::Removed)
+            .map(|n| n.id)
+            .collect();
+        let started: Vec<u64> = specs.iter().map(|(id, _)| *id).collect();
+        if members != started {
+            let hint = if members.iter().copied().eq(1..=members.len() as u64) {
+                format!("run `raftctl up --nodes {}` on it", members.len())
+            } else {
+                "`up` runs nodes 1..=N only".to_string()
+            };
+            bail!(
+                "the cluster in this data dir has nodes {members:?}, but --nodes {} \
+                 starts {started:?}: {hint}, or use another --data-dir",
+                args.nodes
+            );
+        }
         eprintln!(
             "keeping the existing cluster: map version {}, {} shards",
             map.version,
@@ -242,7 +273,7 @@ async fn ensure_initialized(
             .collect(),
         boxes: args.boxes,
         shards: args.shards,
-        replicas: usize::from(NODES),
+        replicas: usize::from(args.nodes.min(MAX_REPLICAS)),
         chunk_size: CHUNK_SIZE,
     };
     let report = init_cluster(client, &init)
@@ -284,14 +315,14 @@ fn announce(descriptor: &ClusterFile, args: &UpArgs, data: &Path, json: bool) ->
         out(serde_json::to_string_pretty(descriptor)?);
         return Ok(());
     }
-    out(format!("checkraft is up: {NODES} nodes"));
+    out(format!("checkraft is up: {} nodes", args.nodes));
     for p in &descriptor.processes {
         out(format!(
             "  {} {}: http://{}  (pid {}, log {})",
             p.role,
             p.id,
             p.addr,
-            p.pid,
+            p.pid.unwrap_or(0),
             p.log.display()
         ));
     }
@@ -300,6 +331,18 @@ fn announce(descriptor: &ClusterFile, args: &UpArgs, data: &Path, json: bool) ->
     out(format!(
         "open the grid: {}  (no JavaScript: {}nojs)",
         descriptor.page_url, descriptor.page_url
+    ));
+    let default_dir = std::env::current_dir()
+        .ok()
+        .and_then(|d| d.join("data").canonicalize().ok());
+    let dir = if default_dir.as_deref() == Some(data) {
+        String::new()
+    } else {
+        format!(" --data-dir {}", data.display())
+    };
+    out(format!(
+        "a node down and back (up restarts crashed ones by itself): \
+         raftctl node stop 2{dir}, then raftctl node start 2{dir}"
     ));
     out("Ctrl-C to stop");
     Ok(())
@@ -323,26 +366,10 @@ fn status_hint(args: &UpArgs, data: &Path) -> String {
     hint + " status"
 }
 
-/// Waits until a signal (clean stop) or a node's death (failure).
-async fn serve(nodes: &mut Supervisor, signals: &mut Signals) -> Result<()> {
-    tokio::select! {
-        name = signals.recv() => {
-            eprintln!("received {name}: stopping the cluster");
-            Ok(())
-        }
-        (who, status, log) = nodes.any_exit() => Err(anyhow!(
-            "{who} exited unexpectedly ({status}); stopping the others. \
-             Its log {} ends with:\n{}",
-            log.display(),
-            log_tail(&log, 20)
-        )),
-    }
-}
-
 // -------------------------------------------------------------- signals
 
 /// SIGINT and SIGTERM listeners.
-struct Signals {
+pub(crate) struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
 }
@@ -356,7 +383,7 @@ impl Signals {
     }
 
     /// Completes with the signal's name when one arrives.
-    async fn recv(&mut self) -> &'static str {
+    pub(crate) async fn recv(&mut self) -> &'static str {
         tokio::select! {
             _ = self.interrupt.recv() => "SIGINT",
             _ = self.terminate.recv() => "SIGTERM",
@@ -449,19 +476,40 @@ fn out(line: impl std::fmt::Display) {
 
 // ------------------------------------------------------------ processes
 
-/// `<data-dir>/cluster.json`.
+/// `<data-dir>/cluster.json`: rewritten whenever a process changes.
 #[derive(Debug, Serialize)]
-struct ClusterFile {
+pub(crate) struct ClusterFile {
     /// Where a browser opens the grid: Caddy, or the first gateway.
-    page_url: String,
-    data_dir: PathBuf,
-    token_file: PathBuf,
-    processes: Vec<ProcessInfo>,
+    pub page_url: String,
+    /// The data dir (nodes' data, logs, secrets).
+    pub data_dir: PathBuf,
+    /// The admin token's file.
+    pub token_file: PathBuf,
+    /// Where `raftctl node stop|start` reach this `up`.
+    pub control_socket: PathBuf,
+    /// Every process, with its current pid.
+    pub processes: Vec<ProcessInfo>,
 }
+
+impl ClusterFile {
+    /// Writes it to `<data_dir>/cluster.json` (through a temporary file and
+    /// a rename, so that a reader never sees half of it).
+    pub fn write(&self) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self)?;
+        let path = self.data_dir.join(CLUSTER_FILE);
+        let tmp = self.data_dir.join(".cluster.json.tmp");
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// The name of the file describing a running `up`, in its data dir.
+pub(crate) const CLUSTER_FILE: &str = "cluster.json";
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::supervisor::log_tail;
 
     #[test]
     fn log_tail_keeps_the_last_lines() {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use checkraft_gateway::config::{GatewayConfig, Overrides};
+use checkraft_gateway::logging::{self, LogFormat};
 use clap::Parser;
 
 /// A checkraft gateway: follows the shard map, keeps every shard's state
@@ -29,23 +30,22 @@ struct Args {
     /// TOML configuration file (fields of GatewayConfig).
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// Log lines as human-readable text or JSON objects (default text).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
     let overrides = Overrides {
         id: args.id,
         listen: args.listen,
         cluster: args.cluster,
+        log_format: args.log_format,
     };
     let config = GatewayConfig::load(args.config.as_deref(), overrides)?;
+    logging::init(config.log_format, logging::DEFAULT_FILTER);
     checkraft_gateway::run(config, shutdown_signal()).await?;
     Ok(())
 }

@@ -10,11 +10,13 @@
 
 import { spawn, execFile } from "node:child_process";
 import { mkdtempSync, openSync, rmSync, readFileSync, existsSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+
+import { build as precompress } from "../../../assets/build.mjs";
 
 const run = promisify(execFile);
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -82,6 +84,53 @@ export function metric(text, name) {
   return undefined;
 }
 
+/** A TCP relay from a public address to a server's own, counting the
+ * bytes each way: what a browser using the public address sends and gets
+ * on the wire (HTTP headers and bodies as encoded, websocket frames). A
+ * connection whose server is down is closed at once. */
+class WireCounter {
+  constructor(target) {
+    this.target = target;
+    this.up = 0;
+    this.down = 0;
+    this.requests = [];
+    this.sockets = new Set();
+    this.server = createServer((client) => {
+      const [host, port] = target.split(":");
+      const upstream = connect(Number(port), host);
+      this.sockets.add(client).add(upstream);
+      const drop = () => {
+        client.destroy();
+        upstream.destroy();
+        this.sockets.delete(client);
+        this.sockets.delete(upstream);
+      };
+      client.on("data", (d) => {
+        this.up += d.length;
+        // Request lines, for a breakdown (websocket frames never start so).
+        const head = d.subarray(0, 120).toString("latin1");
+        const m = head.match(/^(GET|PUT|POST|HEAD|OPTIONS) (\S+) HTTP\/1\.1\r\n/);
+        if (m) this.requests.push(`${m[1]} ${m[2]}`);
+      });
+      upstream.on("data", (d) => { this.down += d.length; });
+      client.pipe(upstream);
+      upstream.pipe(client);
+      client.on("error", drop).on("close", drop);
+      upstream.on("error", drop).on("close", drop);
+    });
+  }
+
+  async listen(addr) {
+    const [host, port] = addr.split(":");
+    await new Promise((ok, fail) => this.server.once("error", fail).listen(Number(port), host, ok));
+  }
+
+  close() {
+    for (const s of this.sockets) s.destroy();
+    this.server.close();
+  }
+}
+
 export class Cluster {
   constructor() {
     this.dir = mkdtempSync(join(tmpdir(), "checkraft-e2e-"));
@@ -90,12 +139,16 @@ export class Cluster {
     this.nodes = []; // [{id, addr}]
     this.gateways = []; // [{id, addr}]
     this.caddyAddr = null;
+    this.publicCaddyAddr = null;
+    this.counters = []; // WireCounter relays, with `countBytes`
     this.exitHook = () => this.killAll();
     process.on("exit", this.exitHook);
   }
 
-  /** Starts everything and waits until the page's address is healthy. */
-  static async start({ boxes = 1_000_000, shards = 8, chunkSize = 4096 } = {}) {
+  /** Starts everything and waits until the page's address is healthy.
+   * With `countBytes`, the browser reaches Caddy and the gateways through
+   * counting relays (`wire()`, `resetWire()`). */
+  static async start({ boxes = 1_000_000, shards = 8, chunkSize = 4096, countBytes = false } = {}) {
     for (const bin of ["checkraft-node", "checkraft-gateway", "raftctl"]) {
       if (!existsSync(join(BIN, bin))) {
         throw new Error(`${join(BIN, bin)} is missing: run \`cargo build --bins\` first`);
@@ -107,9 +160,18 @@ export class Cluster {
         c.nodes.push({ id, addr: `127.0.0.1:${await freePort()}` });
       }
       for (let id = 1; id <= 2; id++) {
-        c.gateways.push({ id, addr: `127.0.0.1:${await freePort()}` });
+        const addr = `127.0.0.1:${await freePort()}`;
+        c.gateways.push({ id, addr, publicAddr: countBytes ? `127.0.0.1:${await freePort()}` : addr });
       }
       c.caddyAddr = `127.0.0.1:${await freePort()}`;
+      c.publicCaddyAddr = countBytes ? `127.0.0.1:${await freePort()}` : c.caddyAddr;
+      if (countBytes) {
+        for (const [pub, own] of [[c.publicCaddyAddr, c.caddyAddr], ...c.gateways.map((g) => [g.publicAddr, g.addr])]) {
+          const counter = new WireCounter(own);
+          await counter.listen(pub);
+          c.counters.push(counter);
+        }
+      }
       for (const n of c.nodes) c.startNode(n.id);
       for (const n of c.nodes) await c.waitHealthy(`node-${n.id}`, n.addr);
       await run(join(BIN, "raftctl"), [
@@ -122,6 +184,8 @@ export class Cluster {
         "--chunk-size", String(chunkSize),
       ], { timeout: 60_000 });
       for (const g of c.gateways) c.startGateway(g.id);
+      // The page's precompressed copies (Caddy's `precompressed`), fresh.
+      precompress();
       c.startCaddy();
       for (const g of c.gateways) await c.waitHealthy(`gateway-${g.id}`, g.addr);
       await c.waitHealthy("caddy", c.caddyAddr);
@@ -133,9 +197,25 @@ export class Cluster {
     }
   }
 
-  /** The page's URL (Caddy). */
+  /** The page's URL (Caddy, or its counting relay). */
   get url() {
-    return `http://${this.caddyAddr}`;
+    return `http://${this.publicCaddyAddr}`;
+  }
+
+  /** Bytes on the wire between the browser and the servers since the last
+   * `resetWire()` (with `countBytes`): {up, down, total}. */
+  wire() {
+    const up = this.counters.reduce((n, c) => n + c.up, 0);
+    const down = this.counters.reduce((n, c) => n + c.down, 0);
+    const requests = this.counters.flatMap((c) => c.requests);
+    return { up, down, total: up + down, requests };
+  }
+
+  resetWire() {
+    for (const c of this.counters) {
+      c.up = c.down = 0;
+      c.requests = [];
+    }
   }
 
   spawnLogged(name, bin, args, env = {}) {
@@ -176,13 +256,15 @@ export class Cluster {
       "--cluster", this.nodes.map((n) => n.addr).join(","),
     ], {
       CHECKRAFT_GATEWAY_CLIENT_ENDPOINTS: JSON.stringify(
-        this.gateways.map((x) => `ws://${x.addr}/ws`),
+        this.gateways.map((x) => `ws://${x.publicAddr}/ws`),
       ),
       CHECKRAFT_GATEWAY_TRUSTED_PROXIES: '["127.0.0.1"]',
       CHECKRAFT_GATEWAY_GATEWAY_SECRET: GATEWAY_SECRET,
       // The page comes from Caddy and opens the gateways' direct ws://
       // URLs above: a cross-origin websocket each gateway must allow.
-      CHECKRAFT_GATEWAY_PAGE_ORIGINS: JSON.stringify([`http://${this.caddyAddr}`]),
+      // The same origins get CORS headers on reads the page routes to the
+      // gateway directly (assets/js/routes.js).
+      CHECKRAFT_GATEWAY_PAGE_ORIGINS: JSON.stringify([this.url]),
     });
   }
 
@@ -195,6 +277,8 @@ export class Cluster {
       CHECKRAFT_BIND: "127.0.0.1",
       CHECKRAFT_GATEWAYS: this.gateways.map((g) => g.addr).join(" "),
       CHECKRAFT_ASSETS: join(REPO, "assets"),
+      // The page may read from the gateways directly (assets/js/routes.js).
+      CHECKRAFT_CONNECT_SRC: this.gateways.map((g) => `http://${g.publicAddr}`).join(" "),
       XDG_DATA_HOME: home,
       XDG_CONFIG_HOME: home,
     });
@@ -300,6 +384,7 @@ export class Cluster {
   }
 
   killAll() {
+    for (const c of this.counters) c.close();
     for (const [, p] of this.procs) {
       if (p.child.exitCode === null && p.child.signalCode === null) {
         try {

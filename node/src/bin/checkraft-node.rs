@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use checkraft_node::config::{NodeConfig, Overrides};
+use checkraft_node::logging::{self, LogFormat};
 use clap::Parser;
 
 /// A checkraft shard node: many raft-replicated bitmap shards over one sled
@@ -10,7 +11,7 @@ use clap::Parser;
 ///
 /// Settings come from defaults, then the TOML file given by --config, then
 /// CHECKRAFT_NODE_<FIELD> environment variables, then these flags.
-/// Logging follows RUST_LOG (default "info").
+/// Logging follows RUST_LOG (default "info,openraft=warn").
 #[derive(Parser, Debug)]
 #[command(name = "checkraft-node", version)]
 struct Args {
@@ -31,24 +32,23 @@ struct Args {
     /// TOML configuration file; see testdata/node.toml for every field.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// Log lines as human-readable text or JSON objects (default text).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-        )
-        .init();
     let args = Args::parse();
     let overrides = Overrides {
         id: args.id,
         listen: args.listen,
         advertise: args.advertise,
         data_dir: args.data_dir,
+        log_format: args.log_format,
     };
     let config = NodeConfig::load(args.config.as_deref(), overrides)?;
+    logging::init(config.log_format, logging::DEFAULT_FILTER);
     let result = checkraft_node::run(config, shutdown_signal()).await;
     // Exit here rather than by returning: dropping the runtime would wait
     // for blocking tasks, and a sled flush stuck on a failed disk must not

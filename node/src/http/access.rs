@@ -12,7 +12,7 @@
 //!
 //! | endpoint | anonymous | gateway | admin | node |
 //! |---|---|---|---|---|
-//! | `/health`, `/status`, `/metrics` | yes | yes | yes | yes |
+//! | `/health`, `/ready`, `/status`, `/metrics` | yes | yes | yes | yes |
 //! | `/shards/{g}/read`, `/changes`, `/write`, `/meta/*` | 401 | yes | yes | yes |
 //! | `/shards/{g}/restore`, `/admin/*` | 401 | 403 | yes | yes |
 //! | `/raft/*` | 401 | 403 | 403 | yes |
@@ -56,7 +56,7 @@ impl Endpoint {
     /// The class of the endpoint at `segments` (the path split on `/`).
     pub fn of(segments: &[&str]) -> Endpoint {
         match segments {
-            ["health"] | ["status"] | ["metrics"] => Endpoint::Open,
+            ["health"] | ["ready"] | ["status"] | ["metrics"] => Endpoint::Open,
             ["raft", ..] => Endpoint::Raft,
             ["shards", _, "restore"] | ["admin", ..] => Endpoint::Admin,
             _ => Endpoint::Data,
@@ -156,8 +156,9 @@ mod tests {
     #[test]
     fn the_table_in_the_module_docs_holds() {
         use Caller::*;
-        let cases: [(&[&str], [bool; 4]); 8] = [
+        let cases: [(&[&str], [bool; 4]); 9] = [
             (&["health"], [true, true, true, true]),
+            (&["ready"], [true, true, true, true]),
             (&["metrics"], [true, true, true, true]),
             (&["shards", "1", "write"], [false, true, true, true]),
             (&["shards", "1", "changes"], [false, true, true, true]),

@@ -8,6 +8,7 @@ pub mod access;
 mod admin;
 mod meta;
 mod raft;
+pub mod ready;
 mod reply;
 mod shard;
 
@@ -156,6 +157,7 @@ async fn route(
             }
             Ok(reply::text(StatusCode::SERVICE_UNAVAILABLE, &text))
         }
+        ["ready"] if get => Ok(ready::handle(node)),
         ["status"] if get => Ok(reply::json(StatusCode::OK, &node.status())),
         ["metrics"] if get => {
             let mut response = reply::text(StatusCode::OK, &crate::metrics::render(node));

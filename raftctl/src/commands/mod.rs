@@ -3,6 +3,7 @@
 mod cluster;
 mod init;
 mod leader;
+mod local_node;
 mod node;
 mod operation;
 mod placement;
@@ -29,6 +30,11 @@ pub async fn run(cli: Cli) -> Result<()> {
     if let Command::BenchWorker(args) = cli.command {
         return crate::bench::run_worker(args).await;
     }
+    match &cli.command {
+        Command::Node(NodeCommand::Stop(args)) => return local_node::run(args, false).await,
+        Command::Node(NodeCommand::Start(args)) => return local_node::run(args, true).await,
+        _ => {}
+    }
     if let Command::Verify { from } = &cli.command {
         return crate::backup::verify(from, g.json);
     }
@@ -38,6 +44,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Status => status::run(&client, g.json).await,
         Command::Node(NodeCommand::Add { addr }) => node::add(&client, &addr, g.json).await,
         Command::Node(NodeCommand::Remove { id }) => node::remove(&client, id, g.json).await,
+        Command::Node(NodeCommand::Stop(_) | NodeCommand::Start(_)) => {
+            unreachable!("handled above")
+        }
         Command::Shard(ShardCommand::AddLearner { shard, node }) => {
             shard::add_learner(&client, shard, node, g.json).await
         }
