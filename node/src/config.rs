@@ -77,6 +77,10 @@ pub struct NodeConfig {
     /// reporting it on `/health` and `/metrics` before it exits (code 75)
     /// for a supervisor to restart it, in ms.
     pub storage_failure_grace_ms: u64,
+    /// On SIGTERM, how long each group this node leads may take to hand
+    /// its leadership to a caught-up voter before the node stops, in ms;
+    /// 0 stops without handing over (see [`crate::handover`]).
+    pub handover_ms: u64,
     /// Log lines as `text` (human-readable) or `json` (one object per
     /// line); see [`crate::logging`].
     pub log_format: LogFormat,
@@ -106,6 +110,7 @@ impl Default for NodeConfig {
             max_batch_sets: 65_536,
             cache_mb: 64,
             storage_failure_grace_ms: 5_000,
+            handover_ms: 2_000,
             log_format: LogFormat::Text,
         }
     }
@@ -240,6 +245,11 @@ impl NodeConfig {
             ..Default::default()
         };
         config.validate().map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// [`Self::handover_ms`] as a duration; `None` when handover is off.
+    pub fn handover_limit(&self) -> Option<Duration> {
+        (self.handover_ms > 0).then(|| Duration::from_millis(self.handover_ms))
     }
 
     /// [`Self::storage_failure_grace_ms`] as a duration.

@@ -66,6 +66,16 @@ async fn serve(
     tracing::info!("shutting down");
     ready.abort();
     http::ready::notify_stopping();
+    // A planned stop hands leaderships over while the server still
+    // answers raft RPCs; a storage failure stops at once.
+    if let (None, Some(limit)) = (&failure, node.config.handover_limit()) {
+        let handover = crate::handover::hand_over(&node, limit).await;
+        tracing::info!(
+            moved = handover.moved.len(),
+            kept = handover.kept.len(),
+            "leadership handover done"
+        );
+    }
     let _ = stop_tx.send(true);
     node.shutdown().await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;

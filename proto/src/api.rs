@@ -260,3 +260,14 @@ pub struct LeaderView {
     /// That leader's `HOST:PORT`, when the replica knows it.
     pub leader_addr: Option<String>,
 }
+
+/// Answer of `POST /admin/leadership/handover` (JSON): what a node's
+/// handover of its leaderships did, group by group. A node also hands
+/// over before it stops on SIGTERM.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handover {
+    /// Groups whose leadership moved: `(group, new leader)`.
+    pub moved: Vec<(GroupId, NodeId)>,
+    /// Groups this node still leads, and why the handover did not happen.
+    pub kept: Vec<(GroupId, String)>,
+}

@@ -40,6 +40,17 @@ pub async fn assign_id(node: &Node, req: &Request) -> Result<Response> {
     Ok(reply::json(StatusCode::OK, &serde_json::json!({})))
 }
 
+/// `POST /admin/leadership/handover`: hand every group this node leads
+/// to a caught-up voter (before maintenance; `raftctl node drain`).
+pub async fn handover(node: &Node) -> Result<Response> {
+    let limit = node
+        .config
+        .handover_limit()
+        .unwrap_or(std::time::Duration::from_secs(2));
+    let report = crate::handover::hand_over(node, limit).await;
+    Ok(reply::json(StatusCode::OK, &report))
+}
+
 /// `DELETE /admin/groups/{id}`: drop this node's replica and its data.
 pub async fn delete_group(node: &Node, id: u64) -> Result<Response> {
     node.delete_group(id).await?;

@@ -174,6 +174,7 @@ async fn route(
             ["groups"] if post => admin::create_group(node, req).await,
             ["meta"] if post => admin::propose_meta(node, req).await,
             ["node", "id"] if post => admin::assign_id(node, req).await,
+            ["leadership", "handover"] if post => admin::handover(node).await,
             ["groups", group] if req.method == Method::DELETE => {
                 admin::delete_group(node, group_id(group)?).await
             }
