@@ -60,7 +60,7 @@ self.addEventListener("install", (event) => {
     await cache.addAll(SHELL.map((url) => new Request(url, { cache: mode })));
     await Promise.all(OPTIONAL.map(async (url) => {
       try {
-        const res = await fetch(url, { cache: "no-store" });
+        const res = await fetch(url, { cache: mode });
         if (res.ok) await cache.put(url, res);
       } catch {
         /* optional: the page falls back to ["/ws"] */

@@ -90,6 +90,17 @@ let countersDirty = true;
 
 const store = new OfflineStore(() => model);
 const routes = new Routes(location.origin);
+// A front whose CSP does not list the gateways (Caddyfile's
+// CHECKRAFT_CONNECT_SRC unset) blocks direct reads: stop trying them.
+document.addEventListener("securitypolicyviolation", (ev) => {
+  if (ev.effectiveDirective !== "connect-src") return;
+  try {
+    const url = new URL(ev.blockedURI);
+    for (const base of routes.order()) if (base && url.href.startsWith(`${base}/`)) routes.block(base);
+  } catch {
+    /* not a URL */
+  }
+});
 const fetcher = new ChunkFetcher(model, {
   onRoute(base) {
     const http = hook.http;

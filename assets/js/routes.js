@@ -71,6 +71,13 @@ export class Routes {
     this.preferred = null;
     this.endpoints = [];
     this.failed = new Map();
+    this.blocked = new Set();
+  }
+
+  /** Never use `base` again: the page's CSP forbids it (a front that does
+   * not list the gateways in `connect-src`). */
+  block(base) {
+    if (base !== "") this.blocked.add(base);
   }
 
   /** The hub's current gateway and endpoint list (WebSocket URLs). */
@@ -87,7 +94,7 @@ export class Routes {
       origin: this.origin,
       failed: this.failed,
       now: this.now(),
-    });
+    }).filter((b) => !this.blocked.has(b));
   }
 
   /** A read to `base` failed (network error or 5xx). */

@@ -65,3 +65,13 @@ test("same-origin reads keep If-None-Match; cross-origin ones send no custom hea
   assert.equal(cors.cache, "no-cache");
   assert.equal(cors.mode, "cors");
 });
+
+test("a base the page's CSP forbids is never tried again", () => {
+  const r = new Routes(ORIGIN, () => 0);
+  r.update("ws://a:1/ws", ["ws://a:1/ws", "ws://b:2/ws"]);
+  r.block("http://a:1");
+  r.block("");
+  assert.deepEqual(r.order(), ["http://b:2", ""]);
+  r.ok("http://a:1");
+  assert.deepEqual(r.order(), ["http://b:2", ""], "blocked for good");
+});

@@ -213,7 +213,11 @@ pub fn page(gateway: &Gateway, req: &Request) -> Result<Response> {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(
         header::VARY,
-        HeaderValue::from_static("Accept-Encoding, Cookie"),
+        // Not `Cookie`: a rendering for another layout is still a right
+        // page (the script re-flows it), and the Service Worker's copy of
+        // `/`, taken from the HTTP cache after the page set its cookie,
+        // must match it.
+        HeaderValue::from_static("Accept-Encoding"),
     );
     for (name, value) in crate::assets::SECURITY_HEADERS {
         headers.insert(name, HeaderValue::from_static(value));

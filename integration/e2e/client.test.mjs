@@ -122,7 +122,7 @@ step("1. first and repeat visit: precompressed files, bytes on the wire", async 
     const repeat = cluster.wire();
     console.log(
       `e2e wire: first visit ${kb(first.total)} (down ${first.down} B, up ${first.up} B, ` +
-      `${first.requests.length} requests); repeat visit ${kb(repeat.total)} (down ${repeat.down} B, ` +
+      `${first.requests.length} requests: ${first.requests.join(", ")}); repeat visit ${kb(repeat.total)} (down ${repeat.down} B, ` +
       `up ${repeat.up} B, ${repeat.requests.length} requests: ${repeat.requests.join(", ")})`,
     );
     budget("first visit on the wire", first.total / 1024, BUDGET.firstKb, "KB");
