@@ -5,8 +5,8 @@
 //! voter (`node/src/handover.rs`), so the shard goes on after one election
 //! round trip instead of waiting out the election timeout and the old
 //! leader's lease (800–1600 ms, then an election). Then the same is done
-//! through the admin call `POST /admin/leadership/handover`, with no
-//! stop.
+//! with no stop, through `raftctl node handover ID` (the admin call
+//! `POST /admin/leadership/handover`).
 //!
 //! It prints the longest write pause; it fails on a pause of 1 s or more,
 //! which a stop without handover always exceeds (the followers honour the
@@ -16,7 +16,7 @@
 
 use std::time::{Duration, Instant};
 
-use checkraft_integration::{eventually, initialized_cluster, longest_pause, Pulse};
+use checkraft_integration::{eventually, initialized_cluster, longest_pause, raftctl, Pulse};
 use checkraft_proto::Handover;
 
 const TOKEN: &str = "planned-stop-test-token";
@@ -76,21 +76,26 @@ async fn test() {
     let pulse = Pulse::start(members.clone(), TOKEN, SHARD, range, next);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let asked_at = Instant::now();
-    let node = cluster.client(next).with_token(TOKEN);
-    let handover: Handover = node
-        .send(node.http().post(node.url("/admin/leadership/handover")))
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let next_s = next.to_string();
+    let entry = &members[&1];
+    let out = raftctl(&[
+        "--json",
+        "--cluster",
+        entry,
+        "--token",
+        TOKEN,
+        "node",
+        "handover",
+        &next_s,
+    ])
+    .await;
+    assert!(out.ok, "raftctl node handover failed: {}", out.stderr);
+    let handover: Handover = out.json();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let acks = pulse.stop().await;
     let pause = longest_pause(&acks, asked_at).expect("no write acknowledged after the handover");
     eprintln!(
-        "admin handover on node {next}: {handover:?}; longest write pause {} ms",
+        "raftctl node handover {next}: {handover:?}; longest write pause {} ms",
         pause.as_millis()
     );
     let moved = handover.moved.iter().find(|(g, _)| *g == SHARD);

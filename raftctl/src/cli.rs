@@ -136,6 +136,15 @@ pub enum NodeCommand {
         /// The node's id.
         id: u64,
     },
+    /// Hand every group node ID leads to a caught-up voter of that group
+    /// (before maintenance); the node keeps serving as a follower. A node
+    /// also does this by itself when it stops on SIGTERM. (Unlike
+    /// `remove`, which drains the node of its replicas, this moves only
+    /// leadership.)
+    Handover {
+        /// The node's id.
+        id: u64,
+    },
     /// Stop node ID of a running `raftctl up` (SIGTERM; `up` keeps it
     /// down), then print what the cluster does meanwhile: nodes going
     /// down and coming back, leader changes, and probe writes (an empty

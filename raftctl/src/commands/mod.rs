@@ -44,6 +44,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Status => status::run(&client, g.json).await,
         Command::Node(NodeCommand::Add { addr }) => node::add(&client, &addr, g.json).await,
         Command::Node(NodeCommand::Remove { id }) => node::remove(&client, id, g.json).await,
+        Command::Node(NodeCommand::Handover { id }) => node::handover(&client, id, g.json).await,
         Command::Node(NodeCommand::Stop(_) | NodeCommand::Start(_)) => {
             unreachable!("handled above")
         }

@@ -1,4 +1,4 @@
-//! `raftctl node add|remove`.
+//! `raftctl node add|remove|handover`.
 //!
 //! `add` registers a running node that has no id yet: the metadata group
 //! allocates one, the node is told its id, and it joins the metadata group
@@ -18,8 +18,8 @@ use std::collections::BTreeSet;
 
 use anyhow::{bail, Context, Result};
 use checkraft_proto::{
-    AssignId, MetaCommand, NodeId, NodeState, OperationKind, ShardDescriptor, ShardId, ShardMap,
-    META_GROUP,
+    AssignId, Handover, MetaCommand, NodeId, NodeState, OperationKind, ShardDescriptor, ShardId,
+    ShardMap, META_GROUP,
 };
 use serde::Serialize;
 
@@ -30,6 +30,35 @@ use super::cluster::{
 };
 use super::placement::{check_addr, choose_target, replicas_after};
 use crate::client::ClusterClient;
+
+// ------------------------------------------------------------------ handover
+
+/// `raftctl node handover ID`: the node hands over every group it leads
+/// (`POST /admin/leadership/handover`) and says where each went.
+pub async fn handover(client: &ClusterClient, id: NodeId, json: bool) -> Result<()> {
+    let view = ClusterView::load(client).await?;
+    let addr = view.addr(id)?;
+    let handover: Handover = client
+        .post_json(addr, "/admin/leadership/handover", &serde_json::json!({}))
+        .await
+        .with_context(|| format!("node {id} at {addr} did not hand over"))?;
+    if json {
+        return print_json(&handover);
+    }
+    if handover.moved.is_empty() && handover.kept.is_empty() {
+        out(format!("node {id} leads no group"));
+    }
+    for (group, to) in &handover.moved {
+        out(format!("group {group}: now led by node {to}"));
+    }
+    for (group, why) in &handover.kept {
+        out(format!("group {group}: still led by node {id} ({why})"));
+    }
+    if !handover.kept.is_empty() {
+        bail!("node {id} still leads {} group(s)", handover.kept.len());
+    }
+    Ok(())
+}
 
 // ------------------------------------------------------------------ add
 
