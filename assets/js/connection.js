@@ -14,6 +14,16 @@
 const loadHub = () => import("./hub.js").then((m) => m.Hub);
 
 export const HEARTBEAT_MS = 5_000;
+/** Where the page remembers the gateway its socket last used. */
+export const ENDPOINT_KEY = "checkraft:endpoint";
+
+function lastEndpoint() {
+  try {
+    return localStorage.getItem(ENDPOINT_KEY) ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function hubDeps() {
   return {
@@ -56,7 +66,7 @@ export function openLink(onMessage, onMode) {
   const id = tabId();
 
   const resend = () => {
-    transport.send({ t: "hello" });
+    transport.send({ t: "hello", last: lastEndpoint() });
     transport.send({ t: "sub", chunks: lastSub });
   };
 

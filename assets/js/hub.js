@@ -4,7 +4,8 @@
 // transport to tabs differs (see connection.js).
 //
 // Tab -> hub messages (plain objects):
-//   {t: "hello"}                      register (idempotent)
+//   {t: "hello", last?}               register (idempotent); `last`: the gateway URL this
+//                                     browser used last time, tried alone first
 //   {t: "sub", chunks: number[]}      the tab's whole wanted set (replaces)
 //   {t: "set", id, index, checked}    a click; `id` is the tab's request id
 //   {t: "beat", chunks}               heartbeat, repeating the wanted set (tabs silent for
@@ -70,6 +71,7 @@ export class Hub {
     this.attempt = 0;
     this.avoid = new Map(); // url -> until
     this.endpoints = null;
+    this.hint = null;
     this.lastStats = null;
     this.connecting = false;
     this.retryTimer = null;
@@ -112,6 +114,7 @@ export class Hub {
     tab.seen = this.d.now();
     switch (msg.t) {
       case "hello":
+        if (typeof msg.last === "string" && !this.everLive) this.hint = msg.last;
         this.sendStatusTo(id);
         break;
       case "sub":
@@ -250,7 +253,12 @@ export class Hub {
     if (!this.endpoints || this.attempt > 0) this.endpoints = await this.loadEndpoints();
     const now = this.d.now();
     for (const [u, until] of this.avoid) if (until < now) this.avoid.delete(u);
-    const urls = pickTwo(this.endpoints, new Set(this.avoid.keys()), this.d.random);
+    // A returning browser first tries the gateway it used last time alone
+    // (one handshake instead of two); a failure races two as usual.
+    const hinted = this.attempt === 0 && !this.everLive && this.hint
+      && this.endpoints.includes(this.hint) && !this.avoid.has(this.hint);
+    const urls = hinted ? [this.hint] : pickTwo(this.endpoints, new Set(this.avoid.keys()), this.d.random);
+    this.hint = null;
     const chosen = await this.race(urls);
     this.connecting = false;
     if (this.closed) {

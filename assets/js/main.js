@@ -28,7 +28,7 @@ import { ChunkFetcher } from "./chunks.js";
 import { Routes } from "./routes.js";
 import { OVERVIEW_MAX_MS, overviewDue, parseOverview } from "./overview.js";
 import { OfflineStore, loadLast, loadOverview, saveLast, saveOverview } from "./offline.js";
-import { openLink } from "./connection.js";
+import { ENDPOINT_KEY, openLink } from "./connection.js";
 
 const ACK_TIMEOUT_MS = 15_000; // the gateway answers "unavailable" after 10 s
 const SUBSCRIBE_DEBOUNCE_MS = 150;
@@ -425,7 +425,14 @@ function onHubMessage(msg) {
     case "status": {
       const wasGen = hub.gen;
       hub = { state: msg.state, endpoint: msg.endpoint, gen: msg.gen };
-      if (msg.state === "live") routes.update(msg.endpoint, msg.endpoints);
+      if (msg.state === "live") {
+        routes.update(msg.endpoint, msg.endpoints);
+        try {
+          localStorage.setItem(ENDPOINT_KEY, msg.endpoint);
+        } catch {
+          /* storage denied: the next visit races two gateways */
+        }
+      }
       if (msg.hello) setDimensions(msg.hello.boxes, msg.hello.chunk_size);
       if (msg.state === "live" && msg.gen !== wasGen) {
         // A new socket (or the first): changes before its subscriptions

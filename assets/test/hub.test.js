@@ -208,3 +208,37 @@ test("silent tabs are dropped", async () => {
   assert.equal(h.hub.tabs.size, 1);
   assert.deepEqual(h.sockets[0].sent, [{ type: "subscribe", first_chunk: 4, count: 1 }]);
 });
+
+test("a returning browser tries its last gateway alone; without it, or when it fails, two race", async () => {
+  const endpoints = ["ws://a.test/ws", "ws://b.test/ws", "ws://c.test/ws"];
+  const h = harness({ endpoints });
+  const got = [];
+  h.hub.tabMessage("t", { t: "hello", last: "ws://c.test/ws" }, (m) => got.push(m));
+  await h.tick();
+  assert.deepEqual(h.sockets.map((s) => s.url), ["ws://c.test/ws"], "one handshake");
+  h.sockets[0].greet();
+  await h.tick();
+  assert.equal(h.hub.endpoint, "ws://c.test/ws");
+
+  const fresh = harness({ endpoints });
+  fresh.tab("t");
+  await fresh.tick();
+  assert.equal(fresh.sockets.length, 2, "no hint: the better of two");
+
+  const gone = harness({ endpoints });
+  gone.hub.tabMessage("t", { t: "hello", last: "ws://gone.test/ws" }, () => {});
+  await gone.tick();
+  assert.equal(gone.sockets.length, 2, "a hint no longer configured is ignored");
+
+  const failing = harness({ endpoints });
+  failing.hub.tabMessage("t", { t: "hello", last: "ws://a.test/ws" }, () => {});
+  await failing.tick();
+  assert.equal(failing.sockets.length, 1);
+  failing.sockets[0].drop(1006);
+  failing.advance(1_000);
+  await failing.tick();
+  failing.advance(20_000);
+  await failing.tick();
+  assert.ok(failing.sockets.length >= 3, "the retry races two");
+  assert.ok(failing.sockets.slice(1).every((s) => s.url !== "ws://a.test/ws"), "avoiding the failed one");
+});
