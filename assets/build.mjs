@@ -10,7 +10,10 @@
 //   node assets/build.mjs --clean   # remove them
 //
 // Run it after editing anything here: Caddy serves a compressed copy
-// whenever one exists, so a stale one would hide the edit. Copies whose
+// whenever one exists, so a stale one would hide the edit. (The e2e
+// harness builds when it starts a cluster and removes the output when it
+// stops.) Without the output everything still works: Caddy compresses on
+// the fly and the Service Worker runs in its "dev" mode (network first). Copies whose
 // source is gone are removed. The compressed files are build output
 // (ignored by git), as is sw-version.js. Prints the sizes it wrote.
 
@@ -121,10 +124,17 @@ export function build() {
   return { rows, withZstd, version };
 }
 
+/** Removes every build output (compressed copies, sw-version.js); returns
+ * how many compressed copies there were. */
+export function unbuild() {
+  const removed = clean(true);
+  if (existsSync(join(ROOT, VERSION_FILE))) unlinkSync(join(ROOT, VERSION_FILE));
+  return removed;
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (process.argv.includes("--clean")) {
-    console.log(`removed ${clean(true)} compressed copies`);
-    if (existsSync(join(ROOT, VERSION_FILE))) unlinkSync(join(ROOT, VERSION_FILE));
+    console.log(`removed ${unbuild()} compressed copies`);
   } else {
     const { rows, withZstd, version } = build();
     console.log(`shell version ${version} (${VERSION_FILE})`);

@@ -16,7 +16,7 @@ import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 
-import { build as precompress } from "../../../assets/build.mjs";
+import { build as precompress, unbuild } from "../../../assets/build.mjs";
 
 const run = promisify(execFile);
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -399,6 +399,9 @@ export class Cluster {
   /** Kills everything; keeps the logs when `keep` (a failed run). */
   async stop({ keep = false } = {}) {
     process.off("exit", this.exitHook);
+    // The compressed copies are this run's: a later edit of a file must not
+    // be hidden behind one (Caddy serves a copy whenever it exists).
+    unbuild();
     const exits = [...this.procs.values()]
       .filter((p) => p.child.exitCode === null && p.child.signalCode === null)
       .map((p) => new Promise((r) => p.child.once("exit", r)));
