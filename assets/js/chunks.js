@@ -146,11 +146,13 @@ export class ChunkFetcher {
     for (const u of buffered) receiveUpdate(entry, u);
   }
 
+  /** Every route failed: the offline record stands in for the network,
+   * when the chunk has nothing newer (a page kept by the Service Worker
+   * may hold an older server-rendered copy). */
   async fromStore(c, entry) {
     this.failed(entry);
-    if (entry.loaded) return;
     const saved = await this.hooks.store.load(c).catch(() => null);
-    if (!saved || entry.loaded) return;
+    if (!saved || entry.fetching || (entry.loaded && saved.seq <= entry.version)) return;
     const r = receiveFetch(entry, { status: 200, bytes: saved.bytes, seq: saved.seq, etag: null });
     if (r.changed) this.hooks.onChange(c);
   }
