@@ -105,6 +105,29 @@ pub struct GatewayConfig {
     /// Websocket: queued outgoing messages per connection before updates
     /// are dropped for it (it then gets a `Resync`).
     pub ws_send_queue: usize,
+    /// Websocket: frames queued to a connection together are written to
+    /// its socket together, in writes of up to about this many bytes (0:
+    /// one write per frame).
+    pub ws_write_buffer_bytes: usize,
+    /// Kernel send buffer of each accepted socket (`SO_SNDBUF`; Linux
+    /// doubles the value for its bookkeeping), in bytes; 0 keeps the
+    /// kernel's autotuned default (up to `net.ipv4.tcp_wmem`'s maximum,
+    /// megabytes). Small, a client that stops reading blocks the
+    /// gateway's writes after kilobytes, so its queue fills and it gets
+    /// `Resync{FellBehind}` early instead of megabytes of stale updates
+    /// later, and costs little kernel memory meanwhile. It also bounds
+    /// the data in flight per connection: keep it above the bandwidth ×
+    /// round-trip time a client needs (64 KiB at 100 ms is 640 KB/s). Set
+    /// on the listening socket, so HTTP answers get it too (they are
+    /// small: a chunk is at most 4 KiB uncompressed).
+    pub ws_send_buffer_bytes: usize,
+    /// `TCP_NOTSENT_LOWAT` of each accepted socket, in bytes: the kernel
+    /// takes no more data once this much is queued and not yet sent, so
+    /// unsent data waits in the gateway's bounded queue (where it can be
+    /// dropped for a `Resync`) instead of the kernel; 0 keeps the kernel's
+    /// default (no limit). Set on the listening socket like
+    /// [`Self::ws_send_buffer_bytes`].
+    pub ws_notsent_lowat_bytes: u32,
     /// Websocket: Sets per second per connection, and the burst.
     pub ws_sets_per_second: u32,
     /// Burst of [`Self::ws_sets_per_second`].
@@ -121,7 +144,10 @@ pub struct GatewayConfig {
     pub http_sets_burst: u32,
     /// Websocket: how long updates are coalesced before fan-out (ms).
     pub ws_fanout_tick_ms: u64,
-    /// Websocket: period of `Stats` messages (ms).
+    /// Websocket: `Stats` is read and encoded once every this many ms for
+    /// all connections, and sent only when the checked total or the
+    /// connection count changed since the last one (ms). A new connection
+    /// gets the last one right after `Hello`.
     pub ws_stats_interval_ms: u64,
     /// Websocket: period of `Versions` messages (ms).
     pub ws_versions_interval_ms: u64,
@@ -170,6 +196,9 @@ impl Default for GatewayConfig {
             ws_max_connections_per_ip: 256,
             ws_max_subscriptions: 1024,
             ws_send_queue: 64,
+            ws_write_buffer_bytes: 4096,
+            ws_send_buffer_bytes: 32 << 10,
+            ws_notsent_lowat_bytes: 16 << 10,
             ws_sets_per_second: 7,
             ws_sets_burst: 10,
             ws_ip_sets_per_second: 7,

@@ -1,5 +1,5 @@
 //! [`Gateway`]: the map follower, shard states and write batchers behind
-//! one handle, used by the HTTP API (and by the websocket layer to come).
+//! one handle, used by the HTTP API and the websocket layer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -289,32 +289,41 @@ impl Gateway {
         Ok(futures::future::join_all(parts).await)
     }
 
-    /// Sets box `index` and waits for the commit; then waits (at most
-    /// `read_your_writes_ms`) until this gateway's state shows it. If it
-    /// still does not, the write is committed but the answer is 503: a 200
-    /// promises that a read from this gateway shows the write.
-    pub async fn set_box(&self, index: u64, checked: bool) -> Result<BoxView> {
+    /// Sets box `index` and waits for the commit only: the shard's change
+    /// number that committed it. What a websocket `Ack` reports; the
+    /// client learns the new value from its `Update` (which may come
+    /// later, when this gateway's change stream delivers it).
+    pub async fn commit_box(&self, index: u64, checked: bool) -> Result<(ShardId, u64)> {
         let map = self.current_map()?;
         Self::check_index(&Self::grid(&map)?, index)?;
         let box_index = u32::try_from(index)
             .map_err(|_| Error::BadRequest(format!("box {index} is out of range")))?;
         let mut parts = self.write(vec![(box_index, checked)]).await?;
         let (shard, _, outcome) = parts.pop().expect("one set makes one part");
-        let committed = outcome?;
+        Ok((shard, outcome?.seq))
+    }
+
+    /// Sets box `index` and waits for the commit; then waits (at most
+    /// `read_your_writes_ms`) until this gateway's state shows it. If it
+    /// still does not, the write is committed but the answer is 503: a 200
+    /// promises that a read from this gateway shows the write. (The HTTP
+    /// API and the no-JS page; websocket Sets use [`Self::commit_box`].)
+    pub async fn set_box(&self, index: u64, checked: bool) -> Result<BoxView> {
+        let (shard, seq) = self.commit_box(index, checked).await?;
         if let Some(handle) = self.shards.get(shard) {
             let limit = std::time::Duration::from_millis(self.config.read_your_writes_ms);
-            if !handle.wait_seq(committed.seq, limit).await {
+            if !handle.wait_seq(seq, limit).await {
                 return Err(Error::Unavailable(format!(
-                    "box {index} was committed (shard {shard} change {}), but this gateway does \
+                    "box {index} was committed (shard {shard} change {seq}), but this gateway does \
                      not show it after {} ms: its replica lags; read again shortly",
-                    committed.seq, self.config.read_your_writes_ms
+                    self.config.read_your_writes_ms
                 )));
             }
         }
         Ok(BoxView {
             index,
             checked,
-            seq: committed.seq,
+            seq,
         })
     }
 

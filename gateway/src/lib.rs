@@ -41,12 +41,19 @@
 //!    `ws()` costs ~130 KB per socket; ours measured ~3.4 KB per idle
 //!    connection at 15,000). One fan-out task per shard turns the shard's
 //!    applied changes into per-chunk net `Update`s every tick (20 ms),
-//!    encodes each once, and queues it only to that chunk's subscribers.
-//!    Each connection's queue is bounded (64); a connection that falls
-//!    behind loses updates and gets `Resync{FellBehind}` instead, so memory
-//!    stays bounded. Sets go through the batcher and are acknowledged after
-//!    commit; token buckets per connection and per IP, connection caps and
-//!    the `Origin` rule apply. Shutdown closes every socket with 1001.
+//!    encodes each once, and queues the same bytes to that chunk's
+//!    subscribers only. A connection's task writes everything queued at
+//!    once (`feed` each frame, one `flush`). `Stats` is read and encoded
+//!    once per `ws_stats_interval_ms` for everyone and sent only when it
+//!    changed, so an idle connection costs next to nothing. Each
+//!    connection's queue is bounded (64), and the sockets' kernel buffers
+//!    are small ([`socket`]: `SO_SNDBUF`, `TCP_NOTSENT_LOWAT`, set on the
+//!    listener): a connection that falls behind loses updates and gets
+//!    `Resync{FellBehind}` instead, after kilobytes, so memory stays
+//!    bounded. Sets go through the batcher and are acknowledged when their
+//!    batch commits (the Update may come later); token buckets per
+//!    connection and per IP, connection caps and the `Origin` rule apply.
+//!    Shutdown closes every socket with 1001.
 //! 6. **Cross-origin reads** ([`cors`]): the page sends its chunk and API
 //!    reads straight to the gateway its socket uses; GETs of the read
 //!    paths from one of `page_origins` get CORS headers (allow-origin,
@@ -70,8 +77,10 @@
 //!   ([`chunk::etag`]): a write elsewhere in the shard leaves it alone, and
 //!   every gateway names the same content alike.
 //! - A write is acknowledged only after the shard committed and applied
-//!   it. A `PUT` then waits (bounded) until this gateway's own state shows
-//!   it, so a client reading back from the same gateway sees its write.
+//!   it. A `PUT` (and the no-JS form) then waits (bounded) until this
+//!   gateway's own state shows it, so a client reading back from the same
+//!   gateway sees its write; a websocket `Ack` does not wait (the client
+//!   follows the chunk's Updates).
 //! - Sets are absolute, so every retry (lost answer, leader change) is
 //!   safe.
 //!
@@ -149,6 +158,7 @@ pub mod overview;
 pub mod ready;
 pub mod server;
 pub mod shards;
+pub mod socket;
 pub mod ssr;
 pub mod state;
 pub mod subscription;

@@ -114,6 +114,12 @@ pub struct Metrics {
     /// Times a shard's fan-out fell behind the shard's update feed and
     /// restarted its chunks (each also sends `Resync{StateReset}`).
     pub ws_fanout_lags: Counter,
+    /// `Stats` frames broadcast (one per change, at most one per
+    /// `ws_stats_interval_ms`), each to every connection.
+    pub ws_stats_broadcasts: Counter,
+    /// Socket flushes of websocket connections: each writes every frame
+    /// queued at the time (`ws_messages_out` / this = frames per flush).
+    pub ws_flushes: Counter,
     /// Time from receiving a websocket `Set` to queueing its `Ack`, for
     /// sets sent to the shard (batching and commit included), in seconds.
     pub ws_set_latency: Histogram,
@@ -209,6 +215,8 @@ impl Metrics {
         let ws_send_queue = Gauge::default();
         let ws_send_queue_max = Gauge::default();
         let ws_fanout_lags = Counter::default();
+        let ws_stats_broadcasts = Counter::default();
+        let ws_flushes = Counter::default();
         let ws_set_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register(
             "ws_connections",
@@ -271,6 +279,16 @@ impl Metrics {
             ws_fanout_lags.clone(),
         );
         registry.register(
+            "ws_stats_broadcasts",
+            "Stats frames broadcast to every websocket connection (only when the counters changed)",
+            ws_stats_broadcasts.clone(),
+        );
+        registry.register(
+            "ws_flushes",
+            "Socket flushes of websocket connections, each carrying every frame queued at the time",
+            ws_flushes.clone(),
+        );
+        registry.register(
             "ws_set_latency_seconds",
             "Time from a websocket Set to its Ack",
             ws_set_latency.clone(),
@@ -301,6 +319,8 @@ impl Metrics {
             ws_send_queue,
             ws_send_queue_max,
             ws_fanout_lags,
+            ws_stats_broadcasts,
+            ws_flushes,
             ws_set_latency,
             ws_connections,
             ws_messages_in,
@@ -389,6 +409,8 @@ mod tests {
             "checkraft_gateway_ws_send_queue_messages 0",
             "checkraft_gateway_ws_send_queue_max_messages 0",
             "checkraft_gateway_ws_fanout_lags_total 0",
+            "checkraft_gateway_ws_stats_broadcasts_total 0",
+            "checkraft_gateway_ws_flushes_total 0",
             "checkraft_gateway_ws_set_latency_seconds_count 0",
             "checkraft_gateway_ws_rejections_total{reason=\"bad_handshake\"} 0",
             "checkraft_gateway_ws_resyncs_total{reason=\"state_reset\"} 0",

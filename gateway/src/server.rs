@@ -31,6 +31,7 @@ pub async fn serve_with(
     started: impl FnOnce(Arc<Gateway>),
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    crate::socket::tune_listener(&listener, &config)?;
     tracing::info!(listen = %config.listen, cluster = ?config.cluster, "starting");
     let gateway = Gateway::new(config)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -179,6 +179,7 @@ impl Subscriber {
                 self.metrics.resubscriptions.inc();
             }
             first = false;
+            tracing::info!(shard, node = %addr, "following the shard's change stream");
             let opened = tokio::time::Instant::now();
             let end = self.stream(&addr, &key, &mut map_rx, &mut shutdown).await;
             if opened.elapsed() > self.config.stream_idle() {

@@ -93,6 +93,28 @@ where
     .await;
 }
 
+/// The end (exclusive) of a Subscribe's chunks `first .. first + count`
+/// in a grid of `chunks` chunks, or why the message is a protocol error
+/// (close 1002): an empty range, one past `u32::MAX`, or one reaching past
+/// the grid. A client knows the grid from `Hello`, so such a range is a
+/// bug to report, not to serve silently in part.
+fn subscribe_range(first: u32, count: u32, chunks: u64) -> Result<u64, String> {
+    let end = u64::from(first) + u64::from(count);
+    if count == 0 {
+        Err(format!("Subscribe of 0 chunks (first_chunk {first})"))
+    } else if end > 1 << 32 {
+        Err(format!(
+            "Subscribe range {first} + {count} overflows the 32-bit chunk ids"
+        ))
+    } else if end > chunks {
+        Err(format!(
+            "Subscribe of chunks {first}..{end} reaches past the grid's {chunks} chunks"
+        ))
+    } else {
+        Ok(end)
+    }
+}
+
 fn ack(request_id: u32, status: AckStatus, seq: u64) -> Bytes {
     Bytes::from(
         ServerMessage::Ack {
@@ -105,14 +127,33 @@ fn ack(request_id: u32, status: AckStatus, seq: u64) -> Bytes {
 }
 
 impl Conn {
-    async fn send<S>(&self, ws: &mut WebSocketStream<S>, msg: Bytes) -> Result<(), WsError>
+    /// Queues `msgs` into the websocket (written once the buffer holds
+    /// `ws_write_buffer_bytes`), then flushes: frames queued together
+    /// leave in as few writes as possible.
+    async fn write_all<S>(
+        &self,
+        ws: &mut WebSocketStream<S>,
+        msgs: impl IntoIterator<Item = Bytes>,
+    ) -> Result<(), WsError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let (mut count, mut bytes) = (0u64, 0u64);
+        let mut fed = Ok(());
+        for msg in msgs {
+            count += 1;
+            bytes += msg.len() as u64;
+            fed = ws.feed(Message::Binary(msg)).await;
+            if fed.is_err() {
+                break;
+            }
+        }
         let metrics = &self.hub.gateway.metrics;
-        metrics.ws_messages_out.inc();
-        metrics.ws_bytes_out.inc_by(msg.len() as u64);
-        ws.feed(Message::Binary(msg)).await
+        metrics.ws_messages_out.inc_by(count);
+        metrics.ws_bytes_out.inc_by(bytes);
+        metrics.ws_flushes.inc();
+        fed?;
+        ws.flush().await
     }
 
     /// Writes out everything queued, then a FellBehind resync if due.
@@ -121,16 +162,13 @@ impl Conn {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let (queue, resync) = self.outbox.take();
-        for msg in queue {
-            self.send(ws, msg).await?;
+        let resync = resync
+            .map(|chunks| resync_messages(&chunks, ResyncReason::FellBehind))
+            .unwrap_or_default();
+        for _ in &resync {
+            self.hub.gateway.metrics.ws_resync("fell_behind");
         }
-        if let Some(chunks) = resync {
-            for msg in resync_messages(&chunks, ResyncReason::FellBehind) {
-                self.hub.gateway.metrics.ws_resync("fell_behind");
-                self.send(ws, msg).await?;
-            }
-        }
-        ws.flush().await
+        self.write_all(ws, queue.into_iter().chain(resync)).await
     }
 
     async fn serve<S>(&mut self, ws: &mut WebSocketStream<S>) -> Option<Close>
@@ -144,7 +182,10 @@ impl Conn {
                 return Some((CloseCode::Again, e.to_string().into()));
             }
         };
-        if self.send(ws, hello).await.is_err() || ws.flush().await.is_err() {
+        // The counters as last sent to everyone: Stats goes out only when
+        // it changes, so a new connection gets the current one now.
+        let first = std::iter::once(hello).chain(self.hub.current_stats());
+        if self.write_all(ws, first).await.is_err() {
             return None;
         }
         let mut shutdown = self.hub.shutdown.clone();
@@ -258,7 +299,13 @@ impl Conn {
         // Hello needed the map, so it is there; `None` keeps the socket open.
         let grid = self.hub.gateway.current_map().ok().and_then(|m| m.grid)?;
         let chunks = grid.boxes.div_ceil(u64::from(grid.chunk_size.max(1)));
-        let end = (u64::from(first_chunk) + u64::from(count)).min(chunks);
+        let end = match subscribe_range(first_chunk, count, chunks) {
+            Ok(end) => end,
+            Err(why) => {
+                self.hub.gateway.metrics.ws_reject("protocol");
+                return Some((CloseCode::Protocol, why.into()));
+            }
+        };
         let max = self.hub.gateway.config.ws_max_subscriptions;
         let subs = self.outbox.lock().subs.clone();
         let mut held = subs.cardinality() as usize;
@@ -305,8 +352,10 @@ impl Conn {
         let outbox = self.outbox.clone();
         let started = Instant::now();
         tokio::spawn(async move {
-            let reply = match gateway.set_box(u64::from(index), checked).await {
-                Ok(view) => ack(request_id, AckStatus::Applied, view.seq),
+            // Acknowledged on commit: the Update follows through this
+            // gateway's change stream, maybe after the Ack.
+            let reply = match gateway.commit_box(u64::from(index), checked).await {
+                Ok((_, seq)) => ack(request_id, AckStatus::Applied, seq),
                 Err(Error::BadRequest(_)) => ack(request_id, AckStatus::OutOfRange, 0),
                 Err(Error::Unavailable(_)) | Err(Error::Io(_)) => {
                     ack(request_id, AckStatus::Unavailable, 0)
@@ -319,5 +368,28 @@ impl Conn {
                 .observe(started.elapsed().as_secs_f64());
             outbox.push_reply(reply);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscribe_ranges_must_be_non_empty_and_within_the_grid() {
+        assert_eq!(subscribe_range(0, 10, 10), Ok(10));
+        assert_eq!(subscribe_range(9, 1, 10), Ok(10));
+        let empty = subscribe_range(3, 0, 10).unwrap_err();
+        assert!(empty.contains("0 chunks"), "{empty}");
+        let past = subscribe_range(9, 2, 10).unwrap_err();
+        assert!(past.contains("past the grid"), "{past}");
+        let past = subscribe_range(10, 1, 10).unwrap_err();
+        assert!(past.contains("past the grid"), "{past}");
+        let overflow = subscribe_range(u32::MAX, 2, u64::from(u32::MAX) + 1).unwrap_err();
+        assert!(overflow.contains("overflows"), "{overflow}");
+        assert_eq!(
+            subscribe_range(u32::MAX, 1, u64::from(u32::MAX) + 1),
+            Ok(1 << 32)
+        );
     }
 }

@@ -11,15 +11,23 @@
 //!   per-chunk `Update`s, coalesced over `ws_fanout_tick_ms`, each encoded
 //!   once and queued to the connections subscribed to its chunk.
 //! - [`limits`]: connection caps and Set rate limits.
+//! - [`stats`]: `Stats`, read and encoded once per `ws_stats_interval_ms`
+//!   for every connection and sent only when it changed.
 //!
 //! Every connection has an [`Outbox`]: a bounded queue of encoded
-//! messages. Updates that find it full are dropped and the connection is
-//! marked behind; once it drains, it gets `Resync{FellBehind}` for its
-//! subscriptions. So a slow client never makes memory grow.
+//! messages. Each is built once and shared (`Bytes`): an Update's bytes
+//! are the same for all subscribers of its chunk. A connection's task
+//! writes everything queued at once (`feed` each frame, then one `flush`:
+//! frames queued together leave in one write of up to
+//! `ws_write_buffer_bytes`). Updates that find the queue full are dropped
+//! and the connection is marked behind; once it drains, the Updates and
+//! Versions still queued are discarded and it gets `Resync{FellBehind}`
+//! for its subscriptions. So a slow client never makes memory grow.
 
 pub mod connection;
 pub mod fanout;
 pub mod limits;
+pub mod stats;
 pub mod upgrade;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -35,11 +43,16 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::gateway::Gateway;
 use limits::Limits;
+use stats::StatsCast;
 
 pub use upgrade::filter;
 
 /// Chunks per `Resync` or `Versions` message at most.
 const RUN_MAX: u32 = 256;
+
+/// The type bytes of the messages a `Resync{FellBehind}` of every
+/// subscription makes useless: `Update` and `Versions`.
+const SUPERSEDED_BY_RESYNC: [u8; 2] = [0x82, 0x85];
 
 /// One connection's outgoing queue and subscriptions.
 pub struct Outbox {
@@ -100,12 +113,15 @@ impl Outbox {
     }
 
     /// Everything queued, plus the subscriptions to resync when the
-    /// connection had fallen behind.
+    /// connection had fallen behind. A connection that fell behind gets no
+    /// queued Update or Versions: the Resync of every subscription makes
+    /// them useless, and it should reach the client as early as possible.
     fn take(&self) -> (VecDeque<Bytes>, Option<Vec<u32>>) {
         let mut state = self.lock();
-        let queue = std::mem::take(&mut state.queue);
+        let mut queue = std::mem::take(&mut state.queue);
         let resync = if state.behind {
             state.behind = false;
+            queue.retain(|m| !m.first().is_some_and(|t| SUPERSEDED_BY_RESYNC.contains(t)));
             Some(state.subs.iter().collect())
         } else {
             None
@@ -157,6 +173,7 @@ pub struct Hub {
     pub limits: Arc<Limits>,
     registry: RwLock<Registry>,
     versions: Mutex<VersionBook>,
+    stats: StatsCast,
     next_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
     ws_config: WebSocketConfig,
@@ -205,8 +222,10 @@ impl Hub {
         let config = &gateway.config;
         let mut ws_config = WebSocketConfig::default();
         ws_config.read_buffer_size = config.ws_read_buffer_bytes;
-        ws_config.write_buffer_size = 0;
-        ws_config.max_write_buffer_size = 256 << 10;
+        // Frames fed together are written together (one `flush`); the
+        // buffer never holds more than this plus one frame before a write.
+        ws_config.write_buffer_size = config.ws_write_buffer_bytes;
+        ws_config.max_write_buffer_size = (256 << 10).max(2 * config.ws_write_buffer_bytes + 1);
         ws_config.max_message_size = Some(config.ws_max_message_bytes);
         ws_config.max_frame_size = Some(config.ws_max_message_bytes);
         Arc::new(Self {
@@ -214,6 +233,7 @@ impl Hub {
             gateway,
             registry: RwLock::new(Registry::default()),
             versions: Mutex::new(VersionBook::default()),
+            stats: StatsCast::default(),
             next_id: AtomicU64::new(1),
             shutdown,
             ws_config,
@@ -339,15 +359,32 @@ impl Hub {
             .unwrap_or(0)
     }
 
+    /// Reads the counters once and, when they changed since the last
+    /// `Stats`, queues the one encoded frame to every connection.
     fn broadcast_stats(&self) {
-        let checked = self.gateway.stats().map(|s| s.checked).unwrap_or(0);
+        // Not loaded yet: nothing true to say.
+        let Ok(stats) = self.gateway.stats() else {
+            return;
+        };
         let online = u32::try_from(self.limits.connections()).unwrap_or(u32::MAX);
-        let msg = Bytes::from(ServerMessage::Stats { checked, online }.encode());
+        let Some(msg) = self.stats.update(stats.checked, online) else {
+            return;
+        };
+        self.gateway.metrics.ws_stats_broadcasts.inc();
         for outbox in self.registry().conns.values() {
             outbox.push(msg.clone(), false);
         }
     }
 
+    /// The last `Stats` frame sent to everyone, for a new connection.
+    fn current_stats(&self) -> Option<Bytes> {
+        self.stats.current()
+    }
+
+    /// Queues `Versions` of its subscribed chunks to every connection.
+    /// Each run of chunks is encoded once per round and its bytes shared by
+    /// every connection subscribed to the same run (most viewers share the
+    /// popular chunks).
     fn broadcast_versions(&self) {
         let Ok(map) = self.gateway.current_map() else {
             return;
@@ -356,28 +393,33 @@ impl Hub {
             return;
         };
         let outboxes: Vec<Arc<Outbox>> = self.registry().conns.values().cloned().collect();
+        let mut encoded: HashMap<(u32, u32), Bytes> = HashMap::new();
         for outbox in outboxes {
             let subs = outbox.subs();
             if subs.is_empty() {
                 continue;
             }
-            let book = self.book();
             let msgs: Vec<Bytes> = runs(&subs)
                 .into_iter()
                 .map(|(first_chunk, count)| {
-                    let versions = (first_chunk..first_chunk + count)
-                        .map(|c| self.chunk_version(&book, c, grid.chunk_size))
-                        .collect();
-                    Bytes::from(
-                        ServerMessage::Versions {
-                            first_chunk,
-                            versions,
-                        }
-                        .encode(),
-                    )
+                    encoded
+                        .entry((first_chunk, count))
+                        .or_insert_with(|| {
+                            let book = self.book();
+                            let versions = (first_chunk..first_chunk + count)
+                                .map(|c| self.chunk_version(&book, c, grid.chunk_size))
+                                .collect();
+                            Bytes::from(
+                                ServerMessage::Versions {
+                                    first_chunk,
+                                    versions,
+                                }
+                                .encode(),
+                            )
+                        })
+                        .clone()
                 })
                 .collect();
-            drop(book);
             for msg in msgs {
                 outbox.push(msg, false);
             }
@@ -423,6 +465,36 @@ mod tests {
         let long: Vec<u32> = (0..600).collect();
         assert_eq!(runs(&long), vec![(0, 256), (256, 256), (512, 88)]);
         assert!(runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_connection_behind_gets_its_answers_but_no_stale_updates() {
+        let outbox = Outbox::new(3);
+        outbox.lock().subs.add(5);
+        let update = Bytes::from(
+            ServerMessage::Update {
+                chunk: 5,
+                prev_version: 1,
+                version: 2,
+                entries: vec![],
+            }
+            .encode(),
+        );
+        let versions = Bytes::from(
+            ServerMessage::Versions {
+                first_chunk: 5,
+                versions: vec![2],
+            }
+            .encode(),
+        );
+        let pong = Bytes::from(ServerMessage::Pong { nonce: 9 }.encode());
+        assert!(outbox.push(update.clone(), true));
+        assert!(outbox.push(versions, false));
+        outbox.push_reply(pong.clone());
+        assert!(!outbox.push(update, true), "full: dropped, behind");
+        let (queue, resync) = outbox.take();
+        assert_eq!(queue, VecDeque::from(vec![pong]));
+        assert_eq!(resync, Some(vec![5]));
     }
 
     #[test]
