@@ -78,13 +78,13 @@ fn is_stats(m: &ServerMessage) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn stats_follow_changes_only_and_subscribe_ranges_are_checked() {
-    tokio::time::timeout(Duration::from_secs(180), stats_and_ranges())
+async fn stats_are_sent_after_hello_then_only_on_change() {
+    tokio::time::timeout(Duration::from_secs(180), stats_on_change())
         .await
         .expect("test exceeded its bound");
 }
 
-async fn stats_and_ranges() {
+async fn stats_on_change() {
     let cluster = cluster().await;
     // A short interval: the old behaviour (a Stats per interval to every
     // connection, changed or not) would send ~10 in the quiet window.
@@ -140,10 +140,23 @@ async fn stats_and_ranges() {
         "checkraft_gateway_ws_stats_broadcasts_total",
     );
     assert!(after > broadcasts, "{broadcasts} → {after}");
-    drop(second);
+}
 
-    // Subscribe ranges: a valid one keeps the socket, bad ones close it
-    // with 1002 and say why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscribe_ranges_are_checked() {
+    tokio::time::timeout(Duration::from_secs(180), subscribe_ranges())
+        .await
+        .expect("test exceeded its bound");
+}
+
+async fn subscribe_ranges() {
+    let cluster = cluster().await;
+    let gw = GatewayProcess::start(&cluster, 1, &[]).await;
+    let mut client = WsClient::connect(&gw.addr).await.unwrap();
+    hello(&mut client).await;
+
+    // A valid range keeps the socket; bad ones close it with 1002 and say
+    // why.
     client
         .send(&ClientMessage::Subscribe {
             first_chunk: 0,
@@ -235,7 +248,6 @@ async fn a_websocket_set_is_acknowledged_on_commit() {
 
 async fn ack_on_commit() {
     let cluster = cluster().await;
-    let members = cluster.members();
     // The gateway keeps its streams where they are (no switch away from a
     // silent or stale replica during the test), and an HTTP write would
     // wait long for read-your-writes.
@@ -246,98 +258,129 @@ async fn ack_on_commit() {
     ];
     // A shard whose stream is on a follower (each stream starts at a
     // random replica; start again in the rare case all are on leaders).
-    let mut found = None;
-    for attempt in 1..=6 {
-        let gw = GatewayProcess::start(&cluster, attempt, &env).await;
-        let streams = streams(&gw);
-        for (shard, addr) in &streams {
-            let leader = cluster.confirmed_shard_leader(*shard, TOKEN).await;
-            let node = members
-                .iter()
-                .find(|(_, a)| *a == addr)
-                .map(|(id, _)| *id)
-                .expect("the stream's node is a member");
-            if node != leader {
-                found = Some((gw, *shard, node));
-                break;
-            }
-        }
-        if found.is_some() {
-            break;
-        }
-    }
-    let (gw, shard, streamed) = found.expect("a stream on a follower within 6 gateway starts");
-    let (start, _) = shard_range(&cluster, shard).await;
-    let index = u32::try_from(start).unwrap();
-    let http = gw.client();
+    // The stream may still move while leaders settle (the replica order
+    // follows the map's leader hints), so a try whose stream moved while
+    // its replica was frozen does not count, and the next try picks again.
+    let mut gw = GatewayProcess::start(&cluster, 1, &env).await;
+    let mut restarts = 1;
+    let mut tries = 0;
+    let (shard, streamed, status, seq, acked_in, version) = loop {
+        tries += 1;
+        assert!(tries <= 8, "no try with a stream frozen on a follower");
+        let picked = follower_stream(&cluster, &gw).await;
+        let Some((shard, streamed, opened)) = picked else {
+            restarts += 1;
+            assert!(
+                restarts <= 6,
+                "every stream on its leader in 6 gateway starts"
+            );
+            gw = GatewayProcess::start(&cluster, restarts, &env).await;
+            continue;
+        };
+        let (start, _) = shard_range(&cluster, shard).await;
+        let index = u32::try_from(start).unwrap() + tries;
+        let chunk = index / CHUNK;
+        let http = gw.client();
+        let mut client = WsClient::connect(&gw.addr).await.unwrap();
+        hello(&mut client).await;
+        client
+            .send(&ClientMessage::Subscribe {
+                first_chunk: chunk,
+                count: 1,
+            })
+            .await
+            .unwrap();
+        ping(&mut client, 1).await;
 
-    let mut client = WsClient::connect(&gw.addr).await.unwrap();
-    hello(&mut client).await;
-    let chunk = index / CHUNK;
-    client
-        .send(&ClientMessage::Subscribe {
-            first_chunk: chunk,
-            count: 1,
-        })
-        .await
-        .unwrap();
-    ping(&mut client, 1).await;
-
-    // Freeze the replica the gateway follows: the shard still commits
-    // (leader + the other follower), the gateway's view stands still.
-    cluster.pause(streamed);
-    let sent = Instant::now();
-    client
-        .send(&ClientMessage::Set {
-            request_id: 42,
-            index,
-            checked: true,
-        })
-        .await
-        .unwrap();
-    let ack = client
-        .wait_for(Duration::from_secs(8), |m| match m {
-            ServerMessage::Ack {
+        // Freeze the replica the gateway follows: the shard still commits
+        // (leader + the other follower), the gateway's view stands still.
+        cluster.pause(streamed);
+        let sent = Instant::now();
+        client
+            .send(&ClientMessage::Set {
                 request_id: 42,
-                status,
-                seq,
-            } => Some((*status, *seq)),
-            ServerMessage::Update { chunk: c, .. } if *c == chunk => {
-                panic!("an Update arrived while the gateway's stream is frozen: {m:?}")
-            }
-            _ => None,
-        })
-        .await;
-    let acked_in = sent.elapsed();
-    // The gateway's own view does not show the write yet.
-    let (_, view) = http.get_box(u64::from(index)).await.unwrap();
-    cluster.resume(streamed);
-    let (status, seq) = ack.expect("an Ack while the gateway's stream is frozen");
+                index,
+                checked: true,
+            })
+            .await
+            .unwrap();
+        let ack = client
+            .wait_for(Duration::from_secs(8), |m| match m {
+                ServerMessage::Ack {
+                    request_id: 42,
+                    status,
+                    seq,
+                } => Some((*status, *seq)),
+                _ => None,
+            })
+            .await;
+        let acked_in = sent.elapsed();
+        // The gateway's own view does not show the write yet.
+        let (_, view) = http.get_box(u64::from(index)).await.unwrap();
+        let moved = stream_opens(&gw, shard) != opened;
+        cluster.resume(streamed);
+        if moved {
+            eprintln!("shard {shard}'s stream moved during try {tries}; trying again");
+            continue;
+        }
+        let (status, seq) = ack.expect("an Ack while the gateway's stream is frozen");
+        assert_eq!(
+            view["checked"], false,
+            "the gateway showed the write although its stream was frozen ({view})"
+        );
+
+        // Once the replica runs again, the Update follows the Ack.
+        let version = client
+            .wait_for(WAIT, |m| match m {
+                ServerMessage::Update {
+                    chunk: c,
+                    version,
+                    entries,
+                    ..
+                } if *c == chunk && entries.iter().any(|e| e.checked) => Some(*version),
+                _ => None,
+            })
+            .await
+            .expect("the Update after the replica resumed");
+        break (shard, streamed, status, seq, acked_in, version);
+    };
     assert_eq!(status, AckStatus::Applied);
     assert!(seq > 0);
-    assert_eq!(
-        view["checked"], false,
-        "the gateway showed the write: its stream was not the frozen one ({view})"
-    );
-
-    // Once the replica runs again, the Update follows the Ack.
-    let version = client
-        .wait_for(WAIT, |m| match m {
-            ServerMessage::Update {
-                chunk: c,
-                version,
-                entries,
-                ..
-            } if *c == chunk && entries.iter().any(|e| e.checked) => Some(*version),
-            _ => None,
-        })
-        .await
-        .expect("the Update after the replica resumed");
     assert!(version >= seq, "Update version {version} < Ack seq {seq}");
     eprintln!(
         "shard {shard} streamed from node {streamed} (paused): Ack Applied (seq {seq}) in \
-         {acked_in:?}; Update version {version} after resume"
+         {acked_in:?}; Update version {version} after resume; {tries} tries"
     );
+}
+
+/// Times the gateway opened shard `shard`'s change stream, from its log.
+fn stream_opens(gw: &GatewayProcess, shard: u64) -> usize {
+    let want = format!("shard={shard} ");
+    gw.log_tail(100_000)
+        .lines()
+        .filter(|l| l.contains("following the shard's change stream"))
+        .filter(|l| strip_ansi(l).contains(&want))
+        .count()
+}
+
+/// A shard whose change stream is on a follower: (shard, node, times its
+/// stream was opened so far).
+async fn follower_stream(cluster: &Cluster, gw: &GatewayProcess) -> Option<(u64, u64, usize)> {
+    let members = cluster.members();
+    for (shard, addr) in streams(gw) {
+        let opened = stream_opens(gw, shard);
+        let leader = cluster.confirmed_shard_leader(shard, TOKEN).await;
+        let node = members
+            .iter()
+            .find(|(_, a)| **a == addr)
+            .map(|(id, _)| *id)
+            .expect("the stream's node is a member");
+        // Still the same stream after the leader lookup.
+        if node != leader && stream_opens(gw, shard) == opened {
+            return Some((shard, node, opened));
+        }
+    }
+    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
