@@ -198,10 +198,17 @@ async fn start(
             "caddyfile",
         ]
         .map(String::from);
+        // The page reads chunks straight from the gateways too (client
+        // routing); the CSP must allow their origins.
+        let connect_src: Vec<String> = gateway_addrs
+            .iter()
+            .map(|a| format!("http://{a}"))
+            .collect();
         let env = [
             ("CHECKRAFT_HTTP_PORT", port.as_str()),
             ("CHECKRAFT_BIND", "127.0.0.1"),
             ("CHECKRAFT_GATEWAYS", &gateway_addrs.join(" ")),
+            ("CHECKRAFT_CONNECT_SRC", &connect_src.join(" ")),
             ("CHECKRAFT_ASSETS", assets.as_str()),
             ("XDG_DATA_HOME", caddy_home.as_str()),
             ("XDG_CONFIG_HOME", caddy_home.as_str()),
