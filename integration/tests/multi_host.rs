@@ -12,9 +12,10 @@
 //!
 //! A write workload runs through Caddy while the test kills node 1 with
 //! SIGKILL (and restarts it), cuts host 2's link (a partition) and heals
-//! it, restarts node 3, and then replaces host 3 as `docs/deploy.md`
-//! says: a node on a fourth host starts without an id and is added, host
-//! 3 dies for good, and `raftctl node remove 3` moves its replicas. Then
+//! it, restarts node 3, and then grows the cluster to five nodes and
+//! replaces host 3 as `docs/deploy.md` says: nodes on a fourth and a fifth
+//! host start without an id and are added, host 3 dies for good, and
+//! `raftctl node remove 3` moves its replicas. Then
 //! no acknowledged write may be lost and the replicas of every shard must
 //! agree (the history checker).
 //!
@@ -42,11 +43,12 @@ const GATEWAY_PORT: u16 = 8081;
 const HTTP_PORT: u16 = 8080;
 
 /// The hosts: name and last address octet.
-const HOSTS: [(&str, u8); 7] = [
+const HOSTS: [(&str, u8); 8] = [
     ("n1", 11),
     ("n2", 12),
     ("n3", 13),
     ("n4", 14),
+    ("n5", 15),
     ("gw1", 21),
     ("gw2", 22),
     ("web", 30),
@@ -209,7 +211,7 @@ async fn test(run: &mut Run) {
     // Relays: node i is advertised at the test's bridge address, port
     // R_i, relayed to its listen address with the link's delay.
     let mut advertised = Vec::new();
-    for (i, host) in ["n1", "n2", "n3", "n4"].iter().enumerate() {
+    for (i, host) in ["n1", "n2", "n3", "n4", "n5"].iter().enumerate() {
         let delay = if *host == "n3" {
             Duration::from_millis(30)
         } else {
@@ -467,28 +469,10 @@ async fn test(run: &mut Run) {
     );
     progress(&workload, "node 3 restarted and ready");
 
-    // Replacing a dead host (docs/deploy.md): a new host's node starts
-    // without an id and is added, host 3 dies for good, and `node remove
-    // 3` moves its replicas to the new node, all under writes.
-    let n4_listen = addr("n4", NODE_PORT).to_string();
-    let n4_data = run.dir.join("n4").display().to_string();
-    let args = [
-        "--listen",
-        &n4_listen,
-        "--advertise",
-        &advertised[3].1,
-        "--data-dir",
-        &n4_data,
-    ];
-    let args = args.map(String::from).to_vec();
-    run.spawn(
-        "n4",
-        "n4",
-        &bin.join("checkraft-node"),
-        args,
-        node_env.clone(),
-    );
-    wait_ready(&n4_listen, "the new node to answer").await;
+    // Growing to five hosts, then replacing a dead one (docs/deploy.md): a
+    // new host's node starts without an id and is added; host 3 dies for
+    // good, and `node remove 3` moves its replicas to the new nodes, all
+    // under writes.
     let admin = |args: &[&str]| {
         let mut cmd = tokio::process::Command::new(bin.join("raftctl"));
         cmd.args(["--cluster", &advertised[0].1, "--token", ADMIN_TOKEN])
@@ -496,17 +480,33 @@ async fn test(run: &mut Run) {
             .env_remove("CHECKRAFT_TOKEN");
         cmd
     };
-    let added = admin(&["node", "add", &advertised[3].1])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        added.status.success(),
-        "node add: {}",
-        String::from_utf8_lossy(&added.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&added.stdout).trim(), "4");
-    progress(&workload, "host n4's node added as node 4");
+    for id in [4u64, 5] {
+        let host = format!("n{id}");
+        let listen = addr(&host, NODE_PORT).to_string();
+        let data = run.dir.join(&host).display().to_string();
+        let adv = &advertised[id as usize - 1].1;
+        let args = ["--listen", &listen, "--advertise", adv, "--data-dir", &data];
+        let args = args.map(String::from).to_vec();
+        run.spawn(
+            &host,
+            &host.clone(),
+            &bin.join("checkraft-node"),
+            args,
+            node_env.clone(),
+        );
+        wait_ready(&listen, "the new node to answer").await;
+        let added = admin(&["node", "add", adv]).output().await.unwrap();
+        assert!(
+            added.status.success(),
+            "node add: {}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&added.stdout).trim(),
+            id.to_string()
+        );
+        progress(&workload, &format!("host {host}'s node added as node {id}"));
+    }
     // (Killed, not cut off: calls to it fail at once rather than after a
     // connect timeout each, which keeps the test short; `node remove`
     // works either way.)
@@ -557,7 +557,7 @@ async fn test(run: &mut Run) {
         workload.wait_for_acks(100, Duration::from_secs(20)).await,
         "writes go on after node 3's replacement"
     );
-    progress(&workload, "node 3 removed, its replicas on node 4");
+    progress(&workload, "node 3 removed, its replicas on nodes 4 and 5");
     let map: ShardMap = reqwest::Client::new()
         .get(format!("http://{}/meta/map", addr("n1", NODE_PORT)))
         .bearer_auth(ADMIN_TOKEN)
@@ -569,15 +569,16 @@ async fn test(run: &mut Run) {
         .unwrap();
     for (shard, record) in &map.shards {
         assert!(
-            !record.replicas.contains(&3) && record.replicas.contains(&4),
+            !record.replicas.contains(&3) && record.replicas.iter().any(|r| *r >= 4),
             "shard {shard} replicas: {:?}",
             record.replicas
         );
     }
     assert_eq!(map.addr(4), Some(advertised[3].1.as_str()));
+    assert_eq!(map.addr(5), Some(advertised[4].1.as_str()));
 
     workload.stop().await;
-    let replicas: Vec<(u64, NodeClient)> = [1, 2, 4u64]
+    let replicas: Vec<(u64, NodeClient)> = [1, 2, 4, 5u64]
         .into_iter()
         .map(|id| {
             (
