@@ -191,6 +191,36 @@ impl Cluster {
             .expect("signal node");
     }
 
+    /// Waits up to `limit` until nodes `1..=n` (every node of a fresh
+    /// cluster) hold shard `shard` at the same `seq` with the same bitmap
+    /// bytes, and returns their reads (in node order). Panics, naming the
+    /// shard, when they do not agree in time.
+    pub async fn replicas_agree(
+        &self,
+        shard: u64,
+        limit: Duration,
+    ) -> Vec<checkraft_proto::ShardRead> {
+        let ids: Vec<u64> = self.members().into_keys().collect();
+        eventually(
+            limit,
+            &format!("replicas of shard {shard} to agree"),
+            || {
+                let ids = ids.clone();
+                async move {
+                    let mut reads = Vec::new();
+                    for id in ids {
+                        reads.push(self.client(id).read(shard, false).await.ok()?);
+                    }
+                    reads
+                        .windows(2)
+                        .all(|w| (w[0].seq, &w[0].bitmap) == (w[1].seq, &w[1].bitmap))
+                        .then_some(reads)
+                }
+            },
+        )
+        .await
+    }
+
     /// Pauses node `id` (SIGSTOP): it holds its connections and answers
     /// nothing, like a stalled VM or a long GC pause.
     pub fn pause(&self, id: u64) {

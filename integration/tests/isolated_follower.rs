@@ -14,8 +14,7 @@
 
 use std::time::Duration;
 
-use checkraft_integration::{eventually, raftctl_init, Cluster, GatewayProcess, Partition};
-use checkraft_proto::ShardRead;
+use checkraft_integration::{raftctl_init, Cluster, GatewayProcess, Partition};
 
 const TOKEN: &str = "isolated-follower-test-token";
 const SHARD: u64 = 1;
@@ -100,20 +99,6 @@ async fn test() {
     );
 
     partition.heal();
-    let reads = eventually(
-        Duration::from_secs(60),
-        "replicas of shard 1 to agree",
-        || async {
-            let mut reads: Vec<ShardRead> = Vec::new();
-            for id in 1..=3 {
-                reads.push(cluster.client(id).read(SHARD, false).await.ok()?);
-            }
-            reads
-                .windows(2)
-                .all(|w| (w[0].seq, &w[0].bitmap) == (w[1].seq, &w[1].bitmap))
-                .then_some(reads)
-        },
-    )
-    .await;
+    let reads = cluster.replicas_agree(SHARD, Duration::from_secs(60)).await;
     assert!(reads[0].seq >= served as u64);
 }

@@ -24,8 +24,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use checkraft_integration::{eventually, longest_pause, raftctl_init, Cluster, Partition, Pulse};
-use checkraft_proto::ShardRead;
+use checkraft_integration::{longest_pause, raftctl_init, Cluster, Partition, Pulse};
 
 const TOKEN: &str = "partition-heal-test-token";
 const SHARD: u64 = 1;
@@ -132,20 +131,6 @@ async fn test() {
         "writes paused {pause:?} after the heal"
     );
 
-    let reads = eventually(
-        Duration::from_secs(60),
-        "replicas of shard 1 to agree",
-        || async {
-            let mut reads: Vec<ShardRead> = Vec::new();
-            for id in 1..=3 {
-                reads.push(cluster.client(id).read(SHARD, false).await.ok()?);
-            }
-            reads
-                .windows(2)
-                .all(|w| (w[0].seq, &w[0].bitmap) == (w[1].seq, &w[1].bitmap))
-                .then_some(reads)
-        },
-    )
-    .await;
+    let reads = cluster.replicas_agree(SHARD, Duration::from_secs(60)).await;
     assert!(reads[0].seq as usize >= acks.len());
 }
