@@ -266,6 +266,7 @@ impl ShardGroup {
             term: m.current_term,
             leader_id: m.current_leader,
             leader_addr,
+            seq: self.shard.lock().state.seq(),
         }
     }
 

@@ -259,6 +259,12 @@ pub struct LeaderView {
     pub leader_id: Option<NodeId>,
     /// That leader's `HOST:PORT`, when the replica knows it.
     pub leader_addr: Option<String>,
+    /// The change number this replica has applied (committed). Asked of
+    /// the leader, it is a `seq` every up-to-date replica reaches soon: a
+    /// gateway whose change stream, from another replica, does not is
+    /// reading a replica that is cut off (0 from nodes that predate it).
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// Answer of `POST /admin/leadership/handover` (JSON): what a node's
