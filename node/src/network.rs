@@ -27,9 +27,7 @@ use std::time::Duration;
 use checkraft_auth::{SendSigned, Signer};
 use checkraft_proto::raft::{InstallSnapshot, Vote};
 use checkraft_proto::{codec, GroupId, TypeConfig};
-use openraft::error::{
-    Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
-};
+use openraft::error::{Fatal, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
@@ -118,15 +116,16 @@ fn unreachable(e: impl std::fmt::Display) -> Unreachable<TypeConfig> {
 }
 
 impl PeerConnection {
-    /// One call: the peer's own errors (a fatal raft error, an undecodable
-    /// answer) come back as `Err(String)` inside `Ok`, so each caller maps
-    /// them to its error type; transport failures are `Unreachable`.
+    /// One call. Every failure, the transport's (connection refused,
+    /// timeout, a non-2xx status) and the peer's own (a fatal raft error
+    /// `E`, an undecodable answer), is `Unreachable`: openraft backs off
+    /// and tries again.
     async fn call<Req, Resp, E>(
         &self,
         rpc: &str,
         req: &Req,
         timeout: Duration,
-    ) -> Result<Result<Resp, String>, Unreachable<TypeConfig>>
+    ) -> Result<Resp, Unreachable<TypeConfig>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -149,14 +148,17 @@ impl PeerConnection {
                 String::from_utf8_lossy(&body)
             )));
         }
-        Ok(match codec::decode::<Result<Resp, E>>(&body) {
+        match codec::decode::<Result<Resp, E>>(&body) {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(format!("{rpc} on node {}: {e}", self.target)),
-            Err(e) => Err(format!("{rpc} answer from node {}: {e}", self.target)),
-        })
+            Ok(Err(e)) => Err(unreachable(format!("{rpc} on node {}: {e}", self.target))),
+            Err(e) => Err(unreachable(format!(
+                "{rpc} answer from node {}: {e}",
+                self.target
+            ))),
+        }
     }
 
-    /// A call whose remote failures are reported as `Unreachable`.
+    /// [`Self::call`] with the error type of openraft's RPCs.
     async fn rpc<Req, Resp, E>(
         &self,
         rpc: &str,
@@ -168,13 +170,9 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         E: std::fmt::Display + DeserializeOwned,
     {
-        match self
+        Ok(self
             .call::<Req, Resp, E>(rpc, req, option.hard_ttl())
-            .await?
-        {
-            Ok(resp) => Ok(resp),
-            Err(e) => Err(RPCError::Network(NetworkError::new(&AnyError::error(e)))),
-        }
+            .await?)
     }
 }
 
@@ -227,10 +225,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         );
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            answer = call => match answer? {
-                Ok(resp) => Ok(resp),
-                Err(e) => Err(StreamingError::Network(NetworkError::new(&AnyError::error(e)))),
-            },
+            answer = call => Ok(answer?),
         }
     }
 
