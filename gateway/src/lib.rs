@@ -24,9 +24,11 @@
 //!    [`state::ShardState`] (croaring bitmap + `seq` + epoch). It
 //!    resubscribes from its last `seq` on a gap, an end, an error, a silent
 //!    stream, a map change of the shard's replicas or range, or a replica
-//!    that stops advancing: one that has not reached a `seq` this gateway's
-//!    own writes were acknowledged with within `stale_replica_ms` (a
-//!    replica cut off from its group still sends progress markers).
+//!    that stops advancing: one that has not reached, within
+//!    `stale_replica_ms`, a `seq` this gateway knows committed, from its
+//!    own writes' acknowledgements or, while the stream is on a follower,
+//!    from the leader's applied `seq` ([`commit_watch`]). A replica cut
+//!    off from its group still sends progress markers.
 //! 3. **Writes** ([`batcher`], [`writer`]): sets are grouped per shard for a
 //!    tick (5 ms) or up to 1024 sets, and each batch is ONE `SetBatch` raft
 //!    write to the leader, following 421 forwards and refreshing the map on
@@ -142,6 +144,7 @@
 pub mod assets;
 pub mod batcher;
 pub mod chunk;
+pub mod commit_watch;
 pub mod config;
 pub mod cors;
 pub mod encoding;

@@ -2,7 +2,10 @@
 //! makes is signed as a gateway (`checkraft-auth`), so nodes can tell it
 //! from a stranger and limit it to the data plane.
 
-use checkraft_auth::Signer;
+use std::time::Duration;
+
+use checkraft_auth::{SendSigned, Signer};
+use checkraft_proto::{LeaderView, ShardId};
 
 /// A `reqwest::Client` and the signer of its calls.
 #[derive(Debug, Clone)]
@@ -39,5 +42,19 @@ impl NodeClient {
     /// The signer of this client's calls.
     pub fn signer(&self) -> &Signer {
         &self.signer
+    }
+
+    /// What the node at `addr` believes about `shard`'s leadership and
+    /// its own progress (`GET /shards/{shard}/leader`), or `None` when it
+    /// does not answer within `limit`.
+    pub async fn leader_view(
+        &self,
+        addr: &str,
+        shard: ShardId,
+        limit: Duration,
+    ) -> Option<LeaderView> {
+        let url = format!("http://{addr}/shards/{shard}/leader");
+        let request = self.get(url).timeout(limit).send_signed(self.signer());
+        request.await.ok()?.json().await.ok()
     }
 }

@@ -7,10 +7,11 @@
 //! two gateways do not share one bad choice). It drops the stream and
 //! resubscribes from the last applied `seq` when:
 //! - the replica stops advancing: it has not reached a `seq` this
-//!   gateway knows is committed (its own writes' acknowledgements,
-//!   [`ShardHandle::note_committed`]) within `stale_replica_ms`. A replica
-//!   cut off from its group still answers, with progress markers, so
-//!   this is how it is noticed. The next stream goes to the map's leader,
+//!   gateway knows is committed (its own writes' acknowledgements, and
+//!   the leader's applied `seq` that [`crate::commit_watch`] asks for
+//!   while the stream is on a follower; [`ShardHandle::note_committed`])
+//!   within `stale_replica_ms`. A replica cut off from its group still
+//!   answers, with progress markers, so this is how it is noticed. The next stream goes to the map's leader,
 //!   or, when the map still names the stale replica, to another replica;
 //! - a `Changes` event skips a `seq` (gap) or a progress marker is ahead
 //!   of us (same replica: it replays or sends a snapshot);
@@ -29,6 +30,7 @@ use checkraft_proto::codec::FrameReader;
 use checkraft_proto::{ChangeEvent, NodeId, ShardDescriptor, ShardMap};
 use tokio::sync::watch;
 
+use crate::commit_watch;
 use crate::config::GatewayConfig;
 use crate::map::MapFollower;
 use crate::metrics::Metrics;
@@ -157,13 +159,9 @@ impl Subscriber {
                     _ = shutdown.changed() => return,
                 }
             }
-            let leader = map
-                .shards
-                .get(&shard)
-                .and_then(|r| r.leader)
-                .and_then(|l| map.addr(l))
-                .map(String::from);
-            let addr = match (left.take(), leader) {
+            let leader_id = map.shards.get(&shard).and_then(|r| r.leader);
+            let leader = leader_id.and_then(|l| map.addr(l)).map(String::from);
+            let addr = match (left.take(), leader.clone()) {
                 (Some(stale), Some(leader)) if leader != stale => leader,
                 (Some(stale), _) => {
                     // No other leader known: the next replica but the stale one.
@@ -181,7 +179,26 @@ impl Subscriber {
             first = false;
             tracing::info!(shard, node = %addr, "following the shard's change stream");
             let opened = tokio::time::Instant::now();
-            let end = self.stream(&addr, &key, &mut map_rx, &mut shutdown).await;
+            let stream = self.stream(&addr, &key, &mut map_rx, &mut shutdown);
+            // On a follower, the leader's progress is watched beside the
+            // stream (crate::commit_watch).
+            let end = match leader_id.zip(leader.filter(|l| *l != addr)) {
+                Some((id, leader)) => {
+                    let interval = self.config.stale_replica();
+                    let watch = commit_watch::follow(
+                        &self.http,
+                        (id, &leader),
+                        shard,
+                        &self.handle,
+                        interval,
+                    );
+                    tokio::select! {
+                        end = stream => end,
+                        never = watch => match never {},
+                    }
+                }
+                None => stream.await,
+            };
             if opened.elapsed() > self.config.stream_idle() {
                 // The stream served a while: earlier failures are history.
                 failures = 0;

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use checkraft_auth::SendSigned;
-use checkraft_proto::{BoxSet, LeaderView, Rejection, SetBatch, ShardId, ShardMap, WriteOutcome};
+use checkraft_proto::{BoxSet, Rejection, SetBatch, ShardId, ShardMap, WriteOutcome};
 use tokio::time::Instant;
 
 use crate::batcher::{BatchSender, Committed, SendFuture};
@@ -271,16 +271,8 @@ impl NodeWriter {
     async fn probe(&self, others: &[String], shard: ShardId, current: &str) -> Option<String> {
         let limit = self.config.probe_after();
         let asks = others.iter().map(|addr| {
-            let url = format!("http://{addr}/shards/{shard}/leader");
-            let request = self
-                .http
-                .get(url)
-                .timeout(limit)
-                .send_signed(self.http.signer());
-            Box::pin(async move {
-                let view: LeaderView = request.await.ok()?.json().await.ok()?;
-                view.leader_addr
-            })
+            let view = self.http.leader_view(addr, shard, limit);
+            Box::pin(async move { view.await?.leader_addr })
         });
         let mut asks: futures::stream::FuturesUnordered<_> = asks.collect();
         while let Some(answer) = futures::StreamExt::next(&mut asks).await {
