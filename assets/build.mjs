@@ -1,7 +1,19 @@
 // Builds the page's static files for Caddy's `file_server precompressed br
-// zstd gzip` and the Service Worker: writes `sw-version.js` (a digest of
-// every served file; sw.js caches the shell under it and serves it from
-// the cache), then next to each text file `.br`
+// zstd gzip` and the Service Worker:
+// - `dist/`: the production build (esbuild, an npm dev dependency of this
+//   folder: `npm ci` here). One minified bundle per entry point: the page
+//   (`dist/js/main.js`), the SharedWorker (`dist/js/socket-worker.js`), the
+//   hub for browsers without SharedWorker (`dist/js/hub.js`, which the
+//   page's bundle imports on demand, as the source does), the CSS
+//   (`dist/css/app.css`), and the Service Worker (`dist/sw.js`, with the
+//   shell's version and file list written into it). Caddy serves
+//   `dist/PATH` for `PATH` when it exists (`try_files` in the Caddyfile), so
+//   the page's URLs stay the same and without a build the source modules
+//   are served. Without esbuild installed, no `dist/` (a note says so);
+// - `sw-version.js` (a digest of every served file; the source sw.js,
+//   served where there is no `dist/`, caches the shell under it and serves
+//   it from the cache);
+// - next to each text file `.br`
 // (Brotli, quality 11, Node's zlib), `.gz` (gzip level 9, Node's zlib) and
 // `.zst` (zstd -19, the `zstd` command; skipped with a note when it is
 // missing: Caddy then serves br or gzip, or compresses on the fly).
@@ -9,17 +21,19 @@
 //   node assets/build.mjs           # (re)write every compressed copy
 //   node assets/build.mjs --clean   # remove them
 //
-// Run it after editing anything here: Caddy serves a compressed copy
-// whenever one exists, so a stale one would hide the edit. (The e2e
+// Run it after editing anything here: Caddy serves the bundle and a
+// compressed copy whenever one exists, so a stale one would hide the edit
+// (or `--clean` to work on the modules). (The e2e
 // harness builds when it starts a cluster and removes the output when it
 // stops.) Without the output everything still works: Caddy compresses on
-// the fly and the Service Worker runs in its "dev" mode (network first). Copies whose
-// source is gone are removed. The compressed files are build output
-// (ignored by git), as is sw-version.js. Prints the sizes it wrote.
+// the fly, the page loads its modules one by one and the Service Worker
+// runs in its "dev" mode (network first). Copies whose source is gone are
+// removed. The compressed files, `dist/` and sw-version.js are build output
+// (ignored by git). Prints the sizes it wrote.
 
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync, writeFileSync, statSync, unlinkSync, existsSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync, statSync, unlinkSync, existsSync, rmSync } from "node:fs";
 import { join, relative, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { brotliCompressSync, gzipSync, constants } from "node:zlib";
@@ -33,6 +47,15 @@ const COPIES = [".br", ".gz", ".zst"];
 const SKIP = new Set(["node_modules", "test", "package.json", "package-lock.json", "build.mjs"]);
 /** The shell's version, imported by sw.js (build output). */
 const VERSION_FILE = "sw-version.js";
+/** The production build (output), served in place of the sources. */
+const DIST = "dist";
+/** Entry points bundled into DIST, as paths under ROOT. */
+const ENTRIES = ["js/main.js", "js/socket-worker.js", "js/hub.js", "css/app.css"];
+/** The shell the built Service Worker precaches (the page's own URLs;
+ * the bundles answer them), and what it caches when first used (the hub
+ * of a browser without SharedWorker). */
+const BUILT_SHELL = ["/", "/css/app.css", "/js/main.js", "/js/socket-worker.js"];
+const BUILT_LAZY = ["/js/hub.js"];
 
 function* files(dir) {
   for (const name of readdirSync(dir)) {
@@ -82,12 +105,14 @@ function clean(all) {
 }
 
 /** Writes sw-version.js: a digest of every served file but the worker
- * itself, so that any change installs a new Service Worker. */
+ * itself (and its built copy, which carries the digest), so that any
+ * change installs a new Service Worker. */
 function stampVersion() {
   const hash = createHash("sha256");
+  const built = join(ROOT, DIST, "sw.js");
   const served = [...files(ROOT)]
     .filter((p) => !COPIES.some((e) => p.endsWith(e)))
-    .filter((p) => !p.endsWith(VERSION_FILE))
+    .filter((p) => !p.endsWith(VERSION_FILE) && p !== built)
     .sort();
   for (const path of served) {
     hash.update(relative(ROOT, path)).update("\0").update(readFileSync(path)).update("\0");
@@ -97,10 +122,69 @@ function stampVersion() {
   return version;
 }
 
-/** Writes every copy and the shell's version; returns rows of sizes. */
-export function build() {
+/** esbuild, or null when it is not installed (`npm ci` in assets/). */
+async function loadEsbuild() {
+  try {
+    return await import("esbuild");
+  } catch {
+    return null;
+  }
+}
+
+/** Writes DIST's bundles (all but the Service Worker); false without
+ * esbuild. */
+async function bundle(esbuild) {
+  rmSync(join(ROOT, DIST), { recursive: true, force: true });
+  if (!esbuild) return false;
+  // The page loads the hub only where it runs it (no SharedWorker): its
+  // bundle keeps that import, which then loads dist/js/hub.js.
+  const hubApart = {
+    name: "hub-apart",
+    setup(b) {
+      b.onResolve({ filter: /^\.\/hub\.js$/ }, (args) =>
+        args.kind === "dynamic-import" ? { path: "./hub.js", external: true } : undefined);
+    },
+  };
+  await esbuild.build({
+    entryPoints: ENTRIES.map((e) => join(ROOT, e)),
+    outbase: ROOT,
+    outdir: join(ROOT, DIST),
+    bundle: true,
+    format: "esm",
+    minify: true,
+    target: ["chrome100", "firefox100", "safari16"],
+    legalComments: "none",
+    plugins: [hubApart],
+    logLevel: "warning",
+  });
+  return true;
+}
+
+/** Writes DIST/sw.js: the minified worker with the shell's version and
+ * file list set before its code runs. */
+async function bundleWorker(esbuild, version) {
+  const shell = `self.CHECKRAFT_SHELL_VERSION=${JSON.stringify(version)};` +
+    `self.CHECKRAFT_SHELL=${JSON.stringify(BUILT_SHELL)};self.CHECKRAFT_LAZY=${JSON.stringify(BUILT_LAZY)};`;
+  await esbuild.build({
+    entryPoints: [join(ROOT, "sw.js")],
+    outfile: join(ROOT, DIST, "sw.js"),
+    bundle: false,
+    minify: true,
+    target: ["chrome100", "firefox100", "safari16"],
+    legalComments: "none",
+    banner: { js: shell },
+    logLevel: "warning",
+  });
+}
+
+/** Writes the bundles, every copy and the shell's version; returns rows
+ * of sizes. */
+export async function build() {
   clean(false);
+  const esbuild = await loadEsbuild();
+  const bundled = await bundle(esbuild);
   const version = stampVersion();
+  if (bundled) await bundleWorker(esbuild, version);
   const withZstd = hasZstd();
   const rows = [];
   for (const path of [...files(ROOT)]) {
@@ -121,13 +205,14 @@ export function build() {
     }
     rows.push(row);
   }
-  return { rows, withZstd, version };
+  return { rows, withZstd, version, bundled };
 }
 
-/** Removes every build output (compressed copies, sw-version.js); returns
- * how many compressed copies there were. */
+/** Removes every build output (compressed copies, sw-version.js, dist/);
+ * returns how many compressed copies there were. */
 export function unbuild() {
   const removed = clean(true);
+  rmSync(join(ROOT, DIST), { recursive: true, force: true });
   if (existsSync(join(ROOT, VERSION_FILE))) unlinkSync(join(ROOT, VERSION_FILE));
   return removed;
 }
@@ -136,13 +221,14 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (process.argv.includes("--clean")) {
     console.log(`removed ${unbuild()} compressed copies`);
   } else {
-    const { rows, withZstd, version } = build();
+    const { rows, withZstd, version, bundled } = await build();
     console.log(`shell version ${version} (${VERSION_FILE})`);
+    if (!bundled) console.log("note: esbuild is not installed (`npm ci` in assets/): no dist/, the page loads its modules");
     const total = (k) => rows.reduce((n, r) => n + (r[k] ?? r.raw), 0);
     for (const r of rows) {
-      console.log(`${r.file.padEnd(22)} ${String(r.raw).padStart(6)} B  br ${r[".br"] ?? "-"}  zst ${r[".zst"] ?? "-"}  gz ${r[".gz"] ?? "-"}`);
+      console.log(`${r.file.padEnd(26)} ${String(r.raw).padStart(6)} B  br ${r[".br"] ?? "-"}  zst ${r[".zst"] ?? "-"}  gz ${r[".gz"] ?? "-"}`);
     }
-    console.log(`${"total".padEnd(22)} ${String(total("raw")).padStart(6)} B  br ${total(".br")}  zst ${withZstd ? total(".zst") : "-"}  gz ${total(".gz")}`);
+    console.log(`${"total".padEnd(26)} ${String(total("raw")).padStart(6)} B  br ${total(".br")}  zst ${withZstd ? total(".zst") : "-"}  gz ${total(".gz")}`);
     if (!withZstd) console.log("note: no `zstd` command; .zst copies skipped");
   }
 }

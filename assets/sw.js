@@ -1,12 +1,18 @@
 // checkraft's service worker: caching only (it cannot own a WebSocket and
 // is stopped when idle; the socket lives in socket-worker.js or a tab).
-// - the shell's version: `node assets/build.mjs` writes /sw-version.js
-//   (a digest of every served file), imported here; a changed file changes
-//   it, which makes the browser install this worker again under a new
-//   cache name. Without it (no build) the version is "dev";
+// - the shell's version and files: `node assets/build.mjs` writes
+//   dist/sw.js, this file minified with the version (a digest of every
+//   served file) and the shell's files (the page's bundles) set in front
+//   of it; it also writes /sw-version.js (the version alone), imported
+//   here when this source file is served (no dist/: the modules are the
+//   shell). A changed file changes the version, which makes the browser
+//   install this worker again under a new cache name. Without a build the
+//   version is "dev";
 // - install: precache the app shell. The first install takes the files
 //   the page has just loaded from the HTTP cache (no second download);
-//   an update revalidates them;
+//   an update revalidates them. Files in the lazy list (the built hub,
+//   which only a browser without SharedWorker loads) are cached when first
+//   fetched;
 // - shell files, navigations and /config.json: from the cache when built
 //   (a repeat visit costs no request for them), else network first; the
 //   cache when offline. A `reload` request (the hub's retry) for
@@ -18,18 +24,19 @@
 // - /ws, /nojs*, /metrics and anything cross-origin (the page's reads
 //   routed to a gateway, routes.js): not intercepted.
 
-try {
-  importScripts("/sw-version.js");
-} catch {
-  /* not built: "dev" */
+if (typeof self.CHECKRAFT_SHELL_VERSION !== "string") {
+  try {
+    importScripts("/sw-version.js");
+  } catch {
+    /* not built: "dev" */
+  }
 }
 const VERSION = typeof self.CHECKRAFT_SHELL_VERSION === "string" ? self.CHECKRAFT_SHELL_VERSION : "dev";
 const BUILT = VERSION !== "dev";
 const SHELL_CACHE = `checkraft-shell-${VERSION}`;
 const CHUNK_CACHE = "checkraft-chunks-v1";
-const SHELL = [
-  "/",
-  "/css/app.css",
+/** The source modules: the shell without a bundle. */
+const MODULES = [
   "/js/main.js",
   "/js/protocol.js",
   "/js/state.js",
@@ -48,6 +55,8 @@ const SHELL = [
   "/js/ssr.js",
   "/js/socket-worker.js",
 ];
+const SHELL = Array.isArray(self.CHECKRAFT_SHELL) ? self.CHECKRAFT_SHELL : ["/", "/css/app.css", ...MODULES];
+const LAZY = Array.isArray(self.CHECKRAFT_LAZY) ? self.CHECKRAFT_LAZY : [];
 const OPTIONAL = ["/config.json"];
 
 self.addEventListener("install", (event) => {
@@ -92,7 +101,8 @@ self.addEventListener("fetch", (event) => {
     event.respondWith(chunk(req));
   } else if (url.pathname.startsWith("/api/")) {
     return; // stats, overview and box reads: the network only
-  } else if (req.mode === "navigate" || SHELL.includes(url.pathname) || OPTIONAL.includes(url.pathname)) {
+  } else if (req.mode === "navigate" || SHELL.includes(url.pathname) || LAZY.includes(url.pathname)
+    || OPTIONAL.includes(url.pathname)) {
     const fresh = req.cache === "reload" || req.cache === "no-store";
     const page = req.mode !== "navigate" || url.pathname === "/" || url.pathname === "/index.html";
     event.respondWith(BUILT && !fresh && page ? cacheFirst(req, url) : networkFirst(req, url));

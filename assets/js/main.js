@@ -10,7 +10,8 @@
 // change state and call `invalidate()`; one requestAnimationFrame callback
 // then computes the plan, diffs it against what is on screen and applies
 // the patches, redraws the minimap and counters, and updates <html>'s
-// data-connection. Subscriptions follow the visible chunks (plus a margin),
+// data-connection. Subscriptions follow the visible chunks (plus a margin
+// once the view has moved),
 // debounced while scrolling. The first HTML may already hold the grid's
 // top (gateway/src/ssr.rs): the view adopts those elements.
 
@@ -377,13 +378,22 @@ function scheduleSubscriptions() {
   }, wait);
 }
 
+/** The first box in view when subscriptions were first planned; the
+ * margin's chunks are subscribed (and read) only once the view leaves it:
+ * a page that is only looked at reads just the chunks it shows. */
+let restingFirst = null;
+let viewMoved = false;
+
 function updateSubscriptions() {
   if (!known || !L) return;
+  const range = visibleRange(L, pos);
+  if (restingFirst === null) restingFirst = range.first;
+  else if (range.first !== restingFirst) viewMoved = true;
   const plan = planSubscriptions({
-    range: visibleRange(L, pos),
+    range,
     chunkSize: model.chunkSize,
     nChunks: model.nChunks,
-    margin: MARGIN_CHUNKS,
+    margin: viewMoved ? MARGIN_CHUNKS : 0,
     max: MAX_SUBSCRIBED,
     wanted,
     chunks: model.chunks,

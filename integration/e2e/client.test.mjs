@@ -125,6 +125,11 @@ step("1. first and repeat visit: precompressed files, bytes on the wire", async 
       `${first.requests.length} requests: ${first.requests.join(", ")}); repeat visit ${kb(repeat.total)} (down ${repeat.down} B, ` +
       `up ${repeat.up} B, ${repeat.requests.length} requests: ${repeat.requests.join(", ")})`,
     );
+    // Per request: bytes up (the request's head and body), bytes down
+    // (the response's head + body; a websocket's frames count to it).
+    const rows = (w) => w.detail.map((r) => `${r.req} up ${r.up} down ${r.downHead ?? "?"}+${r.down - (r.downHead ?? 0)}`).join("; ");
+    console.log(`e2e wire detail: first visit: ${rows(first)}`);
+    console.log(`e2e wire detail: repeat visit: ${rows(repeat)}`);
     budget("first visit on the wire", first.total / 1024, BUDGET.firstKb, "KB");
     budget("repeat visit on the wire (Service Worker)", repeat.total / 1024, BUDGET.repeatKb, "KB");
     assert.equal(encodings.get("/js/main.js"), "br", "main.js precompressed with Brotli");

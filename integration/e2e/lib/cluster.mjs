@@ -95,10 +95,16 @@ class WireCounter {
     this.down = 0;
     this.requests = [];
     this.sockets = new Set();
+    /** Per request: {req, up, down, downHead}: its bytes each way (a
+     * websocket's frames count to its handshake), and the size of the
+     * response's head (status line and headers). */
+    this.detail = [];
     this.server = createServer((client) => {
       const [host, port] = target.split(":");
       const upstream = connect(Number(port), host);
       this.sockets.add(client).add(upstream);
+      let current = null;
+      let answer = "";
       const drop = () => {
         client.destroy();
         upstream.destroy();
@@ -110,9 +116,24 @@ class WireCounter {
         // Request lines, for a breakdown (websocket frames never start so).
         const head = d.subarray(0, 120).toString("latin1");
         const m = head.match(/^(GET|PUT|POST|HEAD|OPTIONS) (\S+) HTTP\/1\.1\r\n/);
-        if (m) this.requests.push(`${m[1]} ${m[2]}`);
+        if (m) {
+          this.requests.push(`${m[1]} ${m[2]}`);
+          current = { req: `${m[1]} ${m[2]}`, up: 0, down: 0, downHead: null };
+          this.detail.push(current);
+          answer = "";
+        }
+        if (current) current.up += d.length;
       });
-      upstream.on("data", (d) => { this.down += d.length; });
+      upstream.on("data", (d) => {
+        this.down += d.length;
+        if (!current) return;
+        current.down += d.length;
+        if (current.downHead === null) {
+          answer += d.subarray(0, 4096).toString("latin1");
+          const end = answer.indexOf("\r\n\r\n");
+          if (end >= 0) current.downHead = end + 4;
+        }
+      });
       client.pipe(upstream);
       upstream.pipe(client);
       client.on("error", drop).on("close", drop);
@@ -185,7 +206,7 @@ export class Cluster {
       ], { timeout: 60_000 });
       for (const g of c.gateways) c.startGateway(g.id);
       // The page's precompressed copies (Caddy's `precompressed`), fresh.
-      precompress();
+      await precompress();
       c.startCaddy();
       for (const g of c.gateways) await c.waitHealthy(`gateway-${g.id}`, g.addr);
       await c.waitHealthy("caddy", c.caddyAddr);
@@ -208,13 +229,15 @@ export class Cluster {
     const up = this.counters.reduce((n, c) => n + c.up, 0);
     const down = this.counters.reduce((n, c) => n + c.down, 0);
     const requests = this.counters.flatMap((c) => c.requests);
-    return { up, down, total: up + down, requests };
+    const detail = this.counters.flatMap((c) => c.detail);
+    return { up, down, total: up + down, requests, detail };
   }
 
   resetWire() {
     for (const c of this.counters) {
       c.up = c.down = 0;
       c.requests = [];
+      c.detail = [];
     }
   }
 
