@@ -5,6 +5,9 @@
 //! to the next candidate: the seed nodes, then every node of the last map
 //! that is not removed. [`MapFollower::request_refresh`] (after a
 //! `StaleEpoch` rejection, say) cuts the long-poll short with a plain read.
+//! Beside each long-poll, the node's `/health` is asked every half
+//! `node_timeout_ms`; two unanswered in a row (a paused or cut-off node)
+//! end the long-poll too, so the map is not stuck on it for `map_wait_ms`.
 //! Versions only grow: an older map from a lagging node is ignored.
 
 use std::sync::Arc;
@@ -131,6 +134,26 @@ impl MapFollower {
         Ok(resp.json().await?)
     }
 
+    /// Returns once the node at `addr` stops answering `/health` (two
+    /// tries each given half of `node_timeout_ms`): run beside a
+    /// long-poll on that node, so that a paused or cut-off node is left
+    /// after seconds rather than after the whole `map_wait_ms`.
+    async fn watch_alive(&self, addr: &str) -> anyhow::Error {
+        let half = self.config.node_timeout() / 2;
+        let mut misses = 0;
+        loop {
+            if misses == 0 {
+                tokio::time::sleep(half).await;
+            }
+            let url = format!("http://{addr}/health");
+            let answered = self.http.get(url).timeout(half).send().await.is_ok();
+            misses = if answered { 0 } else { misses + 1 };
+            if misses == 2 {
+                return anyhow::anyhow!("node {addr} stopped answering during the map long-poll");
+            }
+        }
+    }
+
     /// Follows the map until `shutdown` flips to true.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut next = 0usize;
@@ -145,6 +168,7 @@ impl MapFollower {
             };
             let fetched = tokio::select! {
                 r = self.fetch(&addr, since) => r,
+                e = self.watch_alive(&addr), if since.is_some() => Err(e),
                 _ = self.refresh.notified() => {
                     plain_read = true;
                     continue;
