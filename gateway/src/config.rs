@@ -149,8 +149,14 @@ pub struct GatewayConfig {
     /// connection count changed since the last one (ms). A new connection
     /// gets the last one right after `Hello`.
     pub ws_stats_interval_ms: u64,
-    /// Websocket: period of `Versions` messages (ms).
+    /// Websocket: period of `Versions` rounds (ms). A round sends
+    /// `Versions` of their subscribed chunks to the connections that
+    /// subscribed or were resynced in the last two rounds.
     pub ws_versions_interval_ms: u64,
+    /// Websocket: every connection gets `Versions` of all its subscribed
+    /// chunks once per this long (ms; rounded to a multiple of
+    /// [`Self::ws_versions_interval_ms`]).
+    pub ws_versions_full_interval_ms: u64,
     /// No-JavaScript pages (`/nojs`): boxes per page (1 to 100,000).
     pub nojs_page_boxes: u64,
     /// The page's static files (`assets/`), served at `/` when set. Leave
@@ -208,6 +214,7 @@ impl Default for GatewayConfig {
             ws_fanout_tick_ms: 20,
             ws_stats_interval_ms: 5_000,
             ws_versions_interval_ms: 30_000,
+            ws_versions_full_interval_ms: 300_000,
             nojs_page_boxes: 1000,
             assets_dir: None,
             client_endpoints: Vec::new(),
@@ -325,6 +332,7 @@ impl GatewayConfig {
             || self.ws_fanout_tick_ms == 0
             || self.ws_stats_interval_ms == 0
             || self.ws_versions_interval_ms == 0
+            || self.ws_versions_full_interval_ms == 0
         {
             return Err(Error::Config(
                 "ws_* sizes, rates and intervals must be positive".into(),

@@ -64,8 +64,16 @@ pub struct Outbox {
 struct OutState {
     queue: VecDeque<Bytes>,
     behind: bool,
+    /// `Versions` rounds still owed to this connection since it subscribed
+    /// or was resynced (see [`Hub::broadcast_versions`]).
+    versions_due: u8,
     subs: croaring::Bitmap,
 }
+
+/// `Versions` rounds a connection gets after a Subscribe or a Resync: the
+/// first may reach it while its fetch is under way (and be ignored), the
+/// second comes after.
+const VERSIONS_ROUNDS_DUE: u8 = 2;
 
 impl Outbox {
     fn new(cap: usize) -> Self {
@@ -73,6 +81,7 @@ impl Outbox {
             state: Mutex::new(OutState {
                 queue: VecDeque::new(),
                 behind: false,
+                versions_due: 0,
                 subs: croaring::Bitmap::new(),
             }),
             notify: Notify::new(),
@@ -121,6 +130,7 @@ impl Outbox {
         let mut queue = std::mem::take(&mut state.queue);
         let resync = if state.behind {
             state.behind = false;
+            state.versions_due = VERSIONS_ROUNDS_DUE;
             queue.retain(|m| !m.first().is_some_and(|t| SUPERSEDED_BY_RESYNC.contains(t)));
             Some(state.subs.iter().collect())
         } else {
@@ -131,6 +141,23 @@ impl Outbox {
 
     fn subs(&self) -> Vec<u32> {
         self.lock().subs.iter().collect()
+    }
+
+    /// The subscriptions to announce `Versions` of this round: all of them
+    /// in a `full` round, else only while rounds are due after a Subscribe
+    /// or a Resync. Empty when there is nothing to send.
+    fn versions_round(&self, full: bool) -> Vec<u32> {
+        let mut state = self.lock();
+        if !full && state.versions_due == 0 {
+            return Vec::new();
+        }
+        state.versions_due = state.versions_due.saturating_sub(1);
+        state.subs.iter().collect()
+    }
+
+    /// Owes the connection `Versions` rounds (after a Resync).
+    fn versions_due(&self) {
+        self.lock().versions_due = VERSIONS_ROUNDS_DUE;
     }
 }
 
@@ -287,6 +314,9 @@ impl Hub {
         for &chunk in chunks {
             state.subs.add(chunk);
         }
+        if !chunks.is_empty() {
+            state.versions_due = VERSIONS_ROUNDS_DUE;
+        }
         drop(state);
         self.gateway
             .metrics
@@ -343,6 +373,7 @@ impl Hub {
                 outbox.push(msg, true);
                 self.gateway.metrics.ws_resync(reason_label(reason));
             }
+            outbox.versions_due();
         }
     }
 
@@ -381,11 +412,17 @@ impl Hub {
         self.stats.current()
     }
 
-    /// Queues `Versions` of its subscribed chunks to every connection.
+    /// Queues `Versions` of its subscribed chunks to the connections that
+    /// subscribed or were resynced in the last two rounds, or to every
+    /// connection in a `full` round (every `ws_versions_full_interval_ms`).
+    /// A connection that got every Update of its chunks since its fetch
+    /// learns nothing from `Versions`; one whose fetch raced its
+    /// subscription or a Resync does, in the rounds that follow. So an
+    /// idle connection costs one frame per full round, not per round.
     /// Each run of chunks is encoded once per round and its bytes shared by
     /// every connection subscribed to the same run (most viewers share the
     /// popular chunks).
-    fn broadcast_versions(&self) {
+    fn broadcast_versions(&self, full: bool) {
         let Ok(map) = self.gateway.current_map() else {
             return;
         };
@@ -395,7 +432,7 @@ impl Hub {
         let outboxes: Vec<Arc<Outbox>> = self.registry().conns.values().cloned().collect();
         let mut encoded: HashMap<(u32, u32), Bytes> = HashMap::new();
         for outbox in outboxes {
-            let subs = outbox.subs();
+            let subs = outbox.versions_round(full);
             if subs.is_empty() {
                 continue;
             }
@@ -433,6 +470,10 @@ impl Hub {
             tokio::time::interval(Duration::from_millis(config.ws_versions_interval_ms));
         stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         versions.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Every how many rounds all connections get Versions.
+        let full_every =
+            (config.ws_versions_full_interval_ms / config.ws_versions_interval_ms).max(1);
+        let mut round: u64 = 0;
         let mut shutdown = self.shutdown.clone();
         loop {
             tokio::select! {
@@ -440,7 +481,10 @@ impl Hub {
                     self.broadcast_stats();
                     self.limits.prune();
                 }
-                _ = versions.tick() => self.broadcast_versions(),
+                _ = versions.tick() => {
+                    round += 1;
+                    self.broadcast_versions(round.is_multiple_of(full_every));
+                }
                 _ = shutdown.changed() => break,
             }
         }
@@ -495,6 +539,32 @@ mod tests {
         let (queue, resync) = outbox.take();
         assert_eq!(queue, VecDeque::from(vec![pong]));
         assert_eq!(resync, Some(vec![5]));
+    }
+
+    #[test]
+    fn versions_go_to_new_subscriptions_and_resyncs_then_to_all_in_full_rounds() {
+        let outbox = Outbox::new(1);
+        assert!(
+            outbox.versions_round(false).is_empty(),
+            "nothing subscribed"
+        );
+        outbox.lock().subs.add(3);
+        outbox.lock().versions_due = VERSIONS_ROUNDS_DUE;
+        assert_eq!(outbox.versions_round(false), vec![3]);
+        assert_eq!(outbox.versions_round(false), vec![3]);
+        assert!(
+            outbox.versions_round(false).is_empty(),
+            "owed two rounds only"
+        );
+        assert_eq!(outbox.versions_round(true), vec![3], "a full round");
+        // Falling behind owes rounds again.
+        assert!(outbox.push(Bytes::from_static(b"a"), true));
+        assert!(!outbox.push(Bytes::from_static(b"b"), true));
+        let (_, resync) = outbox.take();
+        assert_eq!(resync, Some(vec![3]));
+        assert_eq!(outbox.versions_round(false), vec![3]);
+        outbox.versions_due();
+        assert_eq!(outbox.versions_round(false), vec![3]);
     }
 
     #[test]
