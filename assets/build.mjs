@@ -229,6 +229,11 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       console.log(`${r.file.padEnd(26)} ${String(r.raw).padStart(6)} B  br ${r[".br"] ?? "-"}  zst ${r[".zst"] ?? "-"}  gz ${r[".gz"] ?? "-"}`);
     }
     console.log(`${"total".padEnd(26)} ${String(total("raw")).padStart(6)} B  br ${total(".br")}  zst ${withZstd ? total(".zst") : "-"}  gz ${total(".gz")}`);
+    if (bundled) {
+      const built = rows.filter((r) => r.file.startsWith(`${DIST}/`));
+      const sum = (k) => built.reduce((n, r) => n + (r[k] ?? r.raw), 0);
+      console.log(`${"of which dist/".padEnd(26)} ${String(sum("raw")).padStart(6)} B  br ${sum(".br")} (served in place of the modules)`);
+    }
     if (!withZstd) console.log("note: no `zstd` command; .zst copies skipped");
   }
 }
