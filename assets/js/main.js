@@ -1,95 +1,54 @@
-// The page: wires the pure model (state.js), view plan (viewplan.js) and
-// decisions (subscriptions.js: what to subscribe, fetch and forget, and
-// the connection state; jump.js: the jump field and reveal; overview.js:
-// the minimap's overview and when to refetch it; routes.js: where reads
-// go; ssr.js: the server-rendered page's data) to the DOM (grid.js,
-// minimap.js), the socket hub link (connection.js), chunk fetching
-// (chunks.js) and the offline record (offline.js).
-//
-// Flow: events (scroll, resize, hub messages, fetch results, clicks) only
-// change state and call `invalidate()`; one requestAnimationFrame callback
-// then computes the plan, diffs it against what is on screen and applies
-// the patches, redraws the minimap and counters, and updates <html>'s
-// data-connection. Subscriptions follow the visible chunks (plus a margin
-// once the view has moved),
-// debounced while scrolling. The first HTML may already hold the grid's
-// top (gateway/src/ssr.rs): the view adopts those elements.
+// The page's shell. It owns the DOM and one current state: every event
+// (scroll, resize, hub messages, fetch results, clicks, keys, timers) goes
+// through the pure `step` of page-state.js, which returns the next state
+// and the effects to carry out; this file carries them out (grid.js and
+// minimap.js for the DOM, connection.js for the socket hub link,
+// chunks.js for chunk reads, offline.js for the offline record,
+// routes.js for where reads go). One requestAnimationFrame callback
+// plans the view (viewplan.js), diffs it against what is on screen and
+// applies only the patches. The first HTML may already hold the grid's
+// top (gateway/src/ssr.rs, ssr.js): the view adopts those elements.
 
-import { GridModel, receiveFetch, receiveUpdate, versionShowsGap } from "./state.js";
-import { connectionState, evictable, planSubscriptions } from "./subscriptions.js";
-import { parseJump, revealPos } from "./jump.js";
+import { receiveFetch, receiveUpdate } from "./state.js";
 import { parseSsr } from "./ssr.js";
-import {
-  CHECKED, DISABLED, HIGHLIGHT, PENDING, UNKNOWN,
-  computeLayout, diffPlans, nextPos, planView, posForIndex, rowOf, samePool, scrollForPos, visibleRange,
-} from "./viewplan.js";
+import { diffPlans, planView, rowOf, visibleRange } from "./viewplan.js";
 import { GridView } from "./grid.js";
 import { Minimap } from "./minimap.js";
 import { ChunkFetcher } from "./chunks.js";
 import { Routes } from "./routes.js";
-import { OVERVIEW_MAX_MS, overviewDue, parseOverview } from "./overview.js";
 import { OfflineStore, loadLast, loadOverview, saveLast, saveOverview } from "./offline.js";
 import { ENDPOINT_KEY, openLink } from "./connection.js";
+import { cellFlags, connectionView, initialState, isArrow, isOffline, step } from "./page-state.js";
 
 const ACK_TIMEOUT_MS = 15_000; // the gateway answers "unavailable" after 10 s
-const SUBSCRIBE_DEBOUNCE_MS = 150;
-const SUBSCRIBE_MAX_WAIT_MS = 600;
-const MARGIN_CHUNKS = 1;
-const MAX_SUBSCRIBED = 32;
-const MAX_KEPT_CHUNKS = 256;
 const NOTICE_MS = 3_500;
 const MAX_ACKS_KEPT = 200; // window.__checkraft.acks keeps the latest only
 const STATS_FALLBACK_MS = 2_000;
 const FIRST_FETCH_WAIT_MS = 800;
-const MINIMAP_MS = 150;
-
-const NOTICES = {
-  rate_limited: "Too fast — slow down",
-  unavailable: "Server unavailable, try again",
-  out_of_range: "That box is out of range",
-  invalid: "The server refused that change",
-  timeout: "No answer from the server — change undone",
-  disconnected: "Not connected — change undone",
-};
+/** Hidden or occluded tabs get no animation frames: a slow timer stands in. */
+const FALLBACK_FRAME_MS = 250;
 
 const $ = (sel) => document.querySelector(sel);
 const root = document.documentElement;
 const viewport = $("#viewport");
 const gridEl = $("#grid");
 const view = new GridView(viewport, gridEl);
-const minimap = new Minimap($("#minimap"), (i) => goTo(i, { focus: false }));
+const minimap = new Minimap($("#minimap"), (index) => dispatch({ type: "goto", index, focus: false }));
 const checkedEl = $("#checked-count");
 const onlineEl = $("#online-count");
 const noticeEl = $("#notice");
 const bannerEl = $("#offline-banner");
+const labelEl = $("#connection-label");
 
-// ---------------------------------------------------------------- state
+// ---------------------------------------------------------------- the only mutable bindings
 
-let model = new GridModel(0, 1);
-let known = false; // dimensions known
-let L = null; // layout
-let pos = 0; // content position (px)
-let lastScroll = 0;
-let applied = null; // the plan on screen
-let highlight = -1;
-let focusTarget = -1;
-let pendingJump = null;
-let wanted = []; // subscribed chunks
-let visibleChunks = [];
-let hub = { state: "connecting", endpoint: null, gen: 0 };
-let mode = "per-tab";
-let networkDown = false;
-let counters = { checked: null, online: null };
-let nextReq = 1;
-let subTimer = null;
-let noticeTimer = null;
-const densities = new Map(); // chunk -> density, kept after a chunk is dropped
-// The whole-grid overview for the minimap (overview.js).
-const overview = { data: null, etag: null, body: null, fetchedAt: null, checkedAtFetch: null, inFlight: false, fetches: 0 };
-let minimapDirty = true;
-let countersDirty = true;
+let state = initialState();
+let applied = null; // the view plan on screen
+let frameQueued = false;
+let frameSeq = 0; // tells a queued frame's two triggers from an older frame's
+const timers = { sub: null, notice: null, minimap: null };
 
-const store = new OfflineStore(() => model);
+const store = new OfflineStore(() => state.model);
 const routes = new Routes(location.origin);
 // A front whose CSP does not list the gateways (Caddyfile's
 // CHECKRAFT_CONNECT_SRC unset) blocks direct reads: stop trying them.
@@ -102,25 +61,6 @@ document.addEventListener("securitypolicyviolation", (ev) => {
     /* not a URL */
   }
 });
-const fetcher = new ChunkFetcher(model, {
-  onRoute(base) {
-    const http = hook.http;
-    http.last = base || location.origin;
-    http.counts[http.last] = (http.counts[http.last] ?? 0) + 1;
-    if (root.dataset.httpEndpoint !== http.last) root.dataset.httpEndpoint = http.last;
-  },
-  onChange(c) {
-    chunkChanged(c);
-  },
-  onNetwork(ok) {
-    if (networkDown === ok) {
-      networkDown = !ok;
-      invalidate();
-    }
-  },
-  wanted: (c) => wanted.includes(c),
-  store,
-}, routes);
 
 const hook = {
   // The latest MAX_ACKS_KEPT Ack outcomes of this tab's clicks.
@@ -131,194 +71,130 @@ const hook = {
   perf: { frames: 0, log: null },
   // The minimap's density at box `i` (-1: unknown), and overview fetches.
   minimapDensity: (i) => minimap.densityAt(i),
-  overviewFetches: () => overview.fetches,
+  overviewFetches: () => state.overview.fetches,
   state: () => ({
     connection: root.dataset.connection,
     endpoint: root.dataset.endpoint ?? null,
-    mode,
-    boxes: model.boxes,
-    chunkSize: model.chunkSize,
-    subscribed: [...wanted],
+    mode: state.mode,
+    boxes: state.model.boxes,
+    chunkSize: state.model.chunkSize,
+    subscribed: [...state.wanted],
   }),
 };
 window.__checkraft = hook;
 
-function chunkChanged(c) {
-  const e = model.chunks.get(c);
-  if (e && e.loaded && e.density !== null) densities.set(c, e.density);
-  minimapDirty = true;
-  store.markDirty(c);
-  invalidate();
+const fetcher = new ChunkFetcher(state.model, {
+  onRoute(base) {
+    const http = hook.http;
+    http.last = base || location.origin;
+    http.counts[http.last] = (http.counts[http.last] ?? 0) + 1;
+    if (root.dataset.httpEndpoint !== http.last) root.dataset.httpEndpoint = http.last;
+  },
+  onChange: (chunk) => dispatch({ type: "changed", chunk }),
+  onNetwork: (ok) => dispatch({ type: "network", ok }),
+  wanted: (c) => state.wanted.includes(c),
+  store,
+}, routes);
+
+// ---------------------------------------------------------------- events in, effects out
+
+/** Steps the state by `ev` and carries out the effects; returns them. */
+function dispatch(ev) {
+  const r = step(state, ev);
+  state = r.state;
+  for (const f of r.fx) EFFECTS[f.fx](f);
+  return r.fx;
 }
 
-function setDimensions(boxes, chunkSize) {
-  if (!Number.isFinite(boxes) || !Number.isFinite(chunkSize) || chunkSize <= 0) return;
-  if (known && boxes === model.boxes && chunkSize === model.chunkSize) return;
-  model = new GridModel(boxes, chunkSize);
-  fetcher.reset(model);
-  densities.clear();
-  wanted = [];
-  known = true;
-  saveLast({ boxes, chunkSize, checked: counters.checked, online: counters.online });
-  relayout();
-  const target = pendingJump ?? hashIndex();
-  pendingJump = null;
-  if (target !== null) goTo(target, { focus: true });
-  updateSubscriptions();
-  // The last visit's overview, if recent, stands until the next is due.
-  const saved = loadOverview();
-  const savedData = saved ? parseOverview(saved.body) : null;
-  const age = saved ? Date.now() - saved.at : Infinity;
-  if (savedData && savedData.boxes === boxes && age >= 0 && age < OVERVIEW_MAX_MS) {
-    Object.assign(overview, { data: savedData, body: saved.body, etag: saved.etag, checkedAtFetch: counters.checked });
-    overview.fetchedAt = performance.now() - age;
-  } else {
-    overview.data = null;
-    overview.fetchedAt = null;
-  }
-  maybeLoadOverview();
+/** What a step that may learn the grid's dimensions needs to know. */
+function context(ev) {
+  const m = /^#(\d+)$/.exec(location.hash);
+  return {
+    ...ev, width: viewport.clientWidth, height: viewport.clientHeight, hash: m ? Number(m[1]) : null,
+    saved: loadOverview(), now: performance.now(), epoch: Date.now(),
+  };
 }
 
-// ---------------------------------------------------------------- layout and frame
-
-function relayout() {
-  if (!known) return;
-  const anchor = L ? Math.floor(pos / L.rowHeight) * L.cols : 0; // first visible box
-  const narrow = viewport.clientWidth < 500;
-  const next = computeLayout({
-    width: viewport.clientWidth,
-    height: viewport.clientHeight,
-    boxes: model.boxes,
-    cell: narrow ? 30 : 36,
-    rowHeight: narrow ? 30 : 36,
-  });
-  const old = L;
-  L = next;
-  view.applyLayout(L);
-  rememberView(L);
-  if (!samePool(old, L)) applied = null;
-  if (old && old.cols !== L.cols) pos = Math.min(L.maxPos, rowOf(L, anchor) * L.rowHeight);
-  pos = Math.min(pos, L.maxPos);
-  setScroll(scrollForPos(L, pos));
-  minimapDirty = true;
-  invalidate();
-}
-
-/** Tells the server the layout, so its next rendered page has as many
- * columns and rows as this one (gateway/src/ssr.rs). */
-function rememberView(L) {
-  const value = `${L.cols}x${Math.max(1, L.poolRows - 2 * L.overscan)}`;
-  if (document.cookie.includes(`checkraft-view=${value}`)) return;
-  document.cookie = `checkraft-view=${value}; path=/; max-age=31536000; samesite=lax`;
-}
-
-function setScroll(s) {
-  viewport.scrollTop = s;
-  lastScroll = viewport.scrollTop;
-}
-
-/** Queues one frame. Hidden or occluded tabs get no animation frames, so a
- * slow timer stands in for them (whichever fires first renders). */
-const FALLBACK_FRAME_MS = 250;
-let frameQueued = false;
-let frameToken = 0;
-function invalidate() {
-  if (frameQueued) return;
-  frameQueued = true;
-  const token = ++frameToken;
-  const run = () => { if (frameQueued && token === frameToken) frame(); };
-  requestAnimationFrame(run);
-  setTimeout(run, FALLBACK_FRAME_MS);
-}
-
-let frameOffline = false; // isOffline(), once per frame
-
-function flagsOf(index) {
-  let f = frameOffline ? DISABLED : 0;
-  if (model.isChecked(index)) f |= CHECKED;
-  if (model.pending.size > 0 && model.isPending(index)) f |= PENDING;
-  if (!model.isLoaded(index)) f |= UNKNOWN;
-  if (index === highlight) f |= HIGHLIGHT;
-  return f;
-}
-
-let lastRange = { first: 0, last: -1 };
-
-/** Performance marks (read by the e2e budget test, cheap otherwise): the
- * first frame with boxes on screen, and the first with their real state,
- * each taken at the paint that follows the frame. */
-const painted = { grid: false, state: false };
-function markFirstPaints(plan) {
-  if (painted.state || !plan) return;
-  const mark = (name) => requestAnimationFrame(() => performance.mark(name));
-  if (!painted.grid && model.boxes > 0) {
-    painted.grid = true;
-    mark("checkraft:grid");
-  }
-  if (visibleChunks.length > 0 && visibleChunks.every((c) => model.chunks.get(c)?.loaded)) {
-    painted.state = true;
-    mark("checkraft:state");
-  }
-}
-
-function frame() {
-  frameQueued = false;
-  frameOffline = isOffline();
-  if (known && L) {
-    const s = viewport.scrollTop;
-    if (s !== lastScroll) {
-      pos = nextPos(L, pos, lastScroll, s);
-      lastScroll = s;
+const EFFECTS = {
+  render: invalidate,
+  model: () => fetcher.reset(state.model),
+  layout({ L, resetPool }) {
+    view.applyLayout(L);
+    // Tells the server the layout, so its next rendered page has as many
+    // columns and rows as this one (gateway/src/ssr.rs).
+    const value = `${L.cols}x${Math.max(1, L.poolRows - 2 * L.overscan)}`;
+    if (!document.cookie.includes(`checkraft-view=${value}`)) {
+      document.cookie = `checkraft-view=${value}; path=/; max-age=31536000; samesite=lax`;
     }
-    const t0 = performance.now();
-    const plan = planView(L, pos, flagsOf, lastScroll);
-    const patches = diffPlans(applied, plan);
-    const t1 = performance.now();
-    view.apply(patches);
-    applied = plan;
-    markFirstPaints(plan);
-    const t2 = performance.now();
-    hook.perf.frames++;
-    if (hook.perf.log) hook.perf.log.push([Math.round(t1 - t0), Math.round(t2 - t1), patches.length]);
-    if (focusTarget >= 0) {
-      const el = view.inputFor(focusTarget);
-      if (el) {
-        if (view.tabStop && view.tabStop !== el) view.tabStop.tabIndex = -1;
-        el.tabIndex = 0;
-        view.tabStop = el;
-        el.focus({ preventScroll: true });
-        focusTarget = -1;
-      }
+    if (resetPool) applied = null;
+  },
+  scroll({ top }) {
+    viewport.scrollTop = top;
+    dispatch({ type: "scrolled", top: viewport.scrollTop });
+  },
+  saveLast: ({ value }) => saveLast(value),
+  subscribe: ({ chunks }) => link.subscribe(chunks),
+  stale({ chunks }) {
+    for (const c of chunks) state.model.chunks.get(c).stale = true;
+  },
+  fetch({ chunks }) {
+    for (const c of chunks) fetcher.request(c);
+  },
+  evict({ chunks }) {
+    for (const c of chunks) state.model.chunks.delete(c);
+  },
+  subTimer({ wait }) {
+    clearTimeout(timers.sub);
+    timers.sub = setTimeout(() => { timers.sub = null; dispatch({ type: "subscribe" }); }, wait);
+  },
+  cancelSubTimer() {
+    clearTimeout(timers.sub);
+    timers.sub = null;
+  },
+  overview: ({ headers }) => loadOverviewNow(headers),
+  saveOverview: ({ value }) => saveOverview(value),
+  minimap({ range }) {
+    const m = state.model;
+    minimap.draw({ boxes: m.boxes, nChunks: m.nChunks, densities: state.densities, overview: state.overview.data, ...range });
+  },
+  minimapLater({ wait }) {
+    timers.minimap = setTimeout(() => { timers.minimap = null; dispatch({ type: "minimapTimer" }); }, wait);
+  },
+  counters({ checked, online }) {
+    showCount(checkedEl, checked);
+    showCount(onlineEl, online);
+  },
+  mark: ({ name }) => requestAnimationFrame(() => performance.mark(name)),
+  begin: ({ index, checked, id, at }) => state.model.beginSet(index, checked, id, at),
+  send: ({ msg }) => link.send(msg),
+  ack({ index, checked, status }) {
+    hook.acks.push({ index, checked, status });
+    if (hook.acks.length > MAX_ACKS_KEPT) hook.acks.splice(0, hook.acks.length - MAX_ACKS_KEPT);
+  },
+  notice({ text }) {
+    noticeEl.textContent = text;
+    noticeEl.hidden = false;
+    clearTimeout(timers.notice);
+    timers.notice = setTimeout(() => { noticeEl.hidden = true; }, NOTICE_MS);
+  },
+  markDirty: ({ chunk }) => store.markDirty(chunk),
+  failPending: ({ status }) => {
+    for (const id of state.model.pendingRequests()) resolve(id, status, 0);
+  },
+  routes({ endpoint, endpoints }) {
+    routes.update(endpoint, endpoints);
+    try {
+      localStorage.setItem(ENDPOINT_KEY, endpoint);
+    } catch {
+      /* storage denied: the next visit races two gateways */
     }
-    const range = visibleRange(L, pos);
-    if (L.poolRows > 0) view.setTabStop(range.first, rowOf(L, range.first) % L.poolRows, range.first % L.cols);
-    if (range.first !== lastRange.first || range.last !== lastRange.last) {
-      lastRange = range;
-      minimapDirty = true;
-      scheduleSubscriptions();
-    }
-    if (minimapDirty) drawMinimap(range);
-  }
-  if (countersDirty) {
-    countersDirty = false;
-    showCount(checkedEl, counters.checked);
-    showCount(onlineEl, counters.online);
-  }
-  updateConnection();
-}
+  },
+  hash: ({ index }) => history.replaceState(null, "", `#${index}`),
+  kick: () => link.kick(),
+};
 
-/** Redraws the minimap, at most every MINIMAP_MS (it is not worth a frame while scrolling). */
-let minimapAt = 0;
-let minimapTimer = null;
-function drawMinimap(range) {
-  const now = performance.now();
-  if (now - minimapAt < MINIMAP_MS) {
-    if (!minimapTimer) minimapTimer = setTimeout(() => { minimapTimer = null; invalidate(); }, MINIMAP_MS);
-    return;
-  }
-  minimapAt = now;
-  minimapDirty = false;
-  minimap.draw({ boxes: model.boxes, nChunks: model.nChunks, densities, overview: overview.data, ...range });
+function resolve(id, status, seq) {
+  dispatch({ type: "resolved", r: state.model.resolveSet(id, status, seq), status });
 }
 
 function showCount(el, v) {
@@ -331,403 +207,167 @@ function showCount(el, v) {
   }
 }
 
-function isOffline() {
-  return navigator.onLine === false || (networkDown && hub.state !== "live");
+// ---------------------------------------------------------------- the frame
+
+/** Queues one frame (an animation frame, or the fallback timer: whichever fires first). */
+function invalidate() {
+  if (frameQueued) return;
+  frameQueued = true;
+  const token = ++frameSeq;
+  const run = () => { if (frameQueued && token === frameSeq) frame(); };
+  requestAnimationFrame(run);
+  setTimeout(run, FALLBACK_FRAME_MS);
 }
 
-function updateConnection() {
-  const offline = isOffline();
-  const c = connectionState({
-    online: navigator.onLine !== false,
-    networkDown,
-    hubState: hub.state,
-    visibleLoaded: visibleLoaded(),
-  });
-  if (root.dataset.connection !== c) root.dataset.connection = c;
-  if (hub.endpoint && root.dataset.endpoint !== hub.endpoint) root.dataset.endpoint = hub.endpoint;
-  if (bannerEl.hidden === offline) bannerEl.hidden = !offline;
-  gridEl.setAttribute("aria-readonly", offline ? "true" : "false");
-  // The label follows the socket only (no flicker while chunks load).
-  const shown = offline ? "offline" : hub.state;
-  const text = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline" }[shown];
-  const label = $("#connection-label");
-  if (label.textContent !== text) label.textContent = text;
-}
-
-function visibleLoaded() {
-  if (!known) return false;
-  for (const c of visibleChunks) {
-    const e = model.chunks.get(c);
-    if (!e || !e.loaded || e.stale) return false;
-  }
-  return true;
-}
-
-// ---------------------------------------------------------------- subscriptions
-
-/** Debounced while scrolling, but never later than SUBSCRIBE_MAX_WAIT_MS after the first change. */
-let subSince = 0;
-function scheduleSubscriptions() {
-  const now = performance.now();
-  if (!subTimer) subSince = now;
-  clearTimeout(subTimer);
-  const wait = Math.max(0, Math.min(SUBSCRIBE_DEBOUNCE_MS, subSince + SUBSCRIBE_MAX_WAIT_MS - now));
-  subTimer = setTimeout(() => {
-    subTimer = null;
-    updateSubscriptions();
-  }, wait);
-}
-
-/** The first box in view when subscriptions were first planned; the
- * margin's chunks are subscribed (and read) only once the view leaves it:
- * a page that is only looked at reads just the chunks it shows. */
-let restingFirst = null;
-let viewMoved = false;
-
-function updateSubscriptions() {
-  if (!known || !L) return;
-  const range = visibleRange(L, pos);
-  if (restingFirst === null) restingFirst = range.first;
-  else if (range.first !== restingFirst) viewMoved = true;
-  const plan = planSubscriptions({
-    range,
-    chunkSize: model.chunkSize,
-    nChunks: model.nChunks,
-    margin: viewMoved ? MARGIN_CHUNKS : 0,
-    max: MAX_SUBSCRIBED,
-    wanted,
-    chunks: model.chunks,
-  });
-  visibleChunks = plan.visible;
-  if (!plan.changed) return;
-  // Chunks we stop subscribing to get no more updates: their copy goes stale.
-  for (const c of plan.stale) model.chunks.get(c).stale = true;
-  wanted = plan.wanted;
-  link.subscribe(wanted);
-  for (const c of plan.fetch) requestChunk(c);
-  evict();
-  invalidate();
-}
-
-/** Fetches chunk `c`, except before the first socket is live: a fetch then
- * would be repeated once it is (changes between a fetch and the
- * subscription are never sent), so the live status fetches every wanted
- * chunk instead. After FIRST_FETCH_WAIT_MS without a socket, fetch anyway. */
-function requestChunk(c) {
-  if (hub.gen === 0 && !firstFetchWaitOver) return;
-  fetcher.request(c);
-}
-let firstFetchWaitOver = false;
-setTimeout(() => {
-  firstFetchWaitOver = true;
-  if (hub.gen === 0) for (const c of wanted) requestChunk(c);
-}, FIRST_FETCH_WAIT_MS);
-
-/** Drops the content of chunks far from view (their density stays for the minimap). */
-function evict() {
-  for (const c of evictable(model.chunks, wanted, MAX_KEPT_CHUNKS)) model.chunks.delete(c);
-}
-
-// ---------------------------------------------------------------- hub messages
-
-function onHubMessage(msg) {
-  switch (msg.t) {
-    case "status": {
-      const wasGen = hub.gen;
-      hub = { state: msg.state, endpoint: msg.endpoint, gen: msg.gen };
-      if (msg.state === "live") {
-        routes.update(msg.endpoint, msg.endpoints);
-        try {
-          localStorage.setItem(ENDPOINT_KEY, msg.endpoint);
-        } catch {
-          /* storage denied: the next visit races two gateways */
-        }
-      }
-      if (msg.hello) setDimensions(msg.hello.boxes, msg.hello.chunk_size);
-      if (msg.state === "live" && msg.gen !== wasGen) {
-        // A new socket (or the first): changes before its subscriptions
-        // were never sent to us, so refetch (If-None-Match keeps it cheap).
-        for (const c of wanted) fetcher.request(c);
-      }
-      if (msg.state !== "live") failAllPending("disconnected");
-      invalidate();
-      break;
+function frame() {
+  frameQueued = false;
+  const online = navigator.onLine;
+  dispatch({ type: "frame", scrollTop: viewport.scrollTop, now: performance.now() });
+  const s = state;
+  if (s.known && s.L) {
+    const t0 = performance.now();
+    const plan = planView(s.L, s.pos, cellFlags(s, isOffline(s, online)), s.lastScroll);
+    const patches = diffPlans(applied, plan);
+    const t1 = performance.now();
+    view.apply(patches);
+    applied = plan;
+    const t2 = performance.now();
+    hook.perf.frames++;
+    if (hook.perf.log) hook.perf.log.push([Math.round(t1 - t0), Math.round(t2 - t1), patches.length]);
+    const el = s.focusTarget >= 0 ? view.inputFor(s.focusTarget) : null;
+    if (el) {
+      if (view.tabStop && view.tabStop !== el) view.tabStop.tabIndex = -1;
+      el.tabIndex = 0;
+      view.tabStop = el;
+      el.focus({ preventScroll: true });
+      dispatch({ type: "focused" });
     }
-    case "server":
-      onServer(msg.m);
-      break;
-    case "ack":
-      resolve(msg.id, msg.status, msg.seq);
-      break;
-    default:
-      break;
+    const range = visibleRange(s.L, s.pos);
+    if (s.L.poolRows > 0) view.setTabStop(range.first, rowOf(s.L, range.first) % s.L.poolRows, range.first % s.L.cols);
   }
+  const c = connectionView(state, online);
+  if (root.dataset.connection !== c.connection) root.dataset.connection = c.connection;
+  if (c.endpoint && root.dataset.endpoint !== c.endpoint) root.dataset.endpoint = c.endpoint;
+  if (bannerEl.hidden === c.offline) bannerEl.hidden = !c.offline;
+  gridEl.setAttribute("aria-readonly", c.offline ? "true" : "false");
+  if (labelEl.textContent !== c.label) labelEl.textContent = c.label;
 }
 
-function onServer(m) {
-  switch (m.type) {
-    case "update": {
-      if (!wanted.includes(m.chunk)) return;
-      const e = model.chunks.get(m.chunk);
-      if (!e) return;
-      const before = e.loaded ? Math.round(e.density * e.len) : null;
-      const r = receiveUpdate(e, m);
-      if (r === "applied") {
-        // Keep the total live between Stats (every few seconds) for the
-        // changes this page sees; the next Stats corrects the rest.
-        if (before !== null && counters.checked !== null) {
-          counters.checked = Math.max(0, counters.checked + Math.round(e.density * e.len) - before);
-          countersDirty = true;
-        }
-        chunkChanged(m.chunk);
-      }
-      else if (r === "refetch") fetcher.request(m.chunk);
-      break;
-    }
-    case "versions":
-      m.versions.forEach((v, i) => {
-        const c = m.first_chunk + i;
-        const e = model.chunks.get(c);
-        if (e && wanted.includes(c) && !e.fetching && versionShowsGap(e, v)) fetcher.request(c);
-      });
-      break;
-    case "resync":
-      for (const c of wanted) if (c >= m.first_chunk && c < m.first_chunk + m.count) fetcher.request(c);
-      break;
-    case "stats":
-      counters = { checked: m.checked, online: m.online };
-      countersDirty = true;
-      maybeLoadOverview();
-      saveLast({ boxes: model.boxes, chunkSize: model.chunkSize, ...counters });
-      invalidate();
-      break;
-    default:
-      break;
-  }
-}
-
-// ---------------------------------------------------------------- clicks
-
-function onToggle(index, checked) {
-  if (isOffline() || !model.isLoaded(index)) return false;
-  const id = nextReq++;
-  model.beginSet(index, checked, id, performance.now());
-  link.send({ t: "set", id, index, checked });
-  invalidate();
-  return true;
-}
-
-function resolve(id, status, seq) {
-  const r = model.resolveSet(id, status, seq);
-  if (!r) return;
-  hook.acks.push({ index: r.index, checked: r.checked, status: r.status });
-  if (hook.acks.length > MAX_ACKS_KEPT) hook.acks.splice(0, hook.acks.length - MAX_ACKS_KEPT);
-  if (r.reverted) showNotice(NOTICES[status] ?? `Change undone (${status})`);
-  else store.markDirty(model.chunkOf(r.index));
-  invalidate();
-}
-
-function failAllPending(status) {
-  for (const id of model.pendingRequests()) resolve(id, status, 0);
-}
-
-setInterval(() => {
-  for (const id of model.expiredRequests(performance.now() - ACK_TIMEOUT_MS)) resolve(id, "timeout", 0);
-}, 1_000);
+// ---------------------------------------------------------------- DOM and hub events
 
 gridEl.addEventListener("click", (ev) => {
   const t = ev.target;
   if (!(t instanceof HTMLInputElement) || t.dataset.index === undefined) return;
   const index = Number(t.dataset.index);
-  if (!onToggle(index, t.checked)) {
+  const fx = dispatch({ type: "click", index, checked: t.checked, online: navigator.onLine, now: performance.now() });
+  if (!fx.some((f) => f.fx === "begin")) {
     ev.preventDefault();
-    t.checked = model.isChecked(index);
+    t.checked = state.model.isChecked(index);
     return;
   }
-  // Show the pending state now, not at the next frame; the next diff
-  // re-syncs this cell whatever happens meanwhile.
+  // Show the pending state now, not at the next frame; and make the next
+  // diff rewrite this cell whatever happens meanwhile.
   t.dataset.pending = "true";
-  forgetCell(index);
-});
-
-/** Makes the next diff rewrite the cell of box `index` (the DOM was touched directly). */
-function forgetCell(index) {
+  const L = state.L;
   if (!applied || !L) return;
   const row = rowOf(L, index);
   const slot = row % applied.poolRows;
   if (applied.slotRow[slot] === row) applied.cellFlags[slot * applied.cols + (index % L.cols)] = 255;
-}
+});
 
 gridEl.addEventListener("keydown", (ev) => {
   const t = ev.target;
-  if (!(t instanceof HTMLInputElement) || t.dataset.index === undefined || !L) return;
-  // Keys can come faster than frames: move from the box about to get focus.
-  const index = focusTarget >= 0 ? focusTarget : Number(t.dataset.index);
-  const step = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -L.cols, ArrowDown: L.cols }[ev.key];
-  if (step === undefined) return;
+  if (!(t instanceof HTMLInputElement) || t.dataset.index === undefined || !state.L || !isArrow(ev.key)) return;
   ev.preventDefault();
-  const to = index + step;
-  if (to < 0 || to >= model.boxes) return;
-  reveal(to);
-  focusTarget = to;
-  invalidate();
+  dispatch({ type: "key", key: ev.key, from: Number(t.dataset.index) });
 });
-
-function showNotice(text) {
-  noticeEl.textContent = text;
-  noticeEl.hidden = false;
-  clearTimeout(noticeTimer);
-  noticeTimer = setTimeout(() => { noticeEl.hidden = true; }, NOTICE_MS);
-}
-
-// ---------------------------------------------------------------- navigation
-
-function hashIndex() {
-  const m = /^#(\d+)$/.exec(location.hash);
-  return m ? Number(m[1]) : null;
-}
-
-/** Scrolls so box `index` is centred, highlights it and (optionally) focuses it. */
-function goTo(index, { focus = true } = {}) {
-  if (!Number.isFinite(index)) return;
-  if (!known || !L) {
-    pendingJump = index;
-    return;
-  }
-  index = Math.min(model.boxes - 1, Math.max(0, Math.floor(index)));
-  pos = posForIndex(L, index);
-  setScroll(scrollForPos(L, pos));
-  highlight = index;
-  if (focus) focusTarget = index;
-  clearTimeout(subTimer);
-  subTimer = null;
-  updateSubscriptions();
-  invalidate();
-}
-
-/** Scrolls the least needed for box `index`'s row to be fully visible. */
-function reveal(index) {
-  const next = revealPos(L, pos, index);
-  if (next === null) return;
-  pos = next;
-  setScroll(scrollForPos(L, pos));
-  invalidate();
-}
 
 $("#jump-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  const jump = parseJump($("#jump-input").value, known ? model.boxes : null);
-  if (jump.error) {
-    showNotice(jump.error);
-    return;
-  }
-  const n = jump.index;
-  history.replaceState(null, "", `#${n}`);
-  goTo(n);
+  dispatch({ type: "jump", text: $("#jump-input").value });
 });
 
 addEventListener("hashchange", () => {
-  const n = hashIndex();
-  if (n !== null) goTo(n);
+  const m = /^#(\d+)$/.exec(location.hash);
+  if (m) dispatch({ type: "goto", index: Number(m[1]) });
 });
 
 viewport.addEventListener("scroll", invalidate, { passive: true });
-new ResizeObserver(() => relayout()).observe(viewport);
+new ResizeObserver(() => dispatch({ type: "resize", width: viewport.clientWidth, height: viewport.clientHeight })).observe(viewport);
 
-// ---------------------------------------------------------------- connectivity
-
-addEventListener("online", () => {
-  networkDown = false;
-  link.kick();
-  for (const c of wanted) fetcher.request(c);
-  invalidate();
-});
+addEventListener("online", () => dispatch({ type: "online" }));
 addEventListener("offline", invalidate);
 addEventListener("pagehide", () => { store.flush(); });
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "hidden") store.flush();
 });
 
-const link = openLink(onHubMessage, (m) => {
-  mode = m;
-  root.dataset.socketMode = m;
+function onHubMessage(msg) {
+  if (msg.t === "status") dispatch(msg.hello ? context({ ...msg, type: "status" }) : { ...msg, type: "status" });
+  else if (msg.t === "ack") resolve(msg.id, msg.status, msg.seq);
+  else if (msg.t === "server") onServer(msg.m);
+}
+
+function onServer(m) {
+  if (m.type === "update") {
+    if (!state.wanted.includes(m.chunk)) return;
+    const e = state.model.chunks.get(m.chunk);
+    if (!e) return;
+    const before = e.loaded ? Math.round(e.density * e.len) : null;
+    const r = receiveUpdate(e, m);
+    dispatch({ type: "update", chunk: m.chunk, r, before, after: e.loaded ? Math.round(e.density * e.len) : null });
+  } else if (m.type === "versions" || m.type === "resync") {
+    dispatch(m);
+  } else if (m.type === "stats") {
+    dispatch({ type: "stats", checked: m.checked, online: m.online, now: performance.now() });
+  }
+}
+
+const link = openLink(onHubMessage, (mode) => {
+  dispatch({ type: "mode", mode });
+  root.dataset.socketMode = mode;
 });
 
-/** Fetches the overview when due (overviewDue): routed like chunk reads,
- * revalidated by ETag. */
-async function maybeLoadOverview() {
-  const now = performance.now();
-  if (!known || !overviewDue({ ...overview, checked: counters.checked, now })) return;
-  overview.inFlight = true;
-  overview.fetchedAt = now;
-  overview.checkedAtFetch = counters.checked;
+// ---------------------------------------------------------------- timers and HTTP
+
+setInterval(() => {
+  for (const id of state.model.expiredRequests(performance.now() - ACK_TIMEOUT_MS)) resolve(id, "timeout", 0);
+}, 1_000);
+setTimeout(() => dispatch({ type: "firstFetchWait" }), FIRST_FETCH_WAIT_MS);
+setInterval(() => dispatch({ type: "overviewTick", now: performance.now() }), 15_000);
+
+/** Fetches the overview (routed like chunk reads, revalidated by ETag). */
+async function loadOverviewNow(headers) {
   try {
-    const headers = overview.etag && overview.body ? { "If-None-Match": overview.etag } : {};
     const r = await fetcher.routedFetch("/api/overview", headers);
     if (r && r.status === 200) {
       const body = await r.json();
-      const data = parseOverview(body);
-      if (data && data.boxes === model.boxes) {
-        overview.data = data;
-        overview.body = body;
-        overview.etag = r.headers.get("ETag");
-        overview.fetches++;
-        saveOverview({ body, etag: overview.etag, at: Date.now() });
-        minimapDirty = true;
-        invalidate();
-      }
+      dispatch({ type: "overview", body, etag: r.headers.get("ETag"), epoch: Date.now() });
     }
   } catch {
-    /* the next Stats or the minute timer tries again */
+    /* the next Stats or the timer tries again */
   } finally {
-    overview.inFlight = false;
+    dispatch({ type: "overviewDone" });
   }
 }
-setInterval(maybeLoadOverview, 15_000);
 
 async function loadStats() {
+  let stats = null;
   try {
     const r = await fetch("/api/stats", { cache: "no-store" });
     if (!r.ok) throw new Error(`stats: ${r.status}`);
-    const s = await r.json();
-    networkDown = false;
-    if (counters.checked === null) {
-      counters.checked = s.checked;
-      countersDirty = true;
-    }
-    setDimensions(s.boxes, s.chunk_size);
+    stats = await r.json();
   } catch {
-    if (navigator.onLine === false) networkDown = true;
-    const last = loadLast();
-    if (last && !known) {
-      networkDown = true;
-      counters = { checked: last.checked ?? null, online: last.online ?? null };
-      countersDirty = true;
-      setDimensions(last.boxes, last.chunkSize);
-    }
+    /* offline: the last visit's record stands in */
   }
-  invalidate();
+  dispatch(context({ type: "httpStats", stats, online: navigator.onLine, last: stats ? null : loadLast() }));
 }
+
+const statsFallback = () => setTimeout(() => { if (state.hub.state !== "live") loadStats(); }, STATS_FALLBACK_MS);
+
+// ---------------------------------------------------------------- start
 
 root.dataset.connection = "connecting";
-
-/** Seeds the model with the server-rendered chunks: the boxes the page
- * shows are then known at once (the socket's refetch on going live still
- * revalidates them). */
-function adoptSsr(d) {
-  setDimensions(d.boxes, d.chunkSize);
-  for (const c of d.chunks) {
-    const entry = model.chunk(c.chunk);
-    if (receiveFetch(entry, { status: 200, bytes: c.bytes, seq: c.seq, etag: c.etag }).changed) chunkChanged(c.chunk);
-    // A page the Service Worker kept is as old as its first load: the
-    // offline record may be newer (and is all there is offline).
-    store.load(c.chunk).then((saved) => {
-      const now = model.chunks.get(c.chunk);
-      if (!saved || now !== entry || saved.seq <= entry.version || entry.fetching) return;
-      if (receiveFetch(entry, { status: 200, bytes: saved.bytes, seq: saved.seq, etag: null }).changed) chunkChanged(c.chunk);
-    }).catch(() => {});
-  }
-}
 
 // A returning browser knows the grid's dimensions (offline.js): it draws
 // at once and lets the socket's Hello confirm them and Stats bring the
@@ -737,20 +377,34 @@ const lastSeen = loadLast();
 const ssr = parseSsr(document.getElementById("ssr-chunks")?.textContent ?? null);
 if (ssr) {
   adoptSsr(ssr);
-  if (lastSeen) {
-    counters = { checked: lastSeen.checked ?? null, online: lastSeen.online ?? null };
-    countersDirty = true;
-  }
-  setTimeout(() => { if (hub.state !== "live") loadStats(); }, STATS_FALLBACK_MS);
+  if (lastSeen) dispatch({ type: "lastSeen", last: lastSeen });
+  statsFallback();
 } else if (lastSeen && Number.isFinite(lastSeen.boxes) && Number.isFinite(lastSeen.chunkSize)) {
-  counters = { checked: lastSeen.checked ?? null, online: lastSeen.online ?? null };
-  countersDirty = true;
-  setDimensions(lastSeen.boxes, lastSeen.chunkSize);
-  setTimeout(() => { if (hub.state !== "live") loadStats(); }, STATS_FALLBACK_MS);
+  dispatch({ type: "lastSeen", last: lastSeen });
+  dispatch(context({ type: "dims", boxes: lastSeen.boxes, chunkSize: lastSeen.chunkSize }));
+  statsFallback();
 } else {
   loadStats();
 }
 invalidate();
+
+/** Seeds the model with the server-rendered chunks: the boxes the page
+ * shows are then known at once (the socket's refetch on going live still
+ * revalidates them). */
+function adoptSsr(d) {
+  dispatch(context({ type: "dims", boxes: d.boxes, chunkSize: d.chunkSize }));
+  for (const c of d.chunks) {
+    const model = state.model;
+    const entry = model.chunk(c.chunk);
+    if (receiveFetch(entry, { status: 200, bytes: c.bytes, seq: c.seq, etag: c.etag }).changed) dispatch({ type: "changed", chunk: c.chunk });
+    // A page the Service Worker kept is as old as its first load: the
+    // offline record may be newer (and is all there is offline).
+    store.load(c.chunk).then((saved) => {
+      if (!saved || state.model.chunks.get(c.chunk) !== entry || saved.seq <= entry.version || entry.fetching) return;
+      if (receiveFetch(entry, { status: 200, bytes: saved.bytes, seq: saved.seq, etag: null }).changed) dispatch({ type: "changed", chunk: c.chunk });
+    }).catch(() => {});
+  }
+}
 
 if ("serviceWorker" in navigator) {
   navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => {});
