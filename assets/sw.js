@@ -51,6 +51,8 @@ const MODULES = [
   "/js/routes.js",
   "/js/overview.js",
   "/js/subscriptions.js",
+  "/js/page-state.js",
+  "/js/header.js",
   "/js/jump.js",
   "/js/ssr.js",
   "/js/socket-worker.js",

@@ -4,7 +4,8 @@
 // and the effects to carry out; this file carries them out (grid.js and
 // minimap.js for the DOM, connection.js for the socket hub link,
 // chunks.js for chunk reads, offline.js for the offline record,
-// routes.js for where reads go). One requestAnimationFrame callback
+// routes.js for where reads go, header.js for the rest of the page). One
+// requestAnimationFrame callback
 // plans the view (viewplan.js), diffs it against what is on screen and
 // applies only the patches. The first HTML may already hold the grid's
 // top (gateway/src/ssr.rs, ssr.js): the view adopts those elements.
@@ -18,10 +19,10 @@ import { ChunkFetcher } from "./chunks.js";
 import { Routes } from "./routes.js";
 import { OfflineStore, loadLast, loadOverview, saveLast, saveOverview } from "./offline.js";
 import { ENDPOINT_KEY, openLink } from "./connection.js";
+import { Header } from "./header.js";
 import { cellFlags, connectionView, initialState, isArrow, isOffline, step } from "./page-state.js";
 
 const ACK_TIMEOUT_MS = 15_000; // the gateway answers "unavailable" after 10 s
-const NOTICE_MS = 3_500;
 const MAX_ACKS_KEPT = 200; // window.__checkraft.acks keeps the latest only
 const STATS_FALLBACK_MS = 2_000;
 const FIRST_FETCH_WAIT_MS = 800;
@@ -34,11 +35,7 @@ const viewport = $("#viewport");
 const gridEl = $("#grid");
 const view = new GridView(viewport, gridEl);
 const minimap = new Minimap($("#minimap"), (index) => dispatch({ type: "goto", index, focus: false }));
-const checkedEl = $("#checked-count");
-const onlineEl = $("#online-count");
-const noticeEl = $("#notice");
-const bannerEl = $("#offline-banner");
-const labelEl = $("#connection-label");
+const header = new Header(document);
 
 // ---------------------------------------------------------------- the only mutable bindings
 
@@ -46,7 +43,7 @@ let state = initialState();
 let applied = null; // the view plan on screen
 let frameQueued = false;
 let frameSeq = 0; // tells a queued frame's two triggers from an older frame's
-const timers = { sub: null, notice: null, minimap: null };
+let subTimer = null; // the debounced subscription update
 
 const store = new OfflineStore(() => state.model);
 const routes = new Routes(location.origin);
@@ -120,12 +117,7 @@ const EFFECTS = {
   model: () => fetcher.reset(state.model),
   layout({ L, resetPool }) {
     view.applyLayout(L);
-    // Tells the server the layout, so its next rendered page has as many
-    // columns and rows as this one (gateway/src/ssr.rs).
-    const value = `${L.cols}x${Math.max(1, L.poolRows - 2 * L.overscan)}`;
-    if (!document.cookie.includes(`checkraft-view=${value}`)) {
-      document.cookie = `checkraft-view=${value}; path=/; max-age=31536000; samesite=lax`;
-    }
+    header.rememberView(L);
     if (resetPool) applied = null;
   },
   scroll({ top }) {
@@ -134,36 +126,22 @@ const EFFECTS = {
   },
   saveLast: ({ value }) => saveLast(value),
   subscribe: ({ chunks }) => link.subscribe(chunks),
-  stale({ chunks }) {
-    for (const c of chunks) state.model.chunks.get(c).stale = true;
-  },
-  fetch({ chunks }) {
-    for (const c of chunks) fetcher.request(c);
-  },
-  evict({ chunks }) {
-    for (const c of chunks) state.model.chunks.delete(c);
-  },
+  stale: ({ chunks }) => chunks.forEach((c) => { state.model.chunks.get(c).stale = true; }),
+  fetch: ({ chunks }) => chunks.forEach((c) => fetcher.request(c)),
+  evict: ({ chunks }) => chunks.forEach((c) => state.model.chunks.delete(c)),
   subTimer({ wait }) {
-    clearTimeout(timers.sub);
-    timers.sub = setTimeout(() => { timers.sub = null; dispatch({ type: "subscribe" }); }, wait);
+    clearTimeout(subTimer);
+    subTimer = setTimeout(() => { subTimer = null; dispatch({ type: "subscribe" }); }, wait);
   },
-  cancelSubTimer() {
-    clearTimeout(timers.sub);
-    timers.sub = null;
-  },
+  cancelSubTimer: () => { clearTimeout(subTimer); subTimer = null; },
   overview: ({ headers }) => loadOverviewNow(headers),
   saveOverview: ({ value }) => saveOverview(value),
   minimap({ range }) {
     const m = state.model;
     minimap.draw({ boxes: m.boxes, nChunks: m.nChunks, densities: state.densities, overview: state.overview.data, ...range });
   },
-  minimapLater({ wait }) {
-    timers.minimap = setTimeout(() => { timers.minimap = null; dispatch({ type: "minimapTimer" }); }, wait);
-  },
-  counters({ checked, online }) {
-    showCount(checkedEl, checked);
-    showCount(onlineEl, online);
-  },
+  minimapLater: ({ wait }) => setTimeout(() => dispatch({ type: "minimapTimer" }), wait),
+  counters: (f) => header.counters(f),
   mark: ({ name }) => requestAnimationFrame(() => performance.mark(name)),
   begin: ({ index, checked, id, at }) => state.model.beginSet(index, checked, id, at),
   send: ({ msg }) => link.send(msg),
@@ -171,12 +149,7 @@ const EFFECTS = {
     hook.acks.push({ index, checked, status });
     if (hook.acks.length > MAX_ACKS_KEPT) hook.acks.splice(0, hook.acks.length - MAX_ACKS_KEPT);
   },
-  notice({ text }) {
-    noticeEl.textContent = text;
-    noticeEl.hidden = false;
-    clearTimeout(timers.notice);
-    timers.notice = setTimeout(() => { noticeEl.hidden = true; }, NOTICE_MS);
-  },
+  notice: ({ text }) => header.showNotice(text),
   markDirty: ({ chunk }) => store.markDirty(chunk),
   failPending: ({ status }) => {
     for (const id of state.model.pendingRequests()) resolve(id, status, 0);
@@ -195,16 +168,6 @@ const EFFECTS = {
 
 function resolve(id, status, seq) {
   dispatch({ type: "resolved", r: state.model.resolveSet(id, status, seq), status });
-}
-
-function showCount(el, v) {
-  if (v === null || v === undefined) {
-    el.removeAttribute("data-value");
-    el.textContent = "–";
-  } else {
-    el.dataset.value = String(v);
-    el.textContent = v.toLocaleString("en-US");
-  }
 }
 
 // ---------------------------------------------------------------- the frame
@@ -245,12 +208,7 @@ function frame() {
     const range = visibleRange(s.L, s.pos);
     if (s.L.poolRows > 0) view.setTabStop(range.first, rowOf(s.L, range.first) % s.L.poolRows, range.first % s.L.cols);
   }
-  const c = connectionView(state, online);
-  if (root.dataset.connection !== c.connection) root.dataset.connection = c.connection;
-  if (c.endpoint && root.dataset.endpoint !== c.endpoint) root.dataset.endpoint = c.endpoint;
-  if (bannerEl.hidden === c.offline) bannerEl.hidden = !c.offline;
-  gridEl.setAttribute("aria-readonly", c.offline ? "true" : "false");
-  if (labelEl.textContent !== c.label) labelEl.textContent = c.label;
+  header.connection(connectionView(state, online));
 }
 
 // ---------------------------------------------------------------- DOM and hub events
