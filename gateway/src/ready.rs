@@ -11,7 +11,6 @@
 //! sends `READY=1` the first time the gateway is ready.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use checkraft_proto::ShardMap;
 use warp::filters::BoxedFilter;
@@ -20,9 +19,6 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::gateway::Gateway;
-
-/// How often [`notify_when_ready`] checks readiness.
-const POLL: Duration = Duration::from_millis(200);
 
 /// `Ok` when the gateway can serve every shard of `map`, given whether
 /// each shard's state is `loaded` (`None`: no subscription); else every
@@ -92,36 +88,12 @@ pub fn filter(gateway: Arc<Gateway>) -> BoxedFilter<(Response,)> {
 /// Sends systemd `READY=1` once the gateway is ready, when `NOTIFY_SOCKET`
 /// is set (under `Type=notify`); returns at once otherwise.
 pub async fn notify_when_ready(gateway: Arc<Gateway>) {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
-        return;
-    }
-    let mut last = String::new();
-    loop {
-        match readiness(&gateway) {
-            Ok(()) => break,
-            Err(reasons) => {
-                // STATUS= only when the first reason changes.
-                let first = reasons.lines().next().unwrap_or_default().to_string();
-                if first != last {
-                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&first)]);
-                    last = first;
-                }
-            }
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    match sd_notify::notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status("serving"),
-    ]) {
-        Ok(()) => tracing::info!("ready: notified systemd"),
-        Err(e) => tracing::warn!(error = %e, "ready, but notifying systemd failed"),
-    }
+    checkraft_service::notify::when_ready(|| readiness(&gateway)).await
 }
 
 /// Sends systemd `STOPPING=1`, when `NOTIFY_SOCKET` is set.
 pub fn notify_stopping() {
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    checkraft_service::notify::stopping();
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@
 //! sends `READY=1` the first time the node is ready.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use checkraft_proto::{NodeStatus, META_GROUP};
 use warp::http::StatusCode;
@@ -23,9 +22,6 @@ use warp::reply::Response;
 
 use crate::http::reply;
 use crate::node::Node;
-
-/// How often [`notify_when_ready`] checks readiness.
-const POLL: Duration = Duration::from_millis(200);
 
 /// `Ok` when a node with this status serves, with the groups that still
 /// know no leader (at most shards, when the metadata group knows its
@@ -78,36 +74,12 @@ pub fn handle(node: &Node) -> Response {
 /// Sends systemd `READY=1` once the node is ready, when `NOTIFY_SOCKET`
 /// is set (under `Type=notify`); returns at once otherwise.
 pub async fn notify_when_ready(node: Arc<Node>) {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
-        return;
-    }
-    let mut last = String::new();
-    loop {
-        match readiness(&node.status()) {
-            Ok(_) => break,
-            Err(reasons) => {
-                // STATUS= only when the first reason changes.
-                let first = reasons.lines().next().unwrap_or_default().to_string();
-                if first != last {
-                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&first)]);
-                    last = first;
-                }
-            }
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    match sd_notify::notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status("serving"),
-    ]) {
-        Ok(()) => tracing::info!("ready: notified systemd"),
-        Err(e) => tracing::warn!(error = %e, "ready, but notifying systemd failed"),
-    }
+    checkraft_service::notify::when_ready(|| readiness(&node.status()).map(|_| ())).await
 }
 
 /// Sends systemd `STOPPING=1`, when `NOTIFY_SOCKET` is set.
 pub fn notify_stopping() {
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    checkraft_service::notify::stopping();
 }
 
 #[cfg(test)]
