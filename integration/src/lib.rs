@@ -78,7 +78,9 @@ pub use netns::{Host, Hosts};
 pub use partition::Partition;
 pub use prometheus::metric_sum;
 pub use pulse::{longest_pause, Pulse};
-pub use raftctl::{initialized_cluster, raftctl, raftctl_init, RaftctlOutput};
+pub use raftctl::{
+    initialized_cluster, initialized_cluster_as_users, raftctl, raftctl_init, RaftctlOutput,
+};
 pub use relay::DelayRelay;
 pub use router::Router;
 pub use small_disk::SmallDisk;

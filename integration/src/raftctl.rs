@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::cluster::{bin_dir, Cluster};
+use crate::partition::Partition;
 
 /// What a `raftctl` run printed, and whether it succeeded.
 #[derive(Debug)]
@@ -93,15 +94,33 @@ pub async fn raftctl_init(
 /// 200 ms), initialized by `raftctl init` with `boxes` boxes in `shards`
 /// shards: the usual start of a test that needs a serving cluster.
 pub async fn initialized_cluster(token: &str, boxes: u64, shards: u64) -> Cluster {
-    let cluster = Cluster::start(
-        3,
-        &[
-            ("CHECKRAFT_NODE_ADMIN_TOKEN", token),
-            ("CHECKRAFT_NODE_REPORT_MS", "200"),
-        ],
-    )
-    .await;
-    let out = raftctl_init(&cluster, token, boxes, shards).await;
-    assert!(out.ok, "init failed:\n{}\n{}", out.stdout, out.stderr);
+    let cluster = Cluster::start(3, &node_env(token)).await;
+    init(&cluster, token, boxes, shards).await;
     cluster
+}
+
+/// [`initialized_cluster`] with each node under its own uid, and an empty
+/// [`Partition`] to cut them apart: the start of a network-fault test.
+/// `None` (a reason printed) where iptables or per-node uids need root.
+pub async fn initialized_cluster_as_users(
+    token: &str,
+    boxes: u64,
+    shards: u64,
+) -> Option<(Partition, Cluster)> {
+    let partition = Partition::new()?;
+    let cluster = Cluster::start_as_users(3, &node_env(token)).await?;
+    init(&cluster, token, boxes, shards).await;
+    Some((partition, cluster))
+}
+
+fn node_env(token: &str) -> [(&'static str, &str); 2] {
+    [
+        ("CHECKRAFT_NODE_ADMIN_TOKEN", token),
+        ("CHECKRAFT_NODE_REPORT_MS", "200"),
+    ]
+}
+
+async fn init(cluster: &Cluster, token: &str, boxes: u64, shards: u64) {
+    let out = raftctl_init(cluster, token, boxes, shards).await;
+    assert!(out.ok, "init failed:\n{}\n{}", out.stdout, out.stderr);
 }

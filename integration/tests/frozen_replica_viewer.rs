@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use checkraft_integration::{eventually, raftctl_init, Cluster, GatewayProcess, Partition};
+use checkraft_integration::{eventually, initialized_cluster_as_users, GatewayProcess};
 use checkraft_proto::{SetBatch, WriteOutcome};
 
 const TOKEN: &str = "frozen-replica-viewer-test-token";
@@ -42,18 +42,9 @@ fn followed(gw: &GatewayProcess, shard: u64) -> Option<String> {
 }
 
 async fn test() {
-    let Some(partition) = Partition::new() else {
+    let Some((partition, cluster)) = initialized_cluster_as_users(TOKEN, 40_000, 2).await else {
         return;
     };
-    let env = [
-        ("CHECKRAFT_NODE_ADMIN_TOKEN", TOKEN),
-        ("CHECKRAFT_NODE_REPORT_MS", "200"),
-    ];
-    let Some(cluster) = Cluster::start_as_users(3, &env).await else {
-        return;
-    };
-    let out = raftctl_init(&cluster, TOKEN, 40_000, 2).await;
-    assert!(out.ok, "init failed: {}", out.stderr);
     let leader = cluster.confirmed_shard_leader(SHARD, TOKEN).await;
     let members = cluster.members();
     let leader_addr = members[&leader].clone();

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use checkraft_integration::{raftctl_init, Cluster, GatewayProcess, Partition};
+use checkraft_integration::{initialized_cluster_as_users, GatewayProcess};
 
 const TOKEN: &str = "isolated-follower-test-token";
 const SHARD: u64 = 1;
@@ -27,18 +27,9 @@ async fn gateways_stop_reading_from_an_isolated_follower() {
 }
 
 async fn test() {
-    let Some(partition) = Partition::new() else {
+    let Some((partition, cluster)) = initialized_cluster_as_users(TOKEN, 40_000, 2).await else {
         return;
     };
-    let env = [
-        ("CHECKRAFT_NODE_ADMIN_TOKEN", TOKEN),
-        ("CHECKRAFT_NODE_REPORT_MS", "200"),
-    ];
-    let Some(cluster) = Cluster::start_as_users(3, &env).await else {
-        return;
-    };
-    let out = raftctl_init(&cluster, TOKEN, 40_000, 2).await;
-    assert!(out.ok, "init failed: {}", out.stderr);
     let limits = [
         ("CHECKRAFT_GATEWAY_HTTP_SETS_PER_SECOND", "1000000"),
         ("CHECKRAFT_GATEWAY_HTTP_SETS_BURST", "1000000"),

@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use checkraft_integration::{longest_pause, raftctl_init, Cluster, Partition, Pulse};
+use checkraft_integration::{initialized_cluster_as_users, longest_pause, Cluster, Pulse};
 
 const TOKEN: &str = "partition-heal-test-token";
 const SHARD: u64 = 1;
@@ -53,18 +53,9 @@ async fn terms(cluster: &Cluster, nodes: &[u64]) -> BTreeMap<(u64, u64), u64> {
 }
 
 async fn test() {
-    let Some(partition) = Partition::new() else {
+    let Some((partition, cluster)) = initialized_cluster_as_users(TOKEN, 40_000, 2).await else {
         return;
     };
-    let env = [
-        ("CHECKRAFT_NODE_ADMIN_TOKEN", TOKEN),
-        ("CHECKRAFT_NODE_REPORT_MS", "200"),
-    ];
-    let Some(cluster) = Cluster::start_as_users(3, &env).await else {
-        return;
-    };
-    let out = raftctl_init(&cluster, TOKEN, 40_000, 2).await;
-    assert!(out.ok, "init failed: {}", out.stderr);
     let leader = cluster.confirmed_shard_leader(SHARD, TOKEN).await;
     let members = cluster.members();
     let follower = *members.keys().find(|&&id| id != leader).unwrap();
