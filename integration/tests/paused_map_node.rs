@@ -3,16 +3,16 @@
 //!
 //! A gateway follows the shard map by long-polling one node (its first
 //! seed, node 1) for up to `map_wait_ms` (30 s). Node 1 is paused
-//! (SIGSTOP): the request neither answers nor fails. The other nodes
-//! elect leaders for what node 1 led and record them in the map, whose
-//! version grows. The gateway must see the new map within 20 s; before
+//! (SIGSTOP): the request neither answers nor fails. The map's version
+//! then grows on the other nodes (the test records a leader hint through
+//! them). The gateway must see the new map within 20 s; before
 //! the long-poll watched its node's `/health`, it waited out the whole
 //! `map_wait_ms` plus `node_timeout_ms` (35 s).
 
 use std::time::{Duration, Instant};
 
 use checkraft_integration::{eventually, initialized_cluster, metric_sum, GatewayProcess};
-use checkraft_proto::ShardMap;
+use checkraft_proto::{MetaCommand, ShardMap};
 
 const TOKEN: &str = "paused-map-node-test-token";
 
@@ -36,10 +36,16 @@ async fn test() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     cluster.pause(1);
     let paused = Instant::now();
-    // The map moves on without node 1: new leader hints for what it led.
-    let node2 = cluster.client(2).with_token(TOKEN);
+    // The map moves on without node 1. Leader changes for what node 1 led
+    // would do it, but node 1 may lead nothing; so the test records a
+    // leader hint itself, through nodes 2 and 3 (the metadata group
+    // elects a leader among them if node 1 led it). A hint only routes
+    // the first attempt of a write; nodes report the true leaders again.
     let newer = eventually(Duration::from_secs(30), "a newer map on node 2", || {
-        let node2 = node2.clone();
+        let (node2, node3) = (
+            cluster.client(2).with_token(TOKEN),
+            cluster.client(3).with_token(TOKEN),
+        );
         async move {
             let map: ShardMap = node2
                 .send(node2.http().get(node2.url("/meta/map")))
@@ -48,7 +54,19 @@ async fn test() {
                 .json()
                 .await
                 .ok()?;
-            (map.version > before).then_some(map.version)
+            if map.version > before {
+                return Some(map.version);
+            }
+            let hint = map.shards.get(&1)?.leader;
+            let to = if hint == Some(2) { 3 } else { 2 };
+            let command = MetaCommand::LeaderHints {
+                hints: vec![(1, to)],
+            };
+            for node in [&node2, &node3] {
+                let post = node.http().post(node.url("/admin/meta")).json(&command);
+                let _ = node.send(post).await;
+            }
+            None
         }
     })
     .await;
