@@ -27,6 +27,12 @@ pub enum Error {
     /// sets are absolute (HTTP 503).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The boxes now belong to another shard (a split or merge): route
+    /// them again with a newer map. [`crate::Gateway::write`] does, so
+    /// callers only see it when the map does not catch up in time (HTTP
+    /// 503).
+    #[error("moved: {0}")]
+    Moved(String),
     /// Invalid configuration; the gateway does not start.
     #[error("config: {0}")]
     Config(String),
@@ -52,7 +58,7 @@ impl Error {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::TooLarge(_) => ErrorKind::TooLarge,
             Error::Rejected(_) => ErrorKind::Conflict,
-            Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::Unavailable(_) | Error::Moved(_) => ErrorKind::Unavailable,
             Error::Config(_) | Error::Io(_) => ErrorKind::Internal,
         }
     }

@@ -77,7 +77,7 @@ pub struct Gateway {
     /// The shard map, followed live.
     pub map: Arc<MapFollower>,
     /// Every shard's state.
-    pub shards: Shards,
+    pub shards: Arc<Shards>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
     writer: Arc<NodeWriter>,
@@ -112,7 +112,7 @@ impl Gateway {
         Ok(Arc::new(Self {
             config,
             map,
-            shards: Shards::default(),
+            shards: Arc::new(Shards::default()),
             metrics,
             writer,
             batchers: Mutex::new(HashMap::new()),
@@ -141,15 +141,19 @@ impl Gateway {
                         http: self.stream_http.clone(),
                         config: self.config.clone(),
                         metrics: self.metrics.clone(),
+                        shards: self.shards.clone(),
+                        shutdown: shutdown.clone(),
                     };
-                    let task = tokio::spawn(subscriber.run(shutdown.clone()));
-                    handle.set_task(task.abort_handle());
+                    subscriber.spawn();
                 }
                 let mut batchers = self.batchers.lock().unwrap_or_else(|e| e.into_inner());
                 batchers.retain(|id, _| map.shards.contains_key(id));
             }
             tokio::select! {
                 changed = maps.changed() => if changed.is_err() { break },
+                // A stream changed a shard's range: what the map says may
+                // need a handle now.
+                _ = self.shards.recheck() => {}
                 _ = shutdown.changed() => break,
             }
         }
@@ -177,6 +181,13 @@ impl Gateway {
         let handle = self
             .shards
             .get(id)
+            .filter(|h| {
+                let state = h.read();
+                state.start <= index && index < state.end
+            })
+            // The streams run ahead of the map during a split or merge:
+            // the state that holds the box is the one to read.
+            .or_else(|| self.shards.covering(index))
             .ok_or_else(|| Error::Unavailable(format!("shard {id} is not subscribed yet")))?;
         if !handle.read().loaded {
             return Err(Error::Unavailable(format!(
@@ -257,36 +268,62 @@ impl Gateway {
     /// Writes `sets` through the shards' batchers. Each shard's part
     /// succeeds or fails on its own: the answer has one entry per shard,
     /// with the sets it carried. Indices past the grid fail the whole call
-    /// with 400 before anything is sent.
+    /// with 400 before anything is sent. Sets whose boxes a split or merge
+    /// moved while they were under way are routed again by the newer map
+    /// (their entry names the shard that took them).
     pub async fn write(
         &self,
         sets: Vec<BoxSet>,
     ) -> Result<Vec<(ShardId, Vec<BoxSet>, Result<Committed>)>> {
-        let map = self.current_map()?;
-        let grid = Self::grid(&map)?;
-        let mut by_shard: BTreeMap<ShardId, Vec<BoxSet>> = BTreeMap::new();
-        for &(index, checked) in &sets {
+        let grid = Self::grid(&*self.current_map()?)?;
+        for &(index, _) in &sets {
             Self::check_index(&grid, u64::from(index))?;
-            let shard = map
-                .shard_for(u64::from(index))
-                .ok_or_else(|| Error::Unavailable(format!("no shard owns box {index}")))?
-                .descriptor
-                .shard;
-            by_shard.entry(shard).or_default().push((index, checked));
         }
-        let parts = by_shard.into_iter().map(|(shard, sets)| {
-            let batcher = self.batcher(shard);
-            async move {
-                let outcome = batcher.submit(sets.clone()).await;
-                if let (Ok(committed), Some(handle)) = (&outcome, self.shards.get(shard)) {
-                    // The subscription must reach this seq (see
-                    // `stale_replica_ms`).
-                    handle.note_committed(committed.seq);
-                }
-                (shard, sets, outcome)
+        let deadline = tokio::time::Instant::now() + self.config.write_timeout();
+        let mut done = Vec::new();
+        let mut todo = sets;
+        while !todo.is_empty() {
+            let map = self.current_map()?;
+            let mut by_shard: BTreeMap<ShardId, Vec<BoxSet>> = BTreeMap::new();
+            for &(index, checked) in &todo {
+                let shard = map
+                    .shard_for(u64::from(index))
+                    .ok_or_else(|| Error::Unavailable(format!("no shard owns box {index}")))?
+                    .descriptor
+                    .shard;
+                by_shard.entry(shard).or_default().push((index, checked));
             }
-        });
-        Ok(futures::future::join_all(parts).await)
+            let parts = by_shard.into_iter().map(|(shard, sets)| {
+                let batcher = self.batcher(shard);
+                async move {
+                    let outcome = batcher.submit(sets.clone()).await;
+                    if let (Ok(committed), Some(handle)) = (&outcome, self.shards.get(shard)) {
+                        // The subscription must reach this seq (see
+                        // `stale_replica_ms`).
+                        handle.note_committed(committed.seq);
+                    }
+                    (shard, sets, outcome)
+                }
+            });
+            todo = Vec::new();
+            let retry = tokio::time::Instant::now() < deadline;
+            for (shard, sets, outcome) in futures::future::join_all(parts).await {
+                match outcome {
+                    Err(Error::Moved(why)) if retry => {
+                        tracing::debug!(shard, %why, sets = sets.len(), "routing again");
+                        self.metrics.writes_rerouted.inc_by(sets.len() as u64);
+                        todo.extend(sets);
+                    }
+                    outcome => done.push((shard, sets, outcome)),
+                }
+            }
+            if !todo.is_empty() {
+                // The writer saw a newer map; if not, wait a little for one.
+                let wait = std::time::Duration::from_millis(50);
+                tokio::time::sleep(wait).await;
+            }
+        }
+        Ok(done)
     }
 
     /// Sets box `index` and waits for the commit only: the shard's change

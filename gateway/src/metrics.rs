@@ -84,6 +84,8 @@ pub struct Metrics {
     pub write_latency: Histogram,
     /// Batches that ended in a rejection or unavailability.
     pub write_failures: Counter,
+    /// Sets routed again because a split or merge moved their boxes.
+    pub writes_rerouted: Counter,
     /// The version of the shard map in use.
     pub map_version: Gauge,
     /// Shards whose state is loaded.
@@ -149,6 +151,7 @@ impl Metrics {
         let batch_sets = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let write_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let write_failures = Counter::default();
+        let writes_rerouted = Counter::default();
         let map_version = Gauge::default();
         let shards_loaded = Gauge::default();
         registry.register(
@@ -186,6 +189,11 @@ impl Metrics {
             "write_failures",
             "Write batches rejected or unavailable",
             write_failures.clone(),
+        );
+        registry.register(
+            "writes_rerouted",
+            "Sets routed again because a split or merge moved their boxes",
+            writes_rerouted.clone(),
         );
         registry.register(
             "map_version",
@@ -339,6 +347,7 @@ impl Metrics {
             batch_sets,
             write_latency,
             write_failures,
+            writes_rerouted,
             map_version,
             shards_loaded,
         }

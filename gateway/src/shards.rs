@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use checkraft_proto::{BoxSet, ShardDescriptor, ShardId, ShardMap};
 use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
 
 use crate::state::ShardState;
 
@@ -28,6 +29,44 @@ pub enum ShardUpdate {
         /// `(index, checked)` of each box that changed.
         sets: Vec<BoxSet>,
     },
+    /// Change number `seq` split the shard: `child` (registered already)
+    /// owns `[at, end)` from `seq` on. No box changed.
+    Split {
+        /// The shard (the parent).
+        shard: ShardId,
+        /// The split's change number.
+        seq: u64,
+        /// The child.
+        child: ShardId,
+        /// The child's first box.
+        at: u64,
+        /// One past the child's last box.
+        end: u64,
+    },
+    /// Change number `seq` froze the shard for a merge: no change follows
+    /// on this shard (unless the merge is rolled back).
+    Frozen {
+        /// The shard.
+        shard: ShardId,
+        /// The freeze's change number.
+        seq: u64,
+    },
+    /// Change number `seq` merged the frozen `right` into the shard, which
+    /// now also owns `[start, end)`. No box changed.
+    Merged {
+        /// The shard (the left one).
+        shard: ShardId,
+        /// The merge's change number.
+        seq: u64,
+        /// The absorbed shard.
+        right: ShardId,
+        /// Its final change number.
+        right_seq: u64,
+        /// Its first box.
+        start: u64,
+        /// One past its last box.
+        end: u64,
+    },
     /// The shard's state was replaced (snapshot): refetch its chunks.
     Reset {
         /// The shard.
@@ -37,6 +76,16 @@ pub enum ShardUpdate {
         /// The change number the new state reflects.
         seq: u64,
     },
+}
+
+/// A split's child's feed from its birth, not yet taken by a fan-out.
+pub struct Inherited {
+    /// Every update since the birth.
+    pub feed: broadcast::Receiver<Arc<ShardUpdate>>,
+    /// The birth's seq (the parent's split).
+    pub seq: u64,
+    /// When the child was born here.
+    pub since: Instant,
 }
 
 /// One shard's state and the channels that announce its changes.
@@ -50,6 +99,14 @@ pub struct ShardHandle {
     committed: watch::Sender<u64>,
     updates: broadcast::Sender<Arc<ShardUpdate>>,
     task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// For a shard born by a split this gateway saw: its feed from birth,
+    /// until the parent's fan-out takes it over (see `ws::fanout`).
+    inherited_feed: std::sync::Mutex<Option<Inherited>>,
+    /// Born by a split this gateway saw, and not in the map yet: kept, and
+    /// followed, until the map records it.
+    from_split: std::sync::atomic::AtomicBool,
+    /// Set by the one fan-out task that serves this handle.
+    fanout: std::sync::atomic::AtomicBool,
 }
 
 impl ShardHandle {
@@ -62,7 +119,66 @@ impl ShardHandle {
             committed: watch::channel(0).0,
             updates: broadcast::channel(update_buffer).0,
             task: std::sync::Mutex::new(None),
+            inherited_feed: std::sync::Mutex::new(None),
+            from_split: std::sync::atomic::AtomicBool::new(false),
+            fanout: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// True for the one caller that gets to start this handle's fan-out.
+    pub fn claim_fanout(&self) -> bool {
+        !self.fanout.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// A handle for a split's child, with its state as of its birth and
+    /// a feed subscribed from that point.
+    pub fn born(state: ShardState, update_buffer: usize) -> Self {
+        let seq = state.seq;
+        let handle = Self {
+            id: state.shard,
+            state: RwLock::new(state),
+            seq: watch::channel(seq).0,
+            committed: watch::channel(0).0,
+            updates: broadcast::channel(update_buffer).0,
+            task: std::sync::Mutex::new(None),
+            inherited_feed: std::sync::Mutex::new(None),
+            from_split: std::sync::atomic::AtomicBool::new(true),
+            fanout: std::sync::atomic::AtomicBool::new(false),
+        };
+        let feed = handle.updates.subscribe();
+        *handle
+            .inherited_feed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Inherited {
+            feed,
+            seq,
+            since: Instant::now(),
+        });
+        handle
+    }
+
+    /// The feed from birth of a split's child, for the fan-out that takes
+    /// over its chunks (once), with when it was created.
+    pub fn take_inherited_feed(&self) -> Option<Inherited> {
+        self.inherited_feed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// True while the parent's fan-out has not taken this child's feed
+    /// over; `since` is when the child was born.
+    pub fn awaits_parent(&self) -> Option<Instant> {
+        self.inherited_feed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|i| i.since)
+    }
+
+    /// True for a split's child that the map does not list yet.
+    pub fn unrecorded_child(&self) -> bool {
+        self.from_split.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The state, for reading. Hold the guard briefly.
@@ -137,9 +253,29 @@ impl Drop for ShardHandle {
 #[derive(Default)]
 pub struct Shards {
     handles: RwLock<HashMap<ShardId, Arc<ShardHandle>>>,
+    /// Wakes the reconcile loop when a stream changed a shard's range.
+    range_changed: tokio::sync::Notify,
 }
 
 impl Shards {
+    /// The loaded handle whose state holds box `index`, if any.
+    pub fn covering(&self, index: u64) -> Option<Arc<ShardHandle>> {
+        self.all().into_iter().find(|h| {
+            let state = h.read();
+            state.loaded && state.start <= index && index < state.end
+        })
+    }
+
+    /// Tells the reconcile loop that a stream changed a shard's range.
+    pub fn range_changed(&self) {
+        self.range_changed.notify_one();
+    }
+
+    /// Resolves when [`Self::range_changed`] was called.
+    pub async fn recheck(&self) {
+        self.range_changed.notified().await;
+    }
+
     /// The handle of `shard`, if the map has it.
     pub fn get(&self, shard: ShardId) -> Option<Arc<ShardHandle>> {
         self.handles
@@ -159,13 +295,46 @@ impl Shards {
             .collect()
     }
 
+    /// Registers a split's child that a parent's change stream announced,
+    /// replacing a handle the map made for it meanwhile (the caller starts
+    /// its subscription).
+    pub fn adopt(&self, state: ShardState, update_buffer: usize) -> Arc<ShardHandle> {
+        let handle = Arc::new(ShardHandle::born(state, update_buffer));
+        let mut handles = self.handles.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = handles.insert(handle.id, handle.clone()) {
+            tracing::info!(
+                shard = handle.id,
+                "the split's child replaces the handle the map made"
+            );
+            old.stop();
+        }
+        handle
+    }
+
     /// Brings the handles in line with `map`: returns the handles created
     /// (their subscriptions are the caller's to start); stops and drops
-    /// those of shards no longer in the map.
+    /// those of shards no longer in the map. A shard whose range another
+    /// handle's state still covers is not created: that is a split the
+    /// parent's stream has not delivered yet, and the parent's
+    /// subscription will register the child ([`Shards::adopt`]).
     pub fn reconcile(&self, map: &ShardMap, update_buffer: usize) -> Vec<Arc<ShardHandle>> {
+        let covered: Vec<(ShardId, u64, u64)> = self
+            .all()
+            .iter()
+            .map(|h| {
+                let state = h.read();
+                (h.id, state.start, state.end)
+            })
+            .collect();
         let mut handles = self.handles.write().unwrap_or_else(|e| e.into_inner());
         handles.retain(|id, handle| {
-            let keep = map.shards.contains_key(id);
+            let listed = map.shards.contains_key(id);
+            if listed {
+                handle
+                    .from_split
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+            let keep = listed || handle.unrecorded_child();
             if !keep {
                 tracing::info!(shard = id, "shard left the map; unsubscribing");
                 handle.stop();
@@ -174,7 +343,11 @@ impl Shards {
         });
         let mut created = Vec::new();
         for (id, record) in &map.shards {
-            if !handles.contains_key(id) {
+            let d = &record.descriptor;
+            let unsplit = covered
+                .iter()
+                .any(|&(other, start, end)| other != *id && start <= d.start && d.end <= end);
+            if !handles.contains_key(id) && !unsplit {
                 let handle = Arc::new(ShardHandle::new(&record.descriptor, update_buffer));
                 handles.insert(*id, handle.clone());
                 created.push(handle);

@@ -45,10 +45,37 @@ pub enum Applied {
     },
     /// The event cannot be used (wrong shard, undecodable snapshot).
     Invalid(String),
+    /// Change number `seq` split the shard: the state now ends at the
+    /// child's start, and `child` holds the rest, at the same `seq`.
+    Split {
+        /// The split's change number.
+        seq: u64,
+        /// The child's state, loaded.
+        child: ShardState,
+    },
+    /// Change number `seq` froze or thawed the shard: no box changed.
+    Marker {
+        /// The change number.
+        seq: u64,
+    },
+    /// Change number `seq` merged the right neighbour in: the state now
+    /// ends at `end`; no box changed value.
+    Merged {
+        /// The merge's change number.
+        seq: u64,
+        /// The absorbed shard.
+        right: ShardId,
+        /// Its final change number.
+        right_seq: u64,
+        /// Its first box.
+        start: u64,
+        /// One past its last box.
+        end: u64,
+    },
 }
 
 /// A shard's state as this gateway knows it.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardState {
     /// The shard's id.
     pub shard: ShardId,
@@ -147,6 +174,93 @@ impl ShardState {
                 self.loaded = true;
                 Applied::Reset { seq: *seq }
             }
+            ChangeEvent::Split {
+                shard,
+                epoch,
+                seq,
+                at,
+                end,
+                child,
+            } => {
+                if let Some(not_next) = self.check_next(*shard, *seq) {
+                    return not_next;
+                }
+                if *at <= self.start || *at >= self.end || *end != self.end {
+                    return Applied::Invalid(format!(
+                        "split at {at}..{end} does not fit the shard's range [{}, {})",
+                        self.start, self.end
+                    ));
+                }
+                let last = (self.end - 1).min(u64::from(u32::MAX)) as u32;
+                let mut moving = Bitmap::from_range(*at as u32..=last);
+                moving.and_inplace(&self.bitmap);
+                self.bitmap.andnot_inplace(&moving);
+                self.end = *at;
+                self.seq = *seq;
+                self.epoch = *epoch;
+                let child = ShardState {
+                    shard: *child,
+                    epoch: *epoch,
+                    start: *at,
+                    end: *end,
+                    seq: *seq,
+                    loaded: true,
+                    bitmap: moving,
+                };
+                Applied::Split { seq: *seq, child }
+            }
+            ChangeEvent::Frozen {
+                shard, epoch, seq, ..
+            }
+            | ChangeEvent::Thawed { shard, epoch, seq } => {
+                if let Some(not_next) = self.check_next(*shard, *seq) {
+                    return not_next;
+                }
+                self.seq = *seq;
+                self.epoch = *epoch;
+                Applied::Marker { seq: *seq }
+            }
+            ChangeEvent::Merged {
+                shard,
+                epoch,
+                seq,
+                right,
+                start,
+                end,
+                right_seq,
+                bitmap,
+            } => {
+                // A merge continues from the larger seq: not always + 1.
+                if *shard != self.shard {
+                    return Applied::Invalid(format!("event of shard {shard}"));
+                }
+                if *seq <= self.seq {
+                    return Applied::Nothing;
+                }
+                if *seq != self.seq.max(*right_seq) + 1 {
+                    return Applied::Gap { got: *seq };
+                }
+                if *start != self.end || *end <= *start {
+                    return Applied::Invalid(format!(
+                        "merge of [{start}, {end}) does not extend [{}, {})",
+                        self.start, self.end
+                    ));
+                }
+                let Some(bits) = Bitmap::try_deserialize::<Portable>(bitmap) else {
+                    return Applied::Invalid("undecodable merge bitmap".into());
+                };
+                self.bitmap.or_inplace(&bits);
+                self.end = *end;
+                self.seq = *seq;
+                self.epoch = *epoch;
+                Applied::Merged {
+                    seq: *seq,
+                    right: *right,
+                    right_seq: *right_seq,
+                    start: *start,
+                    end: *end,
+                }
+            }
             ChangeEvent::Progress {
                 shard, epoch, seq, ..
             } => {
@@ -166,6 +280,21 @@ impl ShardState {
                 Applied::Nothing
             }
         }
+    }
+
+    /// `Some` answer when an event at `seq` is not the next one to apply.
+    fn check_next(&mut self, shard: ShardId, seq: u64) -> Option<Applied> {
+        if shard != self.shard {
+            return Some(Applied::Invalid(format!("event of shard {shard}")));
+        }
+        if seq <= self.seq {
+            self.loaded = true;
+            return Some(Applied::Nothing);
+        }
+        if seq != self.seq + 1 {
+            return Some(Applied::Gap { got: seq });
+        }
+        None
     }
 
     /// Whether box `index` is checked.

@@ -35,8 +35,8 @@ use crate::config::GatewayConfig;
 use crate::map::MapFollower;
 use crate::metrics::Metrics;
 use crate::node_client::NodeClient;
-use crate::shards::{ShardHandle, ShardUpdate};
-use crate::state::{Applied, ShardState};
+use crate::shards::{ShardHandle, ShardUpdate, Shards};
+use crate::state::Applied;
 
 /// What a subscription depends on in the map: when this changes, it
 /// resubscribes.
@@ -103,6 +103,10 @@ pub(crate) struct Subscriber {
     pub http: NodeClient,
     pub config: GatewayConfig,
     pub metrics: Arc<Metrics>,
+    /// The registry, where a split's child is registered.
+    pub shards: Arc<Shards>,
+    /// Flips to true at shutdown.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// Decrements the open-streams gauge when a stream ends.
@@ -115,9 +119,30 @@ impl Drop for OpenStream<'_> {
 }
 
 impl Subscriber {
+    /// Starts [`Self::run`] as the handle's task.
+    pub fn spawn(self) {
+        let handle = self.handle.clone();
+        let task = tokio::spawn(self.run());
+        handle.set_task(task.abort_handle());
+    }
+
+    /// The same subscription for another handle (a split's child).
+    fn for_handle(&self, handle: Arc<ShardHandle>) -> Self {
+        Self {
+            handle,
+            map: self.map.clone(),
+            http: self.http.clone(),
+            config: self.config.clone(),
+            metrics: self.metrics.clone(),
+            shards: self.shards.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
     /// Follows the shard until shutdown or until it leaves the map (the
     /// registry then aborts this task).
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self) {
+        let mut shutdown = self.shutdown.clone();
         let shard = self.handle.id;
         let mut map_rx = self.map.watch();
         // A random first replica: gateways spread over the replicas.
@@ -136,21 +161,16 @@ impl Subscriber {
                 continue;
             };
             let Some(key) = route_key(&map, shard) else {
+                if self.handle.unrecorded_child() {
+                    // Born by a split the map does not show yet.
+                    tokio::select! {
+                        changed = map_rx.changed() => if changed.is_err() { return },
+                        _ = shutdown.changed() => return,
+                    }
+                    continue;
+                }
                 return;
             };
-            {
-                let mut state = self.handle.write();
-                let d = &key.descriptor;
-                if state.start != d.start || state.end != d.end {
-                    tracing::info!(
-                        shard,
-                        start = d.start,
-                        end = d.end,
-                        "shard range changed; reloading its state"
-                    );
-                    *state = ShardState::new(d);
-                }
-            }
             let replicas = candidates(&map, shard);
             if replicas.is_empty() {
                 tracing::warn!(shard, "no replica address in the map");
@@ -335,6 +355,78 @@ impl Subscriber {
         let shard = self.handle.id;
         let applied = self.handle.write().apply(event);
         match applied {
+            Applied::Split { seq, child } => {
+                self.metrics.events_applied.inc();
+                let (id, at, end) = (child.shard, child.start, child.end);
+                tracing::info!(
+                    shard,
+                    child = id,
+                    at,
+                    end,
+                    seq,
+                    "the shard split; following the child from its birth"
+                );
+                // Registered before the parent's update goes out: its
+                // fan-out hands the child's chunks over (ws::fanout).
+                let handle = self.shards.adopt(child, self.config.update_buffer);
+                self.for_handle(handle).spawn();
+                self.handle.publish(
+                    seq,
+                    ShardUpdate::Split {
+                        shard,
+                        seq,
+                        child: id,
+                        at,
+                        end,
+                    },
+                );
+                self.shards.range_changed();
+                None
+            }
+            Applied::Marker { seq } => {
+                self.metrics.events_applied.inc();
+                let update = match event {
+                    ChangeEvent::Frozen { .. } => ShardUpdate::Frozen { shard, seq },
+                    _ => ShardUpdate::Changes {
+                        shard,
+                        epoch: self.handle.read().epoch,
+                        seq,
+                        sets: Vec::new(),
+                    },
+                };
+                self.handle.publish(seq, update);
+                None
+            }
+            Applied::Merged {
+                seq,
+                right,
+                right_seq,
+                start,
+                end,
+            } => {
+                self.metrics.events_applied.inc();
+                tracing::info!(
+                    shard,
+                    right,
+                    start,
+                    end,
+                    seq,
+                    "the shard absorbed its right neighbour"
+                );
+                self.handle.publish(
+                    seq,
+                    ShardUpdate::Merged {
+                        shard,
+                        seq,
+                        right,
+                        right_seq,
+                        start,
+                        end,
+                    },
+                );
+                self.shards.range_changed();
+                None
+            }
             Applied::Changes { seq, sets } => {
                 self.metrics.events_applied.inc();
                 let epoch = self.handle.read().epoch;
@@ -354,6 +446,7 @@ impl Subscriber {
                 let epoch = self.handle.read().epoch;
                 self.handle
                     .publish(seq, ShardUpdate::Reset { shard, epoch, seq });
+                self.shards.range_changed();
                 None
             }
             Applied::Nothing => None,

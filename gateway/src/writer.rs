@@ -16,9 +16,10 @@
 //!   half of that, and as soon as one names another leader, abandons the
 //!   attempt and sends there, so a write waits for the election, not for
 //!   `node_timeout_ms`;
-//! - `StaleEpoch`: refresh the map, wait for a newer one, retry with its
-//!   epoch (only if the shard still owns every set's box; otherwise the
-//!   rejection goes back to the caller);
+//! - `StaleEpoch`, `Moved` or `Frozen` (a split or merge): refresh the
+//!   map, wait for a newer one, retry with its epoch if the shard still
+//!   owns every set's box; otherwise answer [`Error::Moved`], and
+//!   [`crate::Gateway::write`] routes the sets again by the new map;
 //! - any other rejection: back to the caller as [`Error::Rejected`].
 //!
 //! Re-sending after a lost answer is safe: sets are absolute, so applying
@@ -150,18 +151,17 @@ impl NodeWriter {
                 continue;
             };
             let Some(record) = map.shards.get(&shard) else {
-                return Err(Error::Unavailable(format!(
-                    "shard {shard} is not in the shard map (version {}); retry",
+                return Err(Error::Moved(format!(
+                    "shard {shard} is not in the shard map (version {})",
                     map.version
                 )));
             };
             let d = &record.descriptor;
             if let Some(&(index, _)) = sets.iter().find(|(i, _)| !d.contains(*i)) {
-                return Err(Error::Rejected(Rejection::OutOfRange {
-                    index,
-                    start: d.start,
-                    end: d.end,
-                }));
+                return Err(Error::Moved(format!(
+                    "box {index} is no longer in shard {shard} [{}, {}) (map version {})",
+                    d.start, d.end, map.version
+                )));
             }
             let candidates = targets(&map, shard, self.known_leader(shard));
             if candidates.is_empty() {
@@ -196,9 +196,12 @@ impl NodeWriter {
                     return Ok(Committed { seq });
                 }
                 Ok(WriteOutcome::Rejected {
-                    rejection: Rejection::StaleEpoch { current, got },
+                    rejection:
+                        rejection @ (Rejection::StaleEpoch { .. }
+                        | Rejection::Moved { .. }
+                        | Rejection::Frozen { .. }),
                 }) => {
-                    last = format!("stale epoch {got} (shard at {current})");
+                    last = rejection.to_string();
                     self.map.request_refresh();
                     let wait = Duration::from_secs(1)
                         .min(deadline.saturating_duration_since(Instant::now()));

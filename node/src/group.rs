@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use checkraft_proto::{
-    codec, AddLearner, ChangeMembership, Command, CommandResponse, GroupStatus, GroupSummary,
+    AddLearner, ChangeMembership, Command, CommandResponse, GroupStatus, GroupSummary,
     MembershipChanged, Restore, SetBatch, ShardDescriptor, ShardMap, ShardRead, ShardSnapshot,
     SnapshotDownload, SnapshotInfo, TypeConfig, WriteOutcome,
 };
@@ -37,6 +37,8 @@ pub struct GroupContext {
     pub retained_changes: usize,
     /// How long a write waits for commit.
     pub write_timeout: Duration,
+    /// Where a split's child goes ([`crate::birth`]).
+    pub births: Arc<dyn crate::birth::Births>,
 }
 
 /// A shard group hosted on this node.
@@ -75,6 +77,7 @@ impl ShardGroup {
             descriptor,
             SnapshotStore::new(tree, flusher),
             ctx.retained_changes,
+            ctx.births.clone(),
         )
         .map_err(|e| ctx.storage.group_damaged(id, e))?;
         let shard = sm.shard();
@@ -190,6 +193,24 @@ impl ShardGroup {
         self.propose(Command::Restore(restore)).await
     }
 
+    /// A split, freeze, thaw or absorb (see [`crate::split_merge`]); any
+    /// other command is refused before it reaches the log, as is an
+    /// absorb whose bitmap does not decode.
+    pub async fn reshape(&self, command: Command) -> Result<WriteOutcome> {
+        match &command {
+            Command::Split(_) | Command::Freeze(_) | Command::Thaw(_) => {}
+            Command::Absorb(a) => {
+                decode_bitmap(&a.bitmap)?;
+            }
+            other => {
+                return Err(Error::BadRequest(format!(
+                    "/reshape takes a split, freeze, thaw or absorb, not {other}"
+                )))
+            }
+        }
+        self.propose(command).await
+    }
+
     /// Reads `[start, end)` (default: the whole shard). With `linearizable`,
     /// first confirms leadership; then, if the leader's log holds entries it
     /// has not applied, commits a [`Command::Barrier`] and waits for it.
@@ -244,6 +265,7 @@ impl ShardGroup {
             start,
             end,
             bitmap: shard.read_range(start, end),
+            reshape: shard.reshape.clone(),
         }))
     }
 
@@ -417,7 +439,7 @@ impl ShardGroup {
             .map_err(|e| Error::Unavailable(e.to_string()))?
             .ok_or_else(|| Error::NotFound(format!("group {} has no snapshot yet", self.id)))?;
         let data = snap.snapshot;
-        let snapshot: ShardSnapshot = codec::decode(&data)?;
+        let snapshot = ShardSnapshot::decode(&data)?;
         Ok(SnapshotDownload {
             info: SnapshotInfo {
                 snapshot_id: snapshot_id(&snap.meta.last_log_id, snapshot.seq),

@@ -168,6 +168,7 @@
 //!   snapshot carries it; range changes (split/merge) arrive with the
 //!   metadata group.
 
+pub mod birth;
 pub mod changes;
 pub mod config;
 pub mod error;
@@ -181,7 +182,9 @@ pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod raft_check;
+pub mod reshape;
 pub mod server;
+pub mod split_merge;
 pub mod state;
 pub mod state_machine;
 pub mod storage;

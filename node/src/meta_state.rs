@@ -7,7 +7,7 @@
 
 use checkraft_proto::{
     codec, CommandResponse, Grid, MetaCommand, MetaOutcome, NodeRecord, NodeState, Operation,
-    Rejection, ShardMap, ShardRecord,
+    OperationKind, Rejection, ShardId, ShardMap, ShardRecord,
 };
 
 use crate::error::{Error, Result};
@@ -58,6 +58,7 @@ impl MetaState {
                     .iter()
                     .map(|s| (s.descriptor.shard, s.clone()))
                     .collect();
+                map.next_shard_id = map.shards.keys().max().copied().unwrap_or(0) + 1;
             }
             MetaCommand::AddNode { addr } => {
                 if !map.initialized() {
@@ -130,12 +131,47 @@ impl MetaState {
                     ));
                 }
                 let id = map.version + 1;
+                let kind = match check_operation(map, kind) {
+                    Ok(kind) => kind,
+                    Err(detail) => return refuse(detail),
+                };
+                if let OperationKind::Split { child, .. } = kind {
+                    map.next_shard_id = child + 1;
+                }
                 map.operation = Some(Operation {
                     id,
-                    kind: kind.clone(),
+                    kind,
                     step: "started".into(),
                 });
                 allocated = Some(id);
+            }
+            MetaCommand::FinishOperation { id, ok, outcome } => match map.operation.take() {
+                Some(op) if op.id == *id => {
+                    map.finished.push(checkraft_proto::FinishedOperation {
+                        operation: op,
+                        ok: *ok,
+                        outcome: outcome.clone(),
+                    });
+                    let excess = map
+                        .finished
+                        .len()
+                        .saturating_sub(checkraft_proto::meta::FINISHED_KEPT);
+                    map.finished.drain(..excess);
+                }
+                other => {
+                    map.operation = other;
+                    return refuse(format!("operation {id} is not in progress"));
+                }
+            },
+            MetaCommand::RecordSplit { parent, child } => {
+                if let Err(detail) = record_split(map, parent, child) {
+                    return refuse(detail);
+                }
+            }
+            MetaCommand::RecordMerge { left, right } => {
+                if let Err(detail) = record_merge(map, left, *right) {
+                    return refuse(detail);
+                }
             }
             MetaCommand::OperationStep { id, step } => match &mut map.operation {
                 Some(op) if op.id == *id => op.step = step.clone(),
@@ -165,12 +201,198 @@ impl MetaState {
         codec::encode(&self.map)
     }
 
-    /// Decodes [`Self::to_snapshot_bytes`].
+    /// Decodes [`Self::to_snapshot_bytes`], and maps written before shard
+    /// ids were allocated by splits (without `next_shard_id` and `retired`).
     pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<Self> {
-        let map =
-            codec::decode(bytes).map_err(|e| Error::Corrupt(format!("metadata snapshot: {e}")))?;
+        let map = match codec::decode::<ShardMap>(bytes) {
+            Ok(map) => map,
+            Err(e) => match codec::decode::<MapBeforeSplits>(bytes) {
+                Ok(old) => old.upgrade(),
+                Err(_) => return Err(Error::Corrupt(format!("metadata snapshot: {e}"))),
+            },
+        };
         Ok(Self { map })
     }
+}
+
+/// A [`ShardMap`] as snapshots stored it before splits existed.
+#[derive(serde::Deserialize)]
+struct MapBeforeSplits {
+    version: u64,
+    grid: Option<Grid>,
+    nodes: std::collections::BTreeMap<checkraft_proto::NodeId, NodeRecord>,
+    next_node_id: checkraft_proto::NodeId,
+    shards: std::collections::BTreeMap<ShardId, ShardRecord>,
+    operation: Option<Operation>,
+}
+
+impl MapBeforeSplits {
+    fn upgrade(self) -> ShardMap {
+        let next_shard_id = self.shards.keys().max().copied().unwrap_or(0) + 1;
+        ShardMap {
+            version: self.version,
+            grid: self.grid,
+            nodes: self.nodes,
+            next_node_id: self.next_node_id,
+            shards: self.shards,
+            operation: self.operation,
+            next_shard_id,
+            retired: Default::default(),
+            finished: Vec::new(),
+        }
+    }
+}
+
+/// Checks a new operation against the map; a split gets its child id.
+fn check_operation(map: &ShardMap, kind: &OperationKind) -> Result<OperationKind, String> {
+    let grid = map.grid.ok_or("the cluster is not initialized")?;
+    match kind {
+        OperationKind::Split { shard, at, .. } => {
+            let d = &map
+                .shards
+                .get(shard)
+                .ok_or(format!("no shard {shard}"))?
+                .descriptor;
+            check_split_point(d, *at, grid.chunk_size)?;
+            // Ids of maps from before splits start after the largest.
+            let floor = map.shards.keys().max().copied().unwrap_or(0) + 1;
+            let child = map.next_shard_id.max(floor);
+            Ok(OperationKind::Split {
+                shard: *shard,
+                at: *at,
+                child,
+            })
+        }
+        OperationKind::Merge { left, right, .. } => {
+            let l = map.shards.get(left).ok_or(format!("no shard {left}"))?;
+            let r = map.shards.get(right).ok_or(format!("no shard {right}"))?;
+            if l.descriptor.end != r.descriptor.start {
+                return Err(format!(
+                    "shards {left} [{}, {}) and {right} [{}, {}) are not adjacent (the right one \
+                     must start where the left one ends)",
+                    l.descriptor.start, l.descriptor.end, r.descriptor.start, r.descriptor.end
+                ));
+            }
+            Ok(OperationKind::Merge {
+                left: *left,
+                right: *right,
+                right_replicas: r.replicas.clone(),
+            })
+        }
+        other => Ok(other.clone()),
+    }
+}
+
+/// A split point must be a chunk boundary strictly inside the range.
+pub fn check_split_point(
+    d: &checkraft_proto::ShardDescriptor,
+    at: u64,
+    chunk_size: u32,
+) -> Result<(), String> {
+    if at <= d.start || at >= d.end {
+        return Err(format!(
+            "split point {at} is not strictly inside shard {}'s range [{}, {})",
+            d.shard, d.start, d.end
+        ));
+    }
+    if !at.is_multiple_of(u64::from(chunk_size.max(1))) {
+        return Err(format!(
+            "split point {at} is not on a chunk boundary (chunks of {chunk_size} boxes)"
+        ));
+    }
+    Ok(())
+}
+
+fn record_split(
+    map: &mut ShardMap,
+    parent: &checkraft_proto::ShardDescriptor,
+    child: &ShardRecord,
+) -> Result<(), String> {
+    let c = &child.descriptor;
+    if map.shards.contains_key(&c.shard) {
+        let same = map.shards[&c.shard].descriptor == *c
+            && map.shards.get(&parent.shard).map(|p| &p.descriptor) == Some(parent);
+        return if same {
+            Err(format!(
+                "split of shard {} is already recorded",
+                parent.shard
+            ))
+        } else {
+            Err(format!("shard {} already exists", c.shard))
+        };
+    }
+    if map.retired.contains(&c.shard) || c.shard == checkraft_proto::META_GROUP {
+        return Err(format!("shard id {} was retired or is reserved", c.shard));
+    }
+    let old = &map
+        .shards
+        .get(&parent.shard)
+        .ok_or(format!("no shard {}", parent.shard))?
+        .descriptor;
+    if parent.start != old.start
+        || parent.end != c.start
+        || c.end != old.end
+        || parent.epoch <= old.epoch
+    {
+        return Err(format!(
+            "split of shard {} [{}, {}) epoch {} into [{}, {}) epoch {} and [{}, {}) does not \
+             tile it",
+            old.shard,
+            old.start,
+            old.end,
+            old.epoch,
+            parent.start,
+            parent.end,
+            parent.epoch,
+            c.start,
+            c.end
+        ));
+    }
+    if child.replicas.is_empty() || child.replicas.iter().any(|r| !map.nodes.contains_key(r)) {
+        return Err(format!(
+            "child {} has no replicas or an unknown one",
+            c.shard
+        ));
+    }
+    map.shards
+        .get_mut(&parent.shard)
+        .expect("checked above")
+        .descriptor = parent.clone();
+    map.shards.insert(c.shard, child.clone());
+    map.next_shard_id = map.next_shard_id.max(c.shard + 1);
+    Ok(())
+}
+
+fn record_merge(
+    map: &mut ShardMap,
+    left: &checkraft_proto::ShardDescriptor,
+    right: ShardId,
+) -> Result<(), String> {
+    let old = &map
+        .shards
+        .get(&left.shard)
+        .ok_or(format!("no shard {}", left.shard))?
+        .descriptor;
+    let r = &map
+        .shards
+        .get(&right)
+        .ok_or(format!("no shard {right} (already merged?)"))?
+        .descriptor;
+    if old.end != r.start || left.start != old.start || left.end != r.end || left.epoch <= old.epoch
+    {
+        return Err(format!(
+            "merge of shard {right} [{}, {}) into {} [{}, {}) as [{}, {}) epoch {} does not \
+             tile them",
+            r.start, r.end, old.shard, old.start, old.end, left.start, left.end, left.epoch
+        ));
+    }
+    map.shards
+        .get_mut(&left.shard)
+        .expect("checked above")
+        .descriptor = left.clone();
+    map.shards.remove(&right);
+    map.retired.insert(right);
+    Ok(())
 }
 
 /// An initial layout must tile `[0, boxes)` with shards whose boundaries

@@ -49,6 +49,11 @@ pub struct Node {
     faults: Arc<Faults>,
     /// Serializes group creation and deletion.
     create_lock: tokio::sync::Mutex<()>,
+    /// What state machines call when a split gives birth ([`crate::birth`]).
+    births: Arc<dyn crate::birth::Births>,
+    /// Serializes births (a separate lock: a state machine waits on it,
+    /// and deleting a group waits for its state machine).
+    birth_lock: tokio::sync::Mutex<()>,
 }
 
 impl Node {
@@ -71,8 +76,11 @@ impl Node {
                 Some(configured)
             }
         };
-        let node = Arc::new(Self {
-            raft_config: Arc::new(config.raft_config()?),
+        let raft_config = Arc::new(config.raft_config()?);
+        let node = Arc::new_cyclic(|weak| Self {
+            births: Arc::new(crate::birth::NodeBirths(weak.clone())),
+            birth_lock: tokio::sync::Mutex::new(()),
+            raft_config,
             config,
             id: OnceLock::new(),
             span: tracing::Span::current(),
@@ -97,6 +105,7 @@ impl Node {
             None => tracing::warn!("no node id yet: waiting for `raftctl node add` to assign one"),
         }
         tokio::spawn(report_leadership(Arc::downgrade(&node)));
+        tokio::spawn(crate::reshape::drive(Arc::downgrade(&node)));
         Ok(node)
     }
 
@@ -131,6 +140,11 @@ impl Node {
         &self.storage
     }
 
+    /// The shared peer clients (signed calls to other nodes).
+    pub(crate) fn peers(&self) -> &Arc<Peers> {
+        &self.peers
+    }
+
     /// Checks peer proofs on incoming calls.
     pub fn verifier(&self) -> &checkraft_auth::Verifier {
         &self.verifier
@@ -159,7 +173,59 @@ impl Node {
             raft_config: self.raft_config.clone(),
             retained_changes: self.config.retained_changes,
             write_timeout: Duration::from_millis(self.config.write_timeout_ms),
+            births: self.births.clone(),
         })
+    }
+
+    /// Seeds a split's child durably and starts its raft, unless this node
+    /// hosts it already or once deleted it (see [`crate::birth`]).
+    pub async fn give_birth(self: Arc<Self>, birth: crate::birth::Birth) -> Result<()> {
+        let _guard = self.birth_lock.lock().await;
+        let descriptor = birth.state.descriptor.clone();
+        if self.storage.known_group(descriptor.shard)? {
+            return Ok(());
+        }
+        let (snapshot, vote) = birth.seed();
+        self.storage
+            .seed_group(&descriptor, &snapshot, &vote)
+            .await?;
+        tracing::info!(
+            parent: &self.span,
+            shard_id = descriptor.shard,
+            start = descriptor.start,
+            end = descriptor.end,
+            seq = birth.state.seq,
+            leader = vote.leader_id.node_id,
+            "split child seeded"
+        );
+        self.spawn_start(descriptor);
+        Ok(())
+    }
+
+    /// Starts empty replicas of `children` that this node neither hosts nor
+    /// once deleted (see [`crate::birth`]).
+    pub async fn adopt_children(self: Arc<Self>, children: Vec<ShardDescriptor>) -> Result<()> {
+        let _guard = self.birth_lock.lock().await;
+        for descriptor in children {
+            if self.storage.known_group(descriptor.shard)? {
+                continue;
+            }
+            self.storage.record_group(&descriptor).await?;
+            tracing::info!(parent: &self.span, shard_id = descriptor.shard, "split child adopted empty; its leader sends a snapshot");
+            self.spawn_start(descriptor);
+        }
+        Ok(())
+    }
+
+    fn spawn_start(self: &Arc<Self>, descriptor: ShardDescriptor) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let id = descriptor.shard;
+            if let Err(e) = node.start_group(descriptor).await {
+                tracing::error!(parent: &node.span, shard_id = id, error = %e, "split child did not start");
+                node.faults.load_failed(id, e.to_string());
+            }
+        });
     }
 
     /// Takes the id allocated by the metadata group (idempotent).

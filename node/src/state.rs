@@ -6,15 +6,12 @@
 
 use checkraft_proto::codec;
 use checkraft_proto::{
-    BoxSet, ChangeEvent, Command, CommandResponse, Rejection, SetBatch, ShardDescriptor,
-    ShardSnapshot,
+    BoxSet, ChangeEvent, Command, CommandResponse, MovedRange, Rejection, SetBatch,
+    ShardDescriptor, ShardReshape, ShardSnapshot,
 };
 use croaring::{Bitmap, Portable};
 
 use crate::error::{Error, Result};
-
-/// Version written into [`ShardSnapshot::version`].
-pub const SNAPSHOT_VERSION: u32 = 1;
 
 /// One shard's replicated state.
 #[derive(Debug, Clone)]
@@ -25,6 +22,11 @@ pub struct ShardState {
     pub bitmap: Bitmap,
     /// Number of commands applied (accepted) so far.
     pub seq: u64,
+    /// What splits and merges left behind: frozen, and moved ranges.
+    pub reshape: ShardReshape,
+    /// The child born by the last applied `Split`, until the state
+    /// machine takes it ([`Self::take_born`]) to start its group.
+    born: Option<Box<ShardState>>,
 }
 
 impl ShardState {
@@ -34,7 +36,14 @@ impl ShardState {
             descriptor,
             bitmap: Bitmap::new(),
             seq: 0,
+            reshape: ShardReshape::default(),
+            born: None,
         }
+    }
+
+    /// The child born by the last applied `Split`, once.
+    pub fn take_born(&mut self) -> Option<ShardState> {
+        self.born.take().map(|b| *b)
     }
 
     /// Applies one command. Returns the response for the client and, when
@@ -43,6 +52,12 @@ impl ShardState {
         let epoch = match command {
             Command::SetBatch(b) => b.epoch,
             Command::Restore(r) => r.epoch,
+            Command::Split(_) | Command::Freeze(_) | Command::Thaw(_) | Command::Absorb(_) => {
+                return match crate::split_merge::apply(self, command) {
+                    Ok((response, event)) => (response, Some(event)),
+                    Err(rejection) => (CommandResponse::Rejected { rejection }, None),
+                };
+            }
             Command::Barrier => {
                 return (
                     CommandResponse::Applied {
@@ -69,7 +84,12 @@ impl ShardState {
         self.seq += 1;
         let d = &self.descriptor;
         match command {
-            Command::Barrier | Command::Meta(_) => unreachable!("answered above"),
+            Command::Barrier
+            | Command::Meta(_)
+            | Command::Split(_)
+            | Command::Freeze(_)
+            | Command::Thaw(_)
+            | Command::Absorb(_) => unreachable!("answered above"),
             Command::SetBatch(SetBatch { sets, .. }) => {
                 // Remember each touched box's value before the batch, so
                 // the event carries net changes only (a box set and cleared
@@ -131,13 +151,24 @@ impl ShardState {
                 got: epoch,
             });
         }
-        let out_of_range = |index| Rejection::OutOfRange {
-            index,
-            start: d.start,
-            end: d.end,
+        if let Some(into) = self.reshape.frozen {
+            return Err(Rejection::Frozen { into });
+        }
+        let out_of_range = |index: u32| match self.moved_to(u64::from(index)) {
+            Some(owner) => Rejection::Moved { index, owner },
+            None => Rejection::OutOfRange {
+                index,
+                start: d.start,
+                end: d.end,
+            },
         };
         match command {
-            Command::Barrier | Command::Meta(_) => Ok(None),
+            Command::Barrier
+            | Command::Meta(_)
+            | Command::Split(_)
+            | Command::Freeze(_)
+            | Command::Thaw(_)
+            | Command::Absorb(_) => Ok(None),
             Command::SetBatch(b) => match b.sets.iter().find(|(i, _)| !d.contains(*i)) {
                 Some(&(index, _)) => Err(out_of_range(index)),
                 None => Ok(None),
@@ -153,6 +184,45 @@ impl ShardState {
                 }
             }
         }
+    }
+
+    /// The shard a split moved box `index` to, if one did.
+    pub fn moved_to(&self, index: u64) -> Option<checkraft_proto::ShardId> {
+        self.reshape
+            .moved
+            .iter()
+            .find(|m| m.start <= index && index < m.end)
+            .map(|m| m.owner)
+    }
+
+    /// Records that `[start, end)` now belongs to `owner`, replacing what
+    /// older splits said about any of it.
+    pub(crate) fn note_moved(&mut self, start: u64, end: u64, owner: checkraft_proto::ShardId) {
+        self.forget_moved(start, end);
+        self.reshape.moved.push(MovedRange { start, end, owner });
+    }
+
+    /// Forgets moved ranges overlapping `[start, end)` (it is ours again).
+    pub(crate) fn forget_moved(&mut self, start: u64, end: u64) {
+        self.reshape
+            .moved
+            .retain(|m| m.end <= start || m.start >= end);
+    }
+
+    /// A state from its parts (a split's child).
+    pub(crate) fn born(descriptor: ShardDescriptor, bitmap: Bitmap, seq: u64) -> Self {
+        Self {
+            descriptor,
+            bitmap,
+            seq,
+            reshape: ShardReshape::default(),
+            born: None,
+        }
+    }
+
+    /// Hands a newborn child to the state machine.
+    pub(crate) fn set_born(&mut self, child: ShardState) {
+        self.born = Some(Box::new(child));
     }
 
     /// The whole state as a change-stream event.
@@ -182,17 +252,18 @@ impl ShardState {
     /// Encodes the state as snapshot data (bincode of [`ShardSnapshot`]).
     pub fn to_snapshot_bytes(&self) -> Vec<u8> {
         codec::encode(&ShardSnapshot {
-            version: SNAPSHOT_VERSION,
+            version: ShardSnapshot::VERSION,
             descriptor: self.descriptor.clone(),
             seq: self.seq,
             bitmap: portable_bytes(&self.bitmap),
+            reshape: self.reshape.clone(),
         })
     }
 
     /// Decodes snapshot data written by [`Self::to_snapshot_bytes`].
     pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<Self> {
-        let snap: ShardSnapshot = codec::decode(bytes)?;
-        if snap.version != SNAPSHOT_VERSION {
+        let snap = ShardSnapshot::decode(bytes)?;
+        if snap.version != 1 && snap.version != ShardSnapshot::VERSION {
             return Err(Error::Corrupt(format!(
                 "unknown snapshot version {}",
                 snap.version
@@ -215,6 +286,8 @@ impl ShardState {
             descriptor: snap.descriptor,
             bitmap,
             seq: snap.seq,
+            reshape: snap.reshape,
+            born: None,
         })
     }
 }

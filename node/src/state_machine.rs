@@ -22,6 +22,7 @@ use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 
+use crate::birth::{Birth, Births};
 use crate::changes::ChangeLog;
 use crate::error::{Error, Result};
 use crate::meta_state::MetaState;
@@ -188,6 +189,7 @@ impl Shard {
 pub struct StateMachine {
     shard: Arc<Shard>,
     snapshots: SnapshotStore,
+    births: Arc<dyn Births>,
 }
 
 impl StateMachine {
@@ -197,6 +199,7 @@ impl StateMachine {
         descriptor: ShardDescriptor,
         snapshots: SnapshotStore,
         retained: usize,
+        births: Arc<dyn Births>,
     ) -> Result<Self> {
         let group = descriptor.shard;
         let stats = ShardStats::default();
@@ -231,6 +234,7 @@ impl StateMachine {
                 stats,
             }),
             snapshots,
+            births,
         })
     }
 
@@ -303,6 +307,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // under one lock, then answer the waiting writers.
         let ready: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
         let mut answers = Vec::with_capacity(ready.len());
+        let mut births = Vec::new();
         let (mut batches, mut sets) = (0u64, 0u64);
         {
             let mut core = self.shard.lock();
@@ -324,6 +329,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         if let Some(event) = event {
                             core.changes.push(event);
                         }
+                        if let GroupState::Shard(shard) = &mut core.state {
+                            if let Some(child) = shard.take_born() {
+                                births.push(Birth {
+                                    state: child,
+                                    at: entry.log_id,
+                                    membership: core.membership.clone(),
+                                });
+                            }
+                        }
                         response
                     }
                 };
@@ -339,6 +353,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .set_batches_applied
             .fetch_add(batches, Ordering::Relaxed);
         stats.sets_applied.fetch_add(sets, Ordering::Relaxed);
+        // A child is durable before the parent reports the split applied
+        // (and before any snapshot can cover the split entry).
+        for birth in births {
+            self.births.born(birth).await.map_err(write_err)?;
+        }
         for (responder, response) in answers {
             if let Some(responder) = responder {
                 responder.send(response);
@@ -367,19 +386,37 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(write_err)?;
         let name = snapshot_id(&meta.last_log_id, state.seq());
-        let mut core = self.shard.lock();
-        if let GroupState::Shard(shard) = &state {
-            core.changes.reset(shard.snapshot_event());
+        let children = match &state {
+            GroupState::Shard(shard) => shard
+                .reshape
+                .moved
+                .iter()
+                .map(|m| ShardDescriptor {
+                    shard: m.owner,
+                    start: m.start,
+                    end: m.end,
+                    epoch: 1,
+                })
+                .collect(),
+            GroupState::Meta(_) => Vec::new(),
+        };
+        {
+            let mut core = self.shard.lock();
+            if let GroupState::Shard(shard) = &state {
+                core.changes.reset(shard.snapshot_event());
+            }
+            self.shard.version.send_replace(state.seq());
+            core.state = state;
+            core.last_applied = meta.last_log_id;
+            core.membership = meta.last_membership.clone();
         }
-        self.shard.version.send_replace(state.seq());
-        core.state = state;
-        core.last_applied = meta.last_log_id;
-        core.membership = meta.last_membership.clone();
-        drop(core);
         let stats = &self.shard.stats;
         stats.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         stats.last_snapshot_bytes.store(bytes, Ordering::Relaxed);
         tracing::info!(shard_id = group, snapshot = %name, "snapshot installed");
+        if !children.is_empty() {
+            self.births.adopt(children).await.map_err(write_err)?;
+        }
         Ok(())
     }
 

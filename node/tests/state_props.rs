@@ -137,7 +137,11 @@ fn replay(events: &[ChangeEvent]) -> BTreeSet<u32> {
             ChangeEvent::Snapshot { bitmap, .. } => {
                 boxes = decode_bitmap(bitmap).unwrap().iter().collect()
             }
-            ChangeEvent::Progress { .. } => {}
+            ChangeEvent::Progress { .. }
+            | ChangeEvent::Split { .. }
+            | ChangeEvent::Frozen { .. }
+            | ChangeEvent::Thawed { .. }
+            | ChangeEvent::Merged { .. } => {}
         }
     }
     boxes
@@ -206,6 +210,7 @@ fn open_sm(storage: &Storage, group: u64) -> StateMachine {
         descriptor(),
         SnapshotStore::new(tree, storage.flusher().clone()),
         64,
+        std::sync::Arc::new(checkraft_node::birth::NoBirths),
     )
     .unwrap()
 }

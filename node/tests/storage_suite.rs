@@ -24,8 +24,13 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Sle
             end: 1 << 20,
             epoch: 1,
         };
-        let sm = StateMachine::open(descriptor, SnapshotStore::new(tree, flusher), 128)
-            .expect("state machine");
+        let sm = StateMachine::open(
+            descriptor,
+            SnapshotStore::new(tree, flusher),
+            128,
+            std::sync::Arc::new(checkraft_node::birth::NoBirths),
+        )
+        .expect("state machine");
         Ok((dir, log, sm))
     }
 }

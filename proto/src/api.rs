@@ -100,13 +100,16 @@ pub struct ShardRead {
     pub end: u64,
     /// croaring `Portable` bytes of the checked indices in `[start, end)`.
     pub bitmap: Vec<u8>,
+    /// Whether the shard is frozen for a merge, and what splits moved.
+    pub reshape: ShardReshape,
 }
 
 /// The data of a shard snapshot (bincode), as stored, shipped to followers
 /// and downloaded for backups.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardSnapshot {
-    /// Format version of this struct; currently 1.
+    /// Format version of this struct: 2 (1 had no `reshape`; decode with
+    /// [`ShardSnapshot::decode`], which reads both).
     pub version: u32,
     /// The shard's descriptor.
     pub descriptor: ShardDescriptor,
@@ -115,6 +118,61 @@ pub struct ShardSnapshot {
     /// croaring `Portable` bytes (after `run_optimize`) of the checked
     /// indices.
     pub bitmap: Vec<u8>,
+    /// What splits and merges left in the shard's state.
+    pub reshape: ShardReshape,
+}
+
+/// The part of a shard's replicated state that splits and merges leave
+/// behind (see `docs/resharding.md`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardReshape {
+    /// Set while the shard is frozen for a merge into this shard id.
+    pub frozen: Option<crate::types::ShardId>,
+    /// Ranges split off this shard, with their owners, so a write routed
+    /// with an old map is told where its box went.
+    pub moved: Vec<MovedRange>,
+}
+
+/// A range that a split moved to another shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedRange {
+    /// First box of the range.
+    pub start: u64,
+    /// One past its last box.
+    pub end: u64,
+    /// The shard born with it.
+    pub owner: crate::types::ShardId,
+}
+
+/// [`ShardSnapshot`] as format version 1 wrote it.
+#[derive(Deserialize)]
+struct ShardSnapshotV1 {
+    version: u32,
+    descriptor: ShardDescriptor,
+    seq: u64,
+    bitmap: Vec<u8>,
+}
+
+impl ShardSnapshot {
+    /// The format version [`ShardSnapshot`] is written in.
+    pub const VERSION: u32 = 2;
+
+    /// Decodes snapshot data of either format version.
+    pub fn decode(bytes: &[u8]) -> Result<Self, crate::CodecError> {
+        match crate::codec::decode::<Self>(bytes) {
+            Ok(s) => Ok(s),
+            Err(e) => match crate::codec::decode::<ShardSnapshotV1>(bytes) {
+                Ok(v1) if v1.version == 1 => Ok(Self {
+                    version: 1,
+                    descriptor: v1.descriptor,
+                    seq: v1.seq,
+                    bitmap: v1.bitmap,
+                    reshape: ShardReshape::default(),
+                }),
+                _ => Err(e),
+            },
+        }
+    }
 }
 
 /// Body of `POST /admin/groups`: host a shard group on this node.

@@ -54,6 +54,67 @@ pub enum ChangeEvent {
         /// The change number the replica vouches for (see above).
         seq: u64,
     },
+    /// Change number `seq` split the shard: it keeps `[.., at)` and shard
+    /// `child` owns `[at, ..)` from now on, starting from this same `seq`
+    /// (the child's first change is `seq + 1`). Follow the child's stream
+    /// with `from=seq`.
+    Split {
+        /// The shard (the parent).
+        shard: ShardId,
+        /// The parent's epoch after the split (the child's too).
+        epoch: u64,
+        /// The split's change number.
+        seq: u64,
+        /// The child's first box.
+        at: u64,
+        /// One past the child's last box (the parent's old end).
+        end: u64,
+        /// The child's id.
+        child: ShardId,
+    },
+    /// Change number `seq` froze the shard for a merge into `into`; no
+    /// change follows except a [`ChangeEvent::Thawed`] (merge rolled back).
+    Frozen {
+        /// The shard.
+        shard: ShardId,
+        /// Its epoch after the freeze.
+        epoch: u64,
+        /// The freeze's change number.
+        seq: u64,
+        /// The shard that will absorb it.
+        into: ShardId,
+    },
+    /// Change number `seq` thawed the shard (its merge was rolled back).
+    Thawed {
+        /// The shard.
+        shard: ShardId,
+        /// Its epoch after the thaw.
+        epoch: u64,
+        /// The thaw's change number.
+        seq: u64,
+    },
+    /// Change number `seq` merged the frozen right neighbour `right` into
+    /// this shard, which now ends at `end`. No box changed value: `bitmap`
+    /// is the right neighbour's final state (as of its `right_seq`), for a
+    /// subscriber that did not follow it.
+    Merged {
+        /// The shard (the left one).
+        shard: ShardId,
+        /// Its epoch after the merge.
+        epoch: u64,
+        /// The merge's change number.
+        seq: u64,
+        /// The right neighbour's id (retired).
+        right: ShardId,
+        /// The right neighbour's first box.
+        start: u64,
+        /// One past its last box: the shard's new end.
+        end: u64,
+        /// The right neighbour's final change number.
+        right_seq: u64,
+        /// croaring `Portable` bytes of the right neighbour's checked boxes.
+        bitmap: Vec<u8>,
+    },
 }
 
 impl ChangeEvent {
@@ -62,7 +123,11 @@ impl ChangeEvent {
         match self {
             ChangeEvent::Changes { seq, .. }
             | ChangeEvent::Snapshot { seq, .. }
-            | ChangeEvent::Progress { seq, .. } => *seq,
+            | ChangeEvent::Progress { seq, .. }
+            | ChangeEvent::Split { seq, .. }
+            | ChangeEvent::Frozen { seq, .. }
+            | ChangeEvent::Thawed { seq, .. }
+            | ChangeEvent::Merged { seq, .. } => *seq,
         }
     }
 }

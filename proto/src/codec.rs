@@ -220,6 +220,27 @@ mod tests {
                 step: "x".into(),
             }),
             Command::Meta(MetaCommand::EndOperation { id: 3 }),
+            Command::Meta(MetaCommand::RecordSplit {
+                parent: record.descriptor.clone(),
+                child: record.clone(),
+            }),
+            Command::Meta(MetaCommand::RecordMerge {
+                left: record.descriptor.clone(),
+                right: 2,
+            }),
+            Command::Split(crate::Split {
+                epoch: 1,
+                at: 5,
+                child: 2,
+            }),
+            Command::Freeze(crate::Freeze { epoch: 1, into: 1 }),
+            Command::Thaw(crate::Thaw { epoch: 2 }),
+            Command::Absorb(crate::Absorb {
+                epoch: 1,
+                right: record.descriptor.clone(),
+                seq: 9,
+                bitmap: vec![1],
+            }),
         ];
         commands.extend(
             kinds
@@ -243,6 +264,9 @@ mod tests {
                 kind: kinds[0].clone(),
                 step: "s".into(),
             }),
+            next_shard_id: 7,
+            retired: [5].into(),
+            finished: Vec::new(),
         };
         assert_eq!(decode::<ShardMap>(&encode(&map)).unwrap(), map);
     }

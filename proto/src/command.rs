@@ -27,6 +27,57 @@ pub struct Restore {
     pub bitmap: Vec<u8>,
 }
 
+/// Split a shard in two at box `at` (see `docs/resharding.md`).
+///
+/// Every replica applies it the same way: the shard keeps `[start, at)`
+/// at `epoch + 1`, and shard `child` is born with `[at, end)`, its bits,
+/// the same members, epoch `epoch + 1` and the parent's `seq` as its
+/// starting point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// The shard epoch the sender routed under; must equal the shard's.
+    pub epoch: u64,
+    /// The first box of the child: a chunk boundary strictly inside the
+    /// shard's range.
+    pub at: u64,
+    /// The child's id, allocated by the metadata group (never reused).
+    pub child: crate::types::ShardId,
+}
+
+/// Stop a shard's writes because it is being merged into `into` (the
+/// merge's first step; undone by [`Thaw`] until the merge commits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freeze {
+    /// The shard epoch the sender routed under; must equal the shard's.
+    pub epoch: u64,
+    /// The left neighbour that will absorb this shard.
+    pub into: crate::types::ShardId,
+}
+
+/// Undo a [`Freeze`]: the merge was rolled back before its commit point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thaw {
+    /// The shard epoch the sender routed under; must equal the shard's.
+    pub epoch: u64,
+}
+
+/// The merge's commit point: a shard takes over its frozen right
+/// neighbour's range and bits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Absorb {
+    /// The (left) shard epoch the sender routed under; must equal the
+    /// shard's.
+    pub epoch: u64,
+    /// The frozen right neighbour as it was frozen: its range must start
+    /// where this shard's ends.
+    pub right: crate::types::ShardDescriptor,
+    /// The right neighbour's final change number (after its freeze).
+    pub seq: u64,
+    /// The right neighbour's final state: croaring `Portable` bytes of
+    /// absolute indices, all within `right`'s range.
+    pub bitmap: Vec<u8>,
+}
+
 /// The application data of a shard's raft log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -41,6 +92,14 @@ pub enum Command {
     Barrier,
     /// A metadata-group command (only valid in [`crate::meta::META_GROUP`]).
     Meta(crate::meta::MetaCommand),
+    /// Split the shard (resharding).
+    Split(Split),
+    /// Freeze the shard before it is merged into its left neighbour.
+    Freeze(Freeze),
+    /// Thaw a frozen shard (a merge rolled back).
+    Thaw(Thaw),
+    /// Absorb the frozen right neighbour (a merge's commit point).
+    Absorb(Absorb),
 }
 
 /// A short description for logs (openraft prints entries with it).
@@ -53,6 +112,20 @@ impl std::fmt::Display for Command {
             }
             Command::Barrier => f.write_str("Barrier"),
             Command::Meta(m) => write!(f, "Meta({m:?})"),
+            Command::Split(c) => write!(
+                f,
+                "Split(epoch {}, at {}, child {})",
+                c.epoch, c.at, c.child
+            ),
+            Command::Freeze(c) => write!(f, "Freeze(epoch {}, into {})", c.epoch, c.into),
+            Command::Thaw(c) => write!(f, "Thaw(epoch {})", c.epoch),
+            Command::Absorb(c) => write!(
+                f,
+                "Absorb(epoch {}, right {}, {} bytes)",
+                c.epoch,
+                c.right.shard,
+                c.bitmap.len()
+            ),
         }
     }
 }
@@ -96,6 +169,27 @@ pub enum Rejection {
         /// Why.
         detail: String,
     },
+    /// The box was split off into another shard: route it there (the
+    /// shard map names the owner once the split is recorded).
+    Moved {
+        /// The first box that moved.
+        index: BoxIndex,
+        /// The shard that owns it now.
+        owner: crate::types::ShardId,
+    },
+    /// The shard is frozen for a merge into `into`: its writes wait for
+    /// the merge (route them to `into` once the map shows it).
+    Frozen {
+        /// The shard that absorbs this one.
+        into: crate::types::ShardId,
+    },
+    /// A split, freeze, thaw or absorb that makes no sense for this shard
+    /// (a split point off a chunk boundary or at an edge, a neighbour that
+    /// is not adjacent, ...).
+    BadReshape {
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 impl std::fmt::Display for Rejection {
@@ -113,6 +207,13 @@ impl std::fmt::Display for Rejection {
             Rejection::BadBitmap { detail } => write!(f, "bad bitmap: {detail}"),
             Rejection::WrongGroup { detail } => write!(f, "wrong group: {detail}"),
             Rejection::MetaRefused { detail } => write!(f, "refused: {detail}"),
+            Rejection::Moved { index, owner } => {
+                write!(f, "box {index} moved to shard {owner}")
+            }
+            Rejection::Frozen { into } => {
+                write!(f, "the shard is frozen while it merges into shard {into}")
+            }
+            Rejection::BadReshape { detail } => write!(f, "bad reshape: {detail}"),
         }
     }
 }

@@ -41,10 +41,12 @@ pub mod ws;
 pub use api::*;
 pub use change::ChangeEvent;
 pub use codec::CodecError;
-pub use command::{Command, CommandResponse, Rejection, Restore, SetBatch};
+pub use command::{
+    Absorb, Command, CommandResponse, Freeze, Rejection, Restore, SetBatch, Split, Thaw,
+};
 pub use meta::{
-    AssignId, Grid, MetaCommand, MetaOutcome, NodeRecord, NodeState, Operation, OperationKind,
-    ShardLocation, ShardMap, ShardRecord, META_GROUP,
+    AssignId, FinishedOperation, Grid, MetaCommand, MetaOutcome, NodeRecord, NodeState, Operation,
+    OperationKind, ShardLocation, ShardMap, ShardRecord, META_GROUP,
 };
 pub use raft::TypeConfig;
 pub use types::*;

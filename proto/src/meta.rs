@@ -100,6 +100,28 @@ pub enum OperationKind {
         /// The backup's creation time, milliseconds since the Unix epoch.
         backup_created_ms: u64,
     },
+    /// Split `shard` at box `at`; the child's id is allocated when the
+    /// operation is recorded (`child` is ignored in `BeginOperation` and
+    /// filled in by the metadata group).
+    Split {
+        /// The shard to split.
+        shard: ShardId,
+        /// The child's first box (a chunk boundary inside the range).
+        at: u64,
+        /// The child's id.
+        child: ShardId,
+    },
+    /// Merge `right` into its left neighbour `left`. `right_replicas`
+    /// is filled in by the metadata group (what to delete at the end).
+    Merge {
+        /// The shard that stays.
+        left: ShardId,
+        /// The shard that is absorbed and retired.
+        right: ShardId,
+        /// The nodes holding `right`'s replicas when the merge began.
+        #[serde(default)]
+        right_replicas: Vec<NodeId>,
+    },
 }
 
 /// The replicated state of the metadata group.
@@ -118,6 +140,30 @@ pub struct ShardMap {
     pub shards: BTreeMap<ShardId, ShardRecord>,
     /// The multi-step operation in progress, if any.
     pub operation: Option<Operation>,
+    /// The next shard id to allocate (splits); ids are never reused.
+    #[serde(default)]
+    pub next_shard_id: ShardId,
+    /// Shards retired by merges: their ids are never used again.
+    #[serde(default)]
+    pub retired: std::collections::BTreeSet<ShardId>,
+    /// The last [`FINISHED_KEPT`] operations that ended through
+    /// [`MetaCommand::FinishOperation`], oldest first.
+    #[serde(default)]
+    pub finished: Vec<FinishedOperation>,
+}
+
+/// How many finished operations the map keeps.
+pub const FINISHED_KEPT: usize = 16;
+
+/// An operation that ended, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedOperation {
+    /// The operation as it was recorded last.
+    pub operation: Operation,
+    /// True when it completed; false when it was refused or rolled back.
+    pub ok: bool,
+    /// What happened, in words.
+    pub outcome: String,
 }
 
 impl ShardMap {
@@ -131,6 +177,12 @@ impl ShardMap {
         self.shards
             .values()
             .find(|s| s.descriptor.start <= index && index < s.descriptor.end)
+    }
+
+    /// The shard whose range starts where `shard`'s ends, if any.
+    pub fn right_neighbour(&self, shard: ShardId) -> Option<&ShardRecord> {
+        let end = self.shards.get(&shard)?.descriptor.end;
+        self.shards.values().find(|s| s.descriptor.start == end)
     }
 
     /// The address of node `id`.
@@ -195,6 +247,33 @@ pub enum MetaCommand {
     EndOperation {
         /// The operation's id.
         id: u64,
+    },
+    /// End the recorded operation and keep how it ended in
+    /// [`ShardMap::finished`].
+    FinishOperation {
+        /// The operation's id.
+        id: u64,
+        /// True when it completed.
+        ok: bool,
+        /// What happened, in words.
+        outcome: String,
+    },
+    /// Record a split that the parent applied and the child serves: the
+    /// parent's new descriptor and the child's record. Refused unless the
+    /// two exactly tile the parent's old range.
+    RecordSplit {
+        /// The parent after the split.
+        parent: ShardDescriptor,
+        /// The child.
+        child: ShardRecord,
+    },
+    /// Record a committed merge: `left`'s new descriptor, which now covers
+    /// `right`'s range; `right` leaves the map and is retired.
+    RecordMerge {
+        /// The left shard after the merge.
+        left: ShardDescriptor,
+        /// The absorbed shard.
+        right: ShardId,
     },
 }
 

@@ -52,9 +52,17 @@ pub enum Command {
     /// Add or remove nodes.
     #[command(subcommand)]
     Node(NodeCommand),
-    /// Change one shard's replicas by hand.
+    /// Change one shard's replicas by hand, or split or merge shards.
     #[command(subcommand)]
     Shard(ShardCommand),
+    /// Change the number of shards online: plan the splits and merges that
+    /// leave N shards of roughly equal size and run them one at a time.
+    /// Interrupted and rerun, it continues from what the map records.
+    Reshard {
+        /// The number of shards to end with.
+        #[arg(long)]
+        shards: usize,
+    },
     /// Leader placement.
     #[command(subcommand)]
     Leader(LeaderCommand),
@@ -199,6 +207,26 @@ pub enum ShardCommand {
         shard: u64,
         /// The node id.
         node: u64,
+    },
+    /// Split SHARD in two, online: the new shard takes the boxes from
+    /// --at on, with the same replicas and leader. Waits until the map
+    /// records it (docs/resharding.md).
+    Split {
+        /// The shard id.
+        shard: u64,
+        /// First box of the new shard: a chunk boundary strictly inside the
+        /// shard's range (default: the one nearest its middle).
+        #[arg(long)]
+        at: Option<u64>,
+    },
+    /// Merge RIGHT into its left neighbour LEFT, online; RIGHT's id is
+    /// retired. Rolled back (RIGHT thawed) if it cannot complete before
+    /// its commit point.
+    Merge {
+        /// The shard that stays.
+        left: u64,
+        /// The shard absorbed (it must start where LEFT ends).
+        right: u64,
     },
 }
 

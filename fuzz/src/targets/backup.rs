@@ -121,6 +121,9 @@ fn backup(boxes: u32, n: u32, created_ms: u64) -> Backup {
         grid: Some(grid),
         nodes,
         next_node_id: 2,
+        next_shard_id: 0,
+        retired: Default::default(),
+        finished: Vec::new(),
         shards: descriptors
             .iter()
             .map(|d| {

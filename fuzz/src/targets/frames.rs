@@ -100,6 +100,9 @@ pub fn run(data: &[u8]) {
             Applied::ReplicaLags { .. } => "lags",
             Applied::Gap { .. } => "gap",
             Applied::Invalid(_) => "invalid",
+            Applied::Split { .. } => "split",
+            Applied::Marker { .. } => "marker",
+            Applied::Merged { .. } => "merged",
         });
         if matches!(applied, Applied::Gap { .. } | Applied::Invalid(_)) {
             // The gateway drops the stream here.

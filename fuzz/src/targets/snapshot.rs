@@ -147,6 +147,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
             descriptor: state.descriptor.clone(),
             seq: 9,
             bitmap: portable_bytes(&state.bitmap),
+            reshape: Default::default(),
         },
     }));
     out.push(codec::encode(&ShardRead {
@@ -156,6 +157,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
         start: 150_000,
         end: 200_000,
         bitmap: state.read_range(150_000, 200_000),
+        reshape: Default::default(),
     }));
     let mut meta = MetaState::default();
     let http_seeds = super::http::seeds();

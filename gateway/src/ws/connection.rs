@@ -357,7 +357,7 @@ impl Conn {
             let reply = match gateway.commit_box(u64::from(index), checked).await {
                 Ok((_, seq)) => ack(request_id, AckStatus::Applied, seq),
                 Err(Error::BadRequest(_)) => ack(request_id, AckStatus::OutOfRange, 0),
-                Err(Error::Unavailable(_)) | Err(Error::Io(_)) => {
+                Err(Error::Unavailable(_)) | Err(Error::Moved(_)) | Err(Error::Io(_)) => {
                     ack(request_id, AckStatus::Unavailable, 0)
                 }
                 Err(_) => ack(request_id, AckStatus::Invalid, 0),

@@ -13,6 +13,14 @@
 //! of the shard start over from the current seq, and their subscribers get
 //! `Resync{StateReset}`.
 //!
+//! Splits and merges keep the chains (`docs/resharding.md`): on a split the
+//! parent's task flushes, then starts the child's task itself, with the
+//! parent's base, the child's chunks' last versions and the child's feed
+//! from birth. On a merge the right shard's task flushes at its freeze and
+//! records its final seq; the left's task then continues the right chunks'
+//! chains from the book (holding their changes back until the right task
+//! has flushed, at most [`MERGE_WAIT`]; past that, those chunks resync).
+//!
 //! The manager also installs the scrape-time probe of the connections'
 //! send queues (`queue_depth`), the gateway's fan-out queue depth.
 
@@ -27,6 +35,18 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::Hub;
 use crate::shards::{ShardHandle, ShardUpdate};
+
+/// How long a merged shard's chunks wait for the absorbed shard's fan-out
+/// to flush its last updates before they resync instead.
+const MERGE_WAIT: Duration = Duration::from_secs(2);
+
+/// A merge whose right-hand chains are not known yet.
+struct PendingMerge {
+    right: ShardId,
+    right_seq: u64,
+    chunks: std::ops::Range<u32>,
+    until: tokio::time::Instant,
+}
 
 /// Messages queued to `hub`'s connections and not yet written: the total
 /// and the longest single queue. Takes each outbox's lock once.
@@ -62,7 +82,6 @@ fn install_queue_probe(hub: &Arc<Hub>) {
 /// handle was replaced.
 pub async fn manager(hub: Arc<Hub>) {
     install_queue_probe(&hub);
-    let mut tasks: HashMap<ShardId, Weak<ShardHandle>> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = hub.shutdown.clone();
@@ -72,16 +91,18 @@ pub async fn manager(hub: Arc<Hub>) {
             _ = shutdown.changed() => return,
         }
         for handle in hub.gateway.shards.all() {
-            let known = tasks
-                .get(&handle.id)
-                .and_then(Weak::upgrade)
-                .is_some_and(|old| Arc::ptr_eq(&old, &handle));
-            if !known {
-                tasks.insert(handle.id, Arc::downgrade(&handle));
+            // A split's child: the parent's task starts it, with the
+            // chains; only if that does not happen soon, start it here.
+            if handle
+                .awaits_parent()
+                .is_some_and(|since| since.elapsed() < MERGE_WAIT)
+            {
+                continue;
+            }
+            if handle.claim_fanout() {
                 tokio::spawn(ShardFanout::new(hub.clone(), &handle).run());
             }
         }
-        tasks.retain(|_, weak| weak.strong_count() > 0);
     }
 }
 
@@ -99,13 +120,19 @@ struct ShardFanout {
     last: HashMap<u32, u64>,
     /// Chunk → offset → value, not yet sent.
     pending: BTreeMap<u32, BTreeMap<u16, bool>>,
+    /// A merge waiting for the absorbed shard's chains.
+    merging: Option<PendingMerge>,
 }
 
 impl ShardFanout {
     fn new(hub: Arc<Hub>, handle: &Arc<ShardHandle>) -> Self {
         // Subscribe first, then read the seq: nothing falls in between.
-        let feed = handle.subscribe();
-        let base = handle.read().seq;
+        // (A split's child the parent did not hand over: its feed from
+        // birth, so its base is its birth seq.)
+        let (feed, base) = match handle.take_inherited_feed() {
+            Some(inherited) => (inherited.feed, inherited.seq),
+            None => (handle.subscribe(), handle.read().seq),
+        };
         let chunk_size = hub
             .gateway
             .map
@@ -123,6 +150,100 @@ impl ShardFanout {
             seq: base,
             last: HashMap::new(),
             pending: BTreeMap::new(),
+            merging: None,
+        }
+    }
+
+    /// The chunks `[start, end)` covers.
+    fn chunks(&self, start: u64, end: u64) -> std::ops::Range<u32> {
+        let size = u64::from(self.chunk_size);
+        let first = u32::try_from(start / size).unwrap_or(u32::MAX);
+        let end = u32::try_from(end.div_ceil(size)).unwrap_or(u32::MAX);
+        first..end
+    }
+
+    /// Starts the fan-out of a split's child: it continues the chains of
+    /// the chunks it takes over, from the child's birth.
+    fn hand_over(&mut self, child: ShardId, at: u64, end: u64) {
+        let Some(handle) = self.hub.gateway.shards.get(child) else {
+            return;
+        };
+        if !handle.claim_fanout() {
+            return;
+        }
+        let Some(inherited) = handle.take_inherited_feed() else {
+            // Started elsewhere meanwhile? Then it has the feed; else
+            // start over from the state's seq.
+            tokio::spawn(ShardFanout::new(self.hub.clone(), &handle).run());
+            return;
+        };
+        let chunks = self.chunks(at, end);
+        let last: HashMap<u32, u64> = self
+            .last
+            .iter()
+            .filter(|(c, _)| chunks.contains(c))
+            .map(|(c, v)| (*c, *v))
+            .collect();
+        self.last.retain(|c, _| !chunks.contains(c));
+        self.hub.book().bases.insert(child, self.base);
+        let task = ShardFanout {
+            hub: self.hub.clone(),
+            shard: child,
+            handle: Arc::downgrade(&handle),
+            feed: inherited.feed,
+            chunk_size: self.chunk_size,
+            base: self.base,
+            seq: inherited.seq,
+            last,
+            pending: BTreeMap::new(),
+            merging: None,
+        };
+        tokio::spawn(task.run());
+    }
+
+    /// Continues the chains of a merged shard's chunks when its fan-out
+    /// has flushed its last updates; resyncs them when it did not in time.
+    fn settle_merge(&mut self) {
+        let Some(m) = &self.merging else { return };
+        let finished = {
+            let book = self.hub.book();
+            (book.finished.get(&m.right) == Some(&m.right_seq)).then(|| {
+                let base = book.bases.get(&m.right).copied().unwrap_or(m.right_seq);
+                m.chunks
+                    .clone()
+                    .map(|c| (c, book.chunks.get(&c).copied().unwrap_or(base)))
+                    .collect::<Vec<_>>()
+            })
+        };
+        match finished {
+            Some(chains) => {
+                let mut book = self.hub.book();
+                for (chunk, version) in chains {
+                    self.last.insert(chunk, version);
+                    book.chunks.insert(chunk, version);
+                }
+                self.merging = None;
+            }
+            None if tokio::time::Instant::now() >= m.until => {
+                let chunks = m.chunks.clone();
+                tracing::warn!(
+                    shard = self.shard,
+                    right = m.right,
+                    "the merged shard's updates did not all arrive; its chunks resync"
+                );
+                {
+                    let mut book = self.hub.book();
+                    for chunk in chunks.clone() {
+                        book.chunks.insert(chunk, self.seq);
+                        self.last.insert(chunk, self.seq);
+                    }
+                }
+                self.pending.retain(|c, _| !chunks.contains(c));
+                self.merging = None;
+                self.hub
+                    .resync_range(chunks.start, chunks.end, ResyncReason::StateReset);
+            }
+            None => {}
         }
     }
 
@@ -171,16 +292,64 @@ impl ShardFanout {
                 self.flush();
                 self.reset(*seq);
             }
+            ShardUpdate::Split {
+                seq,
+                child,
+                at,
+                end,
+                ..
+            } => {
+                self.flush();
+                self.seq = self.seq.max(*seq);
+                self.hand_over(*child, *at, *end);
+            }
+            ShardUpdate::Frozen { seq, .. } => {
+                self.flush();
+                self.seq = self.seq.max(*seq);
+                self.hub.book().finished.insert(self.shard, *seq);
+            }
+            ShardUpdate::Merged {
+                seq,
+                right,
+                right_seq,
+                start,
+                end,
+                ..
+            } => {
+                self.flush();
+                self.seq = self.seq.max(*seq);
+                self.merging = Some(PendingMerge {
+                    right: *right,
+                    right_seq: *right_seq,
+                    chunks: self.chunks(*start, *end),
+                    until: tokio::time::Instant::now() + MERGE_WAIT,
+                });
+                self.settle_merge();
+            }
         }
     }
 
     /// Sends one Update per dirty chunk.
     fn flush(&mut self) {
+        self.settle_merge();
         if self.pending.is_empty() {
             return;
         }
         let version = self.seq;
-        let pending = std::mem::take(&mut self.pending);
+        let mut pending = std::mem::take(&mut self.pending);
+        if let Some(m) = &self.merging {
+            // Their chains are not known yet: held back.
+            let held: Vec<u32> = pending
+                .keys()
+                .copied()
+                .filter(|c| m.chunks.contains(c))
+                .collect();
+            for chunk in held {
+                if let Some(entries) = pending.remove(&chunk) {
+                    self.pending.insert(chunk, entries);
+                }
+            }
+        }
         let mut announced = Vec::with_capacity(pending.len());
         for (chunk, entries) in pending {
             let prev_version = self.last.insert(chunk, version).unwrap_or(self.base);

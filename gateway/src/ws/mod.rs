@@ -190,6 +190,9 @@ pub struct VersionBook {
     chunks: HashMap<u32, u64>,
     /// Shard → the seq its fan-out started from (or was reset to).
     bases: HashMap<ShardId, u64>,
+    /// Shard → its freeze's seq, once its fan-out flushed everything
+    /// before it (a merge continues its chains from here).
+    finished: HashMap<ShardId, u64>,
 }
 
 /// The shared state of the websocket layer.

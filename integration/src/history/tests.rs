@@ -60,6 +60,7 @@ fn shard_read(boxes: &[u32], applied_index: u64, seq: u64) -> ShardRead {
         start: 0,
         end: 1000,
         bitmap: b.serialize::<Portable>(),
+        reshape: Default::default(),
     }
 }
 

@@ -14,7 +14,7 @@
 //! |---|---|---|---|---|
 //! | `/health`, `/ready`, `/status`, `/metrics` | yes | yes | yes | yes |
 //! | `/shards/{g}/read`, `/changes`, `/write`, `/meta/*` | 401 | yes | yes | yes |
-//! | `/shards/{g}/restore`, `/admin/*` | 401 | 403 | yes | yes |
+//! | `/shards/{g}/restore`, `/shards/{g}/reshape`, `/admin/*` | 401 | 403 | yes | yes |
 //! | `/raft/*` | 401 | 403 | 403 | yes |
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,7 +58,7 @@ impl Endpoint {
         match segments {
             ["health"] | ["ready"] | ["status"] | ["metrics"] => Endpoint::Open,
             ["raft", ..] => Endpoint::Raft,
-            ["shards", _, "restore"] | ["admin", ..] => Endpoint::Admin,
+            ["shards", _, "restore"] | ["shards", _, "reshape"] | ["admin", ..] => Endpoint::Admin,
             _ => Endpoint::Data,
         }
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use checkraft_proto::{codec, Restore, SetBatch};
+use checkraft_proto::{codec, Command, Restore, SetBatch};
 use futures::StreamExt;
 use tracing::Instrument;
 use warp::http::{header, HeaderValue, StatusCode};
@@ -42,6 +42,10 @@ async fn dispatch(node: &Node, id: u64, action: &str, req: &Request) -> Result<R
         (false, "restore") => {
             let restore: Restore = codec::decode(&req.body)?;
             Ok(reply::outcome(&group.restore(restore).await?))
+        }
+        (false, "reshape") => {
+            let command: Command = codec::decode(&req.body)?;
+            Ok(reply::outcome(&group.reshape(command).await?))
         }
         (true, "leader") => Ok(reply::json(StatusCode::OK, &group.leader_view())),
         (true, "read") => {

@@ -8,7 +8,9 @@
 //! - `m:snapshot` → bincode [`StoredSnapshot`] (meta + data).
 //!
 //! The tree `groups` maps each hosted group id to its initial descriptor, so
-//! a restarted node reopens the same groups; the default tree holds the
+//! a restarted node reopens the same groups; the tree `deleted` lists the
+//! groups this node deleted (a split replayed from the log does not bring
+//! one back, see [`Storage::seed_group`]); the default tree holds the
 //! node's id under `node-id`, so a data dir always belongs to one node.
 //!
 //! ## Durability
@@ -56,6 +58,9 @@ const NODE_ID: &[u8] = b"node-id";
 pub struct Storage {
     db: sled::Db,
     groups: sled::Tree,
+    /// Ids of groups this node deleted: a split replayed from an old log
+    /// never brings one back (see [`Storage::seed_group`]).
+    deleted: sled::Tree,
     flusher: Flusher,
     dir: Arc<Path>,
 }
@@ -79,13 +84,14 @@ impl Storage {
             // no part of our durability argument.
             .flush_every_ms(Some(1000))
             .open()
-            .and_then(|db| Ok((db.open_tree("groups")?, db)));
-        let (groups, db) =
+            .and_then(|db| Ok((db.open_tree("groups")?, db.open_tree("deleted")?, db)));
+        let (groups, deleted, db) =
             opened.map_err(|e| damaged(dir, "sled could not open the node database", e))?;
         let flusher = Flusher::start(db.clone());
         Ok(Self {
             db,
             groups,
+            deleted,
             flusher,
             dir: dir.into(),
         })
@@ -132,11 +138,44 @@ impl Storage {
         &self.flusher
     }
 
-    /// Records that this node hosts `descriptor.shard`, durably.
+    /// Records that this node hosts `descriptor.shard`, durably (an
+    /// explicit creation also forgets an earlier deletion).
     pub async fn record_group(&self, descriptor: &ShardDescriptor) -> Result<()> {
+        self.deleted.remove(descriptor.shard.to_be_bytes())?;
         self.groups
             .insert(descriptor.shard.to_be_bytes(), codec::encode(descriptor))?;
         self.flusher.flush().await
+    }
+
+    /// True when this node hosts or once deleted `group`.
+    pub fn known_group(&self, group: GroupId) -> Result<bool> {
+        let key = group.to_be_bytes();
+        Ok(self.groups.contains_key(key)? || self.deleted.contains_key(key)?)
+    }
+
+    /// Writes a newborn group's starting point (a split's child), durably:
+    /// its state as a snapshot at `at` (the split entry's log id), its log
+    /// purged up to there, that log id committed, and `vote` (the parent
+    /// leader's, committed, so that node leads the child at once). Every
+    /// replica writes the same bytes from the same split entry.
+    pub async fn seed_group(
+        &self,
+        descriptor: &ShardDescriptor,
+        snapshot: &StoredSnapshot,
+        vote: &checkraft_proto::raft::Vote,
+    ) -> Result<()> {
+        let at = snapshot
+            .meta
+            .last_log_id
+            .ok_or_else(|| Error::BadRequest("a seed needs a log id".into()))?;
+        let tree = self.group_tree(descriptor.shard)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(log_store::VOTE, codec::encode(vote));
+        batch.insert(log_store::COMMITTED, codec::encode(&Some(at)));
+        batch.insert(log_store::PURGED, codec::encode(&at));
+        batch.insert(snapshot_store::SNAPSHOT, codec::encode(snapshot));
+        tree.apply_batch(batch)?;
+        self.record_group(descriptor).await
     }
 
     /// The node id stored in this data dir, if any.
@@ -163,8 +202,10 @@ impl Storage {
         self.flusher.flush().await
     }
 
-    /// Deletes a group's tree and record, durably.
+    /// Deletes a group's tree and record, durably, and remembers that it
+    /// was deleted.
     pub async fn drop_group(&self, group: GroupId) -> Result<()> {
+        self.deleted.insert(group.to_be_bytes(), &[])?;
         self.groups.remove(group.to_be_bytes())?;
         self.db.drop_tree(format!("group/{group}"))?;
         self.flusher.flush().await

@@ -121,6 +121,9 @@ pub mod samples {
             next_node_id: 2,
             shards,
             operation: None,
+            next_shard_id: 0,
+            retired: Default::default(),
+            finished: Vec::new(),
         }
     }
 

@@ -11,8 +11,9 @@ use super::format::decode_bitmap;
 use super::route::Routes;
 use crate::client::ClusterClient;
 
-/// The `ShardSnapshot` format version this code understands.
-const SNAPSHOT_VERSION: u32 = 1;
+/// The `ShardSnapshot` format version this code understands (it reads
+/// version 1 too: version 2 only added what splits leave behind).
+const SNAPSHOT_VERSION: u32 = checkraft_proto::ShardSnapshot::VERSION;
 
 /// A fresh snapshot of `record`'s shard, checked against the map.
 pub async fn shard(
@@ -58,7 +59,7 @@ async fn snapshot_at(client: &ClusterClient, addr: &str, id: u64) -> Result<Snap
 fn to_shard(download: SnapshotDownload, record: &ShardRecord) -> Result<ShardBackup> {
     let snap = download.snapshot;
     let (got, want) = (&snap.descriptor, &record.descriptor);
-    if snap.version != SNAPSHOT_VERSION {
+    if snap.version != SNAPSHOT_VERSION && snap.version != 1 {
         bail!(
             "unknown snapshot version {} (this raftctl reads {SNAPSHOT_VERSION})",
             snap.version

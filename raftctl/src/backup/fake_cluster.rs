@@ -289,6 +289,7 @@ fn snapshot(st: &mut State, id: u64, download: bool) -> Reply {
         descriptor: sh.descriptor.clone(),
         seq: sh.seq,
         bitmap: sh.bitmap.serialize::<Portable>(),
+        reshape: Default::default(),
     };
     let info = SnapshotInfo {
         snapshot_id: format!("1-{id}-{}", sh.seq),

@@ -125,6 +125,12 @@ pub fn describe_operation(kind: &OperationKind) -> String {
         OperationKind::Restore { backup_created_ms } => {
             format!("restore the backup made at {backup_created_ms} ms since the epoch")
         }
+        OperationKind::Split { shard, at, child } => {
+            format!("split shard {shard} at box {at} (child {child})")
+        }
+        OperationKind::Merge { left, right, .. } => {
+            format!("merge shard {right} into shard {left}")
+        }
     }
 }
 

@@ -7,6 +7,8 @@ mod local_node;
 mod node;
 mod operation;
 mod placement;
+mod reshape;
+mod reshard_plan;
 mod shard;
 mod snapshot;
 mod status;
@@ -57,6 +59,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Shard(ShardCommand::Remove { shard, node }) => {
             shard::remove(&client, shard, node, g.json).await
         }
+        Command::Shard(ShardCommand::Split { shard, at }) => {
+            reshape::split(&client, shard, at, g.json).await
+        }
+        Command::Shard(ShardCommand::Merge { left, right }) => {
+            reshape::merge(&client, left, right, g.json).await
+        }
+        Command::Reshard { shards } => reshape::reshard(&client, shards, g.json).await,
         Command::Leader(LeaderCommand::Balance) => leader::balance(&client, g.json).await,
         Command::Operation(OperationCommand::Show) => operation::show(&client, g.json).await,
         Command::Operation(OperationCommand::Abort { id }) => {

@@ -31,6 +31,21 @@ pub async fn show(client: &ClusterClient, json: bool) -> Result<()> {
 pub async fn abort(client: &ClusterClient, id: u64, json: bool) -> Result<()> {
     let map = initialized_map(client).await?;
     match &map.operation {
+        Some(op)
+            if op.id == id
+                && matches!(
+                    op.kind,
+                    checkraft_proto::OperationKind::Split { .. }
+                        | checkraft_proto::OperationKind::Merge { .. }
+                ) =>
+        {
+            bail!(
+                "operation {id} ({}) is run by the metadata leader, which finishes it or rolls it \
+                 back by itself (at step {:?}); clearing its record could leave a shard frozen",
+                describe_operation(&op.kind),
+                op.step
+            )
+        }
         Some(op) if op.id == id => {}
         Some(op) => bail!("operation {id} is not in progress; operation {} is", op.id),
         None => bail!("no operation is in progress"),

@@ -1,0 +1,257 @@
+//! `raftctl shard split|merge` and `raftctl reshard --shards N`: record a
+//! split or merge in the metadata group and watch the metadata leader run
+//! it (see `docs/resharding.md`). The tool holds no state: interrupted and
+//! rerun, it finds the operation in the map and keeps watching, and
+//! `reshard` plans again from the layout the map records.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use checkraft_proto::{FinishedOperation, MetaCommand, OperationKind, ShardDescriptor, ShardMap};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::cluster::{describe_operation, initialized_map, out, print_json, Progress};
+use super::reshard_plan::{middle, next_step, plan, Step};
+use crate::client::ClusterClient;
+
+/// How long one split or merge may take before the tool gives up watching
+/// (the metadata leader keeps running it).
+const STEP_LIMIT: Duration = Duration::from_secs(300);
+
+/// `raftctl shard split SHARD [--at BOX]`.
+pub async fn split(client: &ClusterClient, shard: u64, at: Option<u64>, json: bool) -> Result<()> {
+    let map = initialized_map(client).await?;
+    let record = map
+        .shards
+        .get(&shard)
+        .with_context(|| format!("no shard {shard} in the map"))?;
+    let chunk = map.grid.map_or(1, |g| g.chunk_size);
+    let d = &record.descriptor;
+    let at = match at {
+        Some(at) => at,
+        None => middle(d.start, d.end, chunk).with_context(|| {
+            format!(
+                "shard {shard} [{}, {}) holds one chunk of {chunk} boxes: it cannot be split",
+                d.start, d.end
+            )
+        })?,
+    };
+    let progress = Progress::new(json);
+    let kind = OperationKind::Split {
+        shard,
+        at,
+        child: 0,
+    };
+    let finished = run_operation(client, kind, &progress).await?;
+    report(&finished, json)
+}
+
+/// `raftctl shard merge LEFT RIGHT`.
+pub async fn merge(client: &ClusterClient, left: u64, right: u64, json: bool) -> Result<()> {
+    let progress = Progress::new(json);
+    let kind = OperationKind::Merge {
+        left,
+        right,
+        right_replicas: Vec::new(),
+    };
+    let finished = run_operation(client, kind, &progress).await?;
+    report(&finished, json)
+}
+
+fn report(finished: &FinishedOperation, json: bool) -> Result<()> {
+    if json {
+        return print_json(finished);
+    }
+    out(&finished.outcome);
+    Ok(())
+}
+
+/// One step of a reshard, as `--json` reports it.
+#[derive(Debug, Serialize)]
+struct StepReport {
+    step: Step,
+    millis: u128,
+    outcome: String,
+}
+
+/// `raftctl reshard --shards N`.
+pub async fn reshard(client: &ClusterClient, target: usize, json: bool) -> Result<()> {
+    if target == 0 {
+        bail!("--shards must be at least 1");
+    }
+    let map = initialized_map(client).await?;
+    let chunk = map.grid.map_or(1, |g| g.chunk_size);
+    let planned = plan(&descriptors(&map), target, chunk);
+    let progress = Progress::new(json);
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(planned.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} steps, {elapsed} {msg}")
+                .expect("a valid template"),
+        );
+        bar
+    };
+    progress.say(format!(
+        "{} shards -> {target}: {} steps planned",
+        map.shards.len(),
+        planned.len()
+    ));
+    let started = Instant::now();
+    let mut done = Vec::new();
+    loop {
+        let map = initialized_map(client).await?;
+        if let Some(op) = &map.operation {
+            // One we (or an earlier run) started: see it through first.
+            bar.set_message(format!("waiting for {}", describe_operation(&op.kind)));
+            let finished = watch(client, op.id, &bar).await?;
+            if !finished.ok {
+                bail!(
+                    "{} did not complete: {}",
+                    describe_operation(&finished.operation.kind),
+                    finished.outcome
+                );
+            }
+            continue;
+        }
+        let Some(step) = next_step(&descriptors(&map), target, chunk) else {
+            break;
+        };
+        bar.set_message(step.to_string());
+        let kind = match &step {
+            Step::Split { shard, at, .. } => OperationKind::Split {
+                shard: *shard,
+                at: *at,
+                child: 0,
+            },
+            Step::Merge { left, right, .. } => OperationKind::Merge {
+                left: *left,
+                right: *right,
+                right_replicas: Vec::new(),
+            },
+        };
+        let began = Instant::now();
+        let finished = run_operation(client, kind, &Progress::new(true)).await?;
+        bar.inc(1);
+        bar.println(format!(
+            "{step}: {} ({} ms)",
+            finished.outcome,
+            began.elapsed().as_millis()
+        ));
+        done.push(StepReport {
+            step,
+            millis: began.elapsed().as_millis(),
+            outcome: finished.outcome,
+        });
+    }
+    bar.finish_and_clear();
+    let map = initialized_map(client).await?;
+    if json {
+        return print_json(&serde_json::json!({
+            "target": target,
+            "shards": map.shards.len(),
+            "plan": planned,
+            "steps": done,
+            "millis": started.elapsed().as_millis(),
+        }));
+    }
+    out(format!(
+        "{} shards ({} steps in {:.1} s)",
+        map.shards.len(),
+        done.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+fn descriptors(map: &ShardMap) -> Vec<ShardDescriptor> {
+    map.shards.values().map(|r| r.descriptor.clone()).collect()
+}
+
+/// Records `kind` and watches it to its end: its outcome, or an error when
+/// it was refused or rolled back.
+async fn run_operation(
+    client: &ClusterClient,
+    kind: OperationKind,
+    progress: &Progress,
+) -> Result<FinishedOperation> {
+    let what = describe_operation(&kind);
+    let id = match client
+        .propose_meta(&MetaCommand::BeginOperation { kind: kind.clone() })
+        .await
+    {
+        Ok(outcome) => outcome.allocated.context("no operation id allocated")?,
+        Err(e) => {
+            // The same operation recorded by an earlier, interrupted run:
+            // keep watching it.
+            let map = initialized_map(client).await?;
+            match &map.operation {
+                Some(op) if same(&op.kind, &kind) => op.id,
+                _ => return Err(e),
+            }
+        }
+    };
+    progress.say(format!("operation {id}: {what}"));
+    let bar = ProgressBar::hidden();
+    let finished = watch(client, id, &bar).await?;
+    if !finished.ok {
+        bail!("{what}: {}", finished.outcome);
+    }
+    Ok(finished)
+}
+
+fn same(a: &OperationKind, b: &OperationKind) -> bool {
+    match (a, b) {
+        (
+            OperationKind::Split { shard, at, .. },
+            OperationKind::Split {
+                shard: s2, at: a2, ..
+            },
+        ) => shard == s2 && at == a2,
+        (
+            OperationKind::Merge { left, right, .. },
+            OperationKind::Merge {
+                left: l2,
+                right: r2,
+                ..
+            },
+        ) => left == l2 && right == r2,
+        _ => false,
+    }
+}
+
+/// Follows the map until operation `id` ends; shows its steps on `bar`.
+async fn watch(client: &ClusterClient, id: u64, bar: &ProgressBar) -> Result<FinishedOperation> {
+    let deadline = Instant::now() + STEP_LIMIT;
+    let mut version = 0;
+    let mut step = String::new();
+    while Instant::now() < deadline {
+        let map = match client.wait_map(version, Duration::from_secs(5)).await {
+            Ok(map) => map,
+            Err(e) => {
+                tracing::debug!(error = %e, "map read failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        version = map.version;
+        if let Some(done) = map.finished.iter().rev().find(|f| f.operation.id == id) {
+            return Ok(done.clone());
+        }
+        match &map.operation {
+            Some(op) if op.id == id => {
+                if op.step != step {
+                    step = op.step.clone();
+                    bar.set_message(format!("{}: {step}", describe_operation(&op.kind)));
+                }
+            }
+            _ => bail!("operation {id} ended without a recorded outcome (aborted?)"),
+        }
+    }
+    bail!(
+        "operation {id} did not finish within {STEP_LIMIT:?}; the metadata leader keeps running \
+         it: watch `raftctl operation show`, and rerun this command to follow it again"
+    )
+}
