@@ -40,7 +40,8 @@ async fn connect(gw: &GatewayProcess) -> WsClient {
             gateway_id,
             load,
         } => {
-            assert_eq!(protocol_version, 1);
+            assert_eq!(protocol_version, checkraft_proto::ws::PROTOCOL_VERSION);
+            assert_eq!(protocol_version, 2);
             assert_eq!(boxes, BOXES);
             assert_eq!(chunk_size, CHUNK);
             assert_eq!(u64::from(gateway_id), gw.id);
