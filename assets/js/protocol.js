@@ -89,18 +89,25 @@ function reader(bytes, what) {
     },
     /** A minimal varint of at most 10 bytes, within `bits` bits and 2^53 - 1. */
     varint(field, bits = 64) {
-      let value = 0n;
+      // Numbers are exact up to 2^53: enough for 7 groups (49 bits); the
+      // rare longer varint is summed as a BigInt.
+      let value = 0;
+      let big = null;
       for (let i = 0; i < 10; i++) {
         const b = byte(field);
         if (i === 9 && b > 1) throw new Error(`${what}: ${field}: varint longer than 10 bytes or past 2^64`);
-        value |= BigInt(b & 0x7f) << BigInt(7 * i);
+        if (i < 7) value += (b & 0x7f) * 2 ** (7 * i);
+        else big = (big ?? BigInt(value)) + (BigInt(b & 0x7f) << BigInt(7 * i));
         if ((b & 0x80) === 0) {
           if (b === 0 && i > 0) throw new Error(`${what}: ${field}: varint not minimal`);
-          if (bits < 64 && value >= 1n << BigInt(bits)) throw new Error(`${what}: bad ${field}: ${value}`);
-          if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
-            throw new Error(`${what}: ${field}: u64 value ${value} exceeds Number.MAX_SAFE_INTEGER`);
+          if (big !== null) {
+            if (big > BigInt(Number.MAX_SAFE_INTEGER)) {
+              throw new Error(`${what}: ${field}: u64 value ${big} exceeds Number.MAX_SAFE_INTEGER`);
+            }
+            value = Number(big);
           }
-          return Number(value);
+          if (bits < 64 && value >= 2 ** bits) throw new Error(`${what}: bad ${field}: ${value}`);
+          return value;
         }
       }
       throw new Error("unreachable");
