@@ -28,7 +28,7 @@
 // refcount > 0; every Set in flight maps to exactly one (tab, tab id) and is
 // answered exactly once (Ack, or "disconnected").
 
-import { decodeServer, encodeClient } from "./protocol.js";
+import { PROTOCOL_VERSION, decodeServer, encodeClient, helloVersion } from "./protocol.js";
 import { toRuns } from "./state.js";
 import {
   backoffDelay, bestCandidate, closeMeansAvoid, endpointsFromConfig, pickTwo, resolveEndpoint,
@@ -310,10 +310,13 @@ export class Hub {
           ws.send(encodeClient({ type: "ping", nonce: c.nonce }));
         };
         ws.onmessage = (ev) => {
+          // Another protocol version: not this page's gateway (checked
+          // before decoding, whose layout may differ).
+          const version = helloVersion(ev.data);
+          if (version !== null && version !== PROTOCOL_VERSION) { c.failed = true; ws.close(1000); return check(); }
           let m;
           try { m = decodeServer(ev.data); } catch { c.failed = true; ws.close(1002); return check(); }
           if (m.type === "hello") {
-            if (m.protocol_version !== 1) { c.failed = true; ws.close(1000); return check(); }
             c.hello = m;
             c.load = m.load;
           } else if (m.type === "pong" && m.nonce === c.nonce && c.rtt == null) {

@@ -1,6 +1,12 @@
-// checkraft WebSocket protocol codec (see docs/protocol.md).
+// checkraft WebSocket protocol codec, version 2 (see docs/protocol.md).
 // Plain ES module: no dependencies, runs in browsers and Node 20.
-// All integers are little-endian; bitsets are LSB-first.
+// Integers are unsigned LEB128 varints (minimal, at most 10 bytes); flags,
+// statuses and reasons are single bytes. An Update carries `version` and
+// `delta` (prev_version = version - delta) and its entries as a gap-coded
+// list (0x82) or, when smaller, a bitset (0x88). Bitsets are LSB-first.
+
+/** The protocol version this codec speaks (Hello's `protocol_version`). */
+export const PROTOCOL_VERSION = 2;
 
 /** Ack status names, indexed by wire code. */
 export const ACK_STATUSES = Object.freeze([
@@ -10,10 +16,14 @@ export const ACK_STATUSES = Object.freeze([
 /** Resync reason names, indexed by wire code. */
 export const RESYNC_REASONS = Object.freeze(["state_reset", "fell_behind"]);
 
-/** Largest chunk size: update entry offsets are 15 bits. */
+/** Largest chunk size: update entry offsets are below 2^15. */
 export const MAX_CHUNK_SIZE = 1 << 15;
 
-const LE = true;
+/** Most chunks in one Versions message. */
+export const MAX_VERSIONS_RUN = 256;
+
+const UPDATE_LIST = 0x82;
+const UPDATE_BITSET = 0x88;
 
 // ---------------------------------------------------------------- helpers
 
@@ -24,32 +34,6 @@ function toBytes(bytes) {
     return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
   throw new TypeError("expected a Uint8Array, ArrayBuffer or typed array view");
-}
-
-function expectLength(bytes, len, what) {
-  if (bytes.length !== len) {
-    throw new Error(`${what}: expected ${len} bytes, got ${bytes.length}`);
-  }
-}
-
-/** Length of a message with a u16 count at `at`: header + count * item. */
-function countedLength(bytes, at, header, item, what) {
-  if (bytes.length < header) {
-    throw new Error(`${what}: expected at least ${header} bytes, got ${bytes.length}`);
-  }
-  const count = bytes[at] | (bytes[at + 1] << 8);
-  return header + count * item;
-}
-
-function view(bytes) {
-  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-function u64ToNumber(big, field) {
-  if (big > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new Error(`${field}: u64 value ${big} exceeds Number.MAX_SAFE_INTEGER`);
-  }
-  return Number(big);
 }
 
 function checkUint(value, bits, field) {
@@ -65,30 +49,72 @@ function checkBool(value, field) {
   return value;
 }
 
-/** A tiny little-endian writer over a fixed-size buffer. */
-function writer(len, type) {
-  const out = new Uint8Array(len);
-  const dv = view(out);
-  let pos = 0;
-  out[pos++] = type;
+/** Bytes of `value`'s varint. */
+function varintLength(value) {
+  let n = 1;
+  while (value >= 128) { value = Math.floor(value / 128); n++; }
+  return n;
+}
+
+/** A growing writer: the type byte, then fields. */
+function writer(type) {
+  const out = [type];
   return {
-    u8(v, f) { dv.setUint8(pos, checkUint(v, 8, f)); pos += 1; },
-    u16(v, f) { dv.setUint16(pos, checkUint(v, 16, f), LE); pos += 2; },
-    u32(v, f) { dv.setUint32(pos, checkUint(v, 32, f), LE); pos += 4; },
-    u64(v, f) { dv.setBigUint64(pos, BigInt(checkUint(v, 64, f)), LE); pos += 8; },
-    done() { if (pos !== len) throw new Error("internal: length mismatch"); return out; },
+    u8(v, f) { out.push(checkUint(v, 8, f)); },
+    varint(v, bits, f) {
+      checkUint(v, bits, f);
+      while (v >= 128) { out.push((v % 128) | 0x80); v = Math.floor(v / 128); }
+      out.push(v);
+    },
+    bytes(b) { for (const x of b) out.push(x); },
+    done() { return Uint8Array.from(out); },
   };
 }
 
-/** A tiny little-endian reader; the caller has checked the length. */
-function reader(bytes) {
-  const dv = view(bytes);
+/** A strict reader of one message, after its type byte. */
+function reader(bytes, what) {
   let pos = 1;
+  const byte = (field) => {
+    if (pos >= bytes.length) throw new Error(`${what}: ends inside ${field}`);
+    return bytes[pos++];
+  };
   return {
-    u8() { const v = dv.getUint8(pos); pos += 1; return v; },
-    u16() { const v = dv.getUint16(pos, LE); pos += 2; return v; },
-    u32() { const v = dv.getUint32(pos, LE); pos += 4; return v; },
-    u64(f) { const v = dv.getBigUint64(pos, LE); pos += 8; return u64ToNumber(v, f); },
+    get remaining() { return bytes.length - pos; },
+    u8: byte,
+    bytes(n, field) {
+      if (bytes.length - pos < n) throw new Error(`${what}: ends inside ${field}`);
+      const out = bytes.subarray(pos, pos + n);
+      pos += n;
+      return out;
+    },
+    /** A minimal varint of at most 10 bytes, within `bits` bits and 2^53 - 1. */
+    varint(field, bits = 64) {
+      // Numbers are exact up to 2^53: enough for 7 groups (49 bits); the
+      // rare longer varint is summed as a BigInt.
+      let value = 0;
+      let big = null;
+      for (let i = 0; i < 10; i++) {
+        const b = byte(field);
+        if (i === 9 && b > 1) throw new Error(`${what}: ${field}: varint longer than 10 bytes or past 2^64`);
+        if (i < 7) value += (b & 0x7f) * 2 ** (7 * i);
+        else big = (big ?? BigInt(value)) + (BigInt(b & 0x7f) << BigInt(7 * i));
+        if ((b & 0x80) === 0) {
+          if (b === 0 && i > 0) throw new Error(`${what}: ${field}: varint not minimal`);
+          if (big !== null) {
+            if (big > BigInt(Number.MAX_SAFE_INTEGER)) {
+              throw new Error(`${what}: ${field}: u64 value ${big} exceeds Number.MAX_SAFE_INTEGER`);
+            }
+            value = Number(big);
+          }
+          if (bits < 64 && value >= 2 ** bits) throw new Error(`${what}: bad ${field}: ${value}`);
+          return value;
+        }
+      }
+      throw new Error("unreachable");
+    },
+    done() {
+      if (pos !== bytes.length) throw new Error(`${what}: ${bytes.length - pos} bytes after its last field`);
+    },
   };
 }
 
@@ -117,21 +143,21 @@ export function encodeClient(msg) {
   switch (msg?.type) {
     case "subscribe":
     case "unsubscribe": {
-      const w = writer(9, msg.type === "subscribe" ? 0x01 : 0x02);
-      w.u32(msg.first_chunk, "first_chunk");
-      w.u32(msg.count, "count");
+      const w = writer(msg.type === "subscribe" ? 0x01 : 0x02);
+      w.varint(msg.first_chunk, 32, "first_chunk");
+      w.varint(msg.count, 32, "count");
       return w.done();
     }
     case "set": {
-      const w = writer(10, 0x03);
-      w.u32(msg.request_id, "request_id");
-      w.u32(msg.index, "index");
+      const w = writer(0x03);
+      w.varint(msg.request_id, 32, "request_id");
+      w.varint(msg.index, 32, "index");
       w.u8(checkBool(msg.checked, "checked") ? 1 : 0, "checked");
       return w.done();
     }
     case "ping": {
-      const w = writer(5, 0x04);
-      w.u32(msg.nonce, "nonce");
+      const w = writer(0x04);
+      w.varint(msg.nonce, 32, "nonce");
       return w.done();
     }
     default:
@@ -140,8 +166,8 @@ export function encodeClient(msg) {
 }
 
 /**
- * Decodes a client → gateway message, strictly (exact length, known type,
- * `checked` 0 or 1).
+ * Decodes a client → gateway message, strictly (known type, minimal
+ * varints within 32 bits, `checked` 0 or 1, no byte left over).
  * @param {Uint8Array|ArrayBuffer} input
  * @returns {object} a message in the shape `encodeClient` takes
  * @throws {Error} on any malformed input
@@ -150,34 +176,150 @@ export function decodeClient(input) {
   const bytes = toBytes(input);
   if (bytes.length === 0) throw new Error("decodeClient: empty message");
   const type = bytes[0];
-  const r = reader(bytes);
+  let msg;
+  let r;
   switch (type) {
     case 0x01:
     case 0x02: {
       const name = type === 0x01 ? "subscribe" : "unsubscribe";
-      expectLength(bytes, 9, name);
-      return { type: name, first_chunk: r.u32(), count: r.u32() };
+      r = reader(bytes, name);
+      msg = { type: name, first_chunk: r.varint("first_chunk", 32), count: r.varint("count", 32) };
+      break;
     }
     case 0x03: {
-      expectLength(bytes, 10, "set");
-      const request_id = r.u32();
-      const index = r.u32();
-      const checked = r.u8();
+      r = reader(bytes, "set");
+      const request_id = r.varint("request_id", 32);
+      const index = r.varint("index", 32);
+      const checked = r.u8("checked");
       if (checked > 1) throw new Error(`set: checked must be 0 or 1, got ${checked}`);
-      return { type: "set", request_id, index, checked: checked === 1 };
+      msg = { type: "set", request_id, index, checked: checked === 1 };
+      break;
     }
     case 0x04:
-      expectLength(bytes, 5, "ping");
-      return { type: "ping", nonce: r.u32() };
+      r = reader(bytes, "ping");
+      msg = { type: "ping", nonce: r.varint("nonce", 32) };
+      break;
     default:
       throw new Error(`decodeClient: unknown message type 0x${type.toString(16).padStart(2, "0")}`);
   }
+  r.done();
+  return msg;
+}
+
+// ---------------------------------------------------------------- update entries
+
+/** List-form item of entry `e` after offset `next - 1`: gap << 1 | checked. */
+const listItem = (e, next) => (e.offset - next) * 2 + (e.checked ? 1 : 0);
+
+/** Body bytes of both forms: `{list, bitset}` (bitset Infinity when empty). */
+function formSizes(entries) {
+  let list = varintLength(entries.length);
+  let next = 0;
+  for (const e of entries) { list += varintLength(listItem(e, next)); next = e.offset + 1; }
+  if (entries.length === 0) return { list, bitset: Infinity };
+  const first = entries[0].offset >> 3;
+  const maskLen = (entries[entries.length - 1].offset >> 3) - first + 1;
+  const bitset = varintLength(first) + varintLength(maskLen) + maskLen + Math.ceil(entries.length / 8);
+  return { list, bitset };
+}
+
+function checkEntries(entries) {
+  if (!Array.isArray(entries) || entries.length > MAX_CHUNK_SIZE) {
+    throw new Error(`update: entries must be an array of at most ${MAX_CHUNK_SIZE} entries`);
+  }
+  let next = 0;
+  for (const e of entries) {
+    const offset = checkUint(e.offset, 15, "entry offset");
+    checkBool(e.checked, "entry checked");
+    if (offset < next) throw new Error(`update: entry offsets must ascend strictly, got ${offset} after ${next - 1}`);
+    next = offset + 1;
+  }
+}
+
+function writeEntries(w, type, entries) {
+  if (type === UPDATE_LIST) {
+    w.varint(entries.length, 64, "count");
+    let next = 0;
+    for (const e of entries) { w.varint(listItem(e, next), 64, "entry"); next = e.offset + 1; }
+    return;
+  }
+  const first = entries[0].offset >> 3;
+  const mask = new Uint8Array((entries[entries.length - 1].offset >> 3) - first + 1);
+  const values = new Uint8Array(Math.ceil(entries.length / 8));
+  entries.forEach((e, i) => {
+    const bit = e.offset - 8 * first;
+    mask[bit >> 3] |= 1 << (bit & 7);
+    if (e.checked) values[i >> 3] |= 1 << (i & 7);
+  });
+  w.varint(first, 64, "first_byte");
+  w.varint(mask.length, 64, "mask_len");
+  w.bytes(mask);
+  w.bytes(values);
+}
+
+function readEntries(r, type) {
+  const entries = [];
+  if (type === UPDATE_LIST) {
+    const count = r.varint("count");
+    if (count > MAX_CHUNK_SIZE) throw new Error(`update: bad count: ${count}`);
+    if (count > r.remaining) throw new Error("update: ends inside entry");
+    let next = 0;
+    for (let i = 0; i < count; i++) {
+      const item = r.varint("entry");
+      const offset = next + Math.floor(item / 2);
+      if (offset >= MAX_CHUNK_SIZE) throw new Error(`update: bad entry offset: ${offset}`);
+      entries.push({ offset, checked: item % 2 === 1 });
+      next = offset + 1;
+    }
+    return entries;
+  }
+  const maxBytes = MAX_CHUNK_SIZE / 8;
+  const first = r.varint("first_byte");
+  const maskLen = r.varint("mask_len");
+  if (first >= maxBytes) throw new Error(`update: bad first_byte: ${first}`);
+  if (maskLen === 0 || first + maskLen > maxBytes) throw new Error(`update: bad mask_len: ${maskLen}`);
+  const mask = r.bytes(maskLen, "mask");
+  if (mask[0] === 0 || mask[maskLen - 1] === 0) {
+    throw new Error("update: not canonical: the bitset form's mask must start and end with a non-zero byte");
+  }
+  let count = 0;
+  for (const b of mask) for (let bit = 0; bit < 8; bit++) count += (b >> bit) & 1;
+  const values = r.bytes(Math.ceil(count / 8), "values");
+  if (count % 8 !== 0 && values[values.length - 1] >> (count % 8) !== 0) {
+    throw new Error("update: not canonical: the bitset form's unused value bits must be zero");
+  }
+  mask.forEach((b, byte) => {
+    for (let bit = 0; bit < 8; bit++) {
+      if (b & (1 << bit)) {
+        const i = entries.length;
+        entries.push({ offset: (first + byte) * 8 + bit, checked: (values[i >> 3] & (1 << (i & 7))) !== 0 });
+      }
+    }
+  });
+  const sizes = formSizes(entries);
+  if (sizes.bitset >= sizes.list) {
+    throw new Error("update: not canonical: the bitset form is only used when smaller than the list form");
+  }
+  return entries;
 }
 
 // ---------------------------------------------------------------- server messages
 
 /**
+ * The protocol version of a Hello, read before decoding it: byte 1 in
+ * every version of the protocol, so a client can tell a gateway that
+ * speaks another version from a malformed message.
+ * @param {Uint8Array|ArrayBuffer} input a message from the gateway
+ * @returns {number|null} the Hello's `protocol_version`, or null for another message
+ */
+export function helloVersion(input) {
+  const bytes = toBytes(input);
+  return bytes[0] === 0x81 && bytes.length > 1 ? bytes[1] : null;
+}
+
+/**
  * Encodes a gateway → client message (used by tests and mock gateways).
+ * An Update goes out in the bitset form exactly when that is smaller.
  * @param {object} msg one of hello, update, ack, stats, versions, resync, pong,
  *   in the shape `decodeServer` returns
  * @returns {Uint8Array} the binary WebSocket payload
@@ -186,64 +328,62 @@ export function decodeClient(input) {
 export function encodeServer(msg) {
   switch (msg?.type) {
     case "hello": {
-      const w = writer(20, 0x81);
+      const w = writer(0x81);
       w.u8(msg.protocol_version, "protocol_version");
-      w.u64(msg.boxes, "boxes");
-      w.u32(msg.chunk_size, "chunk_size");
-      w.u32(msg.gateway_id, "gateway_id");
-      w.u16(msg.load, "load");
+      w.varint(msg.boxes, 64, "boxes");
+      w.varint(msg.chunk_size, 32, "chunk_size");
+      w.varint(msg.gateway_id, 32, "gateway_id");
+      w.varint(msg.load, 16, "load");
       return w.done();
     }
     case "update": {
-      const entries = msg.entries;
-      if (!Array.isArray(entries) || entries.length > 0xffff) {
-        throw new Error("update: entries must be an array of at most 65535 entries");
-      }
-      const w = writer(23 + 2 * entries.length, 0x82);
-      w.u32(msg.chunk, "chunk");
-      w.u64(msg.prev_version, "prev_version");
-      w.u64(msg.version, "version");
-      w.u16(entries.length, "count");
-      for (const e of entries) {
-        const offset = checkUint(e.offset, 15, "entry offset");
-        w.u16(offset | (checkBool(e.checked, "entry checked") ? 0x8000 : 0), "entry");
-      }
+      checkEntries(msg.entries);
+      checkUint(msg.version, 64, "version");
+      checkUint(msg.prev_version, 64, "prev_version");
+      if (msg.prev_version > msg.version) throw new Error("update: prev_version is above version");
+      const sizes = formSizes(msg.entries);
+      const type = sizes.bitset < sizes.list ? UPDATE_BITSET : UPDATE_LIST;
+      const w = writer(type);
+      w.varint(msg.chunk, 32, "chunk");
+      w.varint(msg.version, 64, "version");
+      w.varint(msg.version - msg.prev_version, 64, "delta");
+      writeEntries(w, type, msg.entries);
       return w.done();
     }
     case "ack": {
-      const w = writer(14, 0x83);
-      w.u32(msg.request_id, "request_id");
+      const w = writer(0x83);
+      w.varint(msg.request_id, 32, "request_id");
       w.u8(codeOf(ACK_STATUSES, msg.status, "ack status"), "status");
-      w.u64(msg.seq, "seq");
+      w.varint(msg.seq, 64, "seq");
       return w.done();
     }
     case "stats": {
-      const w = writer(13, 0x84);
-      w.u64(msg.checked, "checked");
-      w.u32(msg.online, "online");
+      const w = writer(0x84);
+      w.varint(msg.checked, 64, "checked");
+      w.varint(msg.online, 32, "online");
       return w.done();
     }
     case "versions": {
       const versions = msg.versions;
-      if (!Array.isArray(versions) || versions.length > 0xffff) {
-        throw new Error("versions: versions must be an array of at most 65535 numbers");
+      if (!Array.isArray(versions) || versions.length > MAX_VERSIONS_RUN) {
+        throw new Error(`versions: versions must be an array of at most ${MAX_VERSIONS_RUN} numbers`);
       }
-      const w = writer(7 + 8 * versions.length, 0x85);
-      w.u32(msg.first_chunk, "first_chunk");
-      w.u16(versions.length, "count");
-      for (const v of versions) w.u64(v, "version");
+      const w = writer(0x85);
+      w.varint(msg.first_chunk, 32, "first_chunk");
+      w.varint(versions.length, 64, "count");
+      for (const v of versions) w.varint(v, 64, "version");
       return w.done();
     }
     case "resync": {
-      const w = writer(10, 0x86);
-      w.u32(msg.first_chunk, "first_chunk");
-      w.u32(msg.count, "count");
+      const w = writer(0x86);
+      w.varint(msg.first_chunk, 32, "first_chunk");
+      w.varint(msg.count, 32, "count");
       w.u8(codeOf(RESYNC_REASONS, msg.reason, "resync reason"), "reason");
       return w.done();
     }
     case "pong": {
-      const w = writer(5, 0x87);
-      w.u32(msg.nonce, "nonce");
+      const w = writer(0x87);
+      w.varint(msg.nonce, 32, "nonce");
       return w.done();
     }
     default:
@@ -252,8 +392,10 @@ export function encodeServer(msg) {
 }
 
 /**
- * Decodes a gateway → client message, strictly (exact length, known type,
- * known ack status and resync reason, u64 values within Number.MAX_SAFE_INTEGER).
+ * Decodes a gateway → client message, strictly (known type, minimal
+ * varints within their field's width, an Update's delta at most its
+ * version, one encoding per message, known ack status and resync reason,
+ * u64 values within Number.MAX_SAFE_INTEGER, no byte left over).
  * @param {Uint8Array|ArrayBuffer} input e.g. `event.data` with `binaryType = "arraybuffer"`
  * @returns {object} e.g. `{type: "update", chunk, prev_version, version, entries: [{offset, checked}]}`
  * @throws {Error} on any malformed input
@@ -262,61 +404,69 @@ export function decodeServer(input) {
   const bytes = toBytes(input);
   if (bytes.length === 0) throw new Error("decodeServer: empty message");
   const type = bytes[0];
-  const r = reader(bytes);
+  let msg;
+  let r;
   switch (type) {
     case 0x81:
-      expectLength(bytes, 20, "hello");
-      return {
+      r = reader(bytes, "hello");
+      msg = {
         type: "hello",
-        protocol_version: r.u8(),
-        boxes: r.u64("boxes"),
-        chunk_size: r.u32(),
-        gateway_id: r.u32(),
-        load: r.u16(),
+        protocol_version: r.u8("protocol_version"),
+        boxes: r.varint("boxes"),
+        chunk_size: r.varint("chunk_size", 32),
+        gateway_id: r.varint("gateway_id", 32),
+        load: r.varint("load", 16),
       };
-    case 0x82: {
-      expectLength(bytes, countedLength(bytes, 21, 23, 2, "update"), "update");
-      const chunk = r.u32();
-      const prev_version = r.u64("prev_version");
-      const version = r.u64("version");
-      const count = r.u16();
-      const entries = [];
-      for (let i = 0; i < count; i++) {
-        const raw = r.u16();
-        entries.push({ offset: raw & 0x7fff, checked: raw >> 15 === 1 });
-      }
-      return { type: "update", chunk, prev_version, version, entries };
+      break;
+    case UPDATE_LIST:
+    case UPDATE_BITSET: {
+      r = reader(bytes, "update");
+      const chunk = r.varint("chunk", 32);
+      const version = r.varint("version");
+      const delta = r.varint("delta");
+      if (delta > version) throw new Error(`update: delta ${delta} is larger than its version ${version}`);
+      const entries = readEntries(r, type);
+      msg = { type: "update", chunk, prev_version: version - delta, version, entries };
+      break;
     }
     case 0x83: {
-      expectLength(bytes, 14, "ack");
-      const request_id = r.u32();
-      const status = nameOf(ACK_STATUSES, r.u8(), "ack status");
-      return { type: "ack", request_id, status, seq: r.u64("seq") };
+      r = reader(bytes, "ack");
+      const request_id = r.varint("request_id", 32);
+      const status = nameOf(ACK_STATUSES, r.u8("status"), "ack status");
+      msg = { type: "ack", request_id, status, seq: r.varint("seq") };
+      break;
     }
     case 0x84:
-      expectLength(bytes, 13, "stats");
-      return { type: "stats", checked: r.u64("checked"), online: r.u32() };
+      r = reader(bytes, "stats");
+      msg = { type: "stats", checked: r.varint("checked"), online: r.varint("online", 32) };
+      break;
     case 0x85: {
-      expectLength(bytes, countedLength(bytes, 5, 7, 8, "versions"), "versions");
-      const first_chunk = r.u32();
-      const count = r.u16();
+      r = reader(bytes, "versions");
+      const first_chunk = r.varint("first_chunk", 32);
+      const count = r.varint("count");
+      if (count > MAX_VERSIONS_RUN) throw new Error(`versions: bad count: ${count}`);
       const versions = [];
-      for (let i = 0; i < count; i++) versions.push(r.u64("version"));
-      return { type: "versions", first_chunk, versions };
+      for (let i = 0; i < count; i++) versions.push(r.varint("version"));
+      msg = { type: "versions", first_chunk, versions };
+      break;
     }
     case 0x86: {
-      expectLength(bytes, 10, "resync");
-      const first_chunk = r.u32();
-      const count = r.u32();
-      const reason = nameOf(RESYNC_REASONS, r.u8(), "resync reason");
-      return { type: "resync", first_chunk, count, reason };
+      r = reader(bytes, "resync");
+      const first_chunk = r.varint("first_chunk", 32);
+      const count = r.varint("count", 32);
+      const reason = nameOf(RESYNC_REASONS, r.u8("reason"), "resync reason");
+      msg = { type: "resync", first_chunk, count, reason };
+      break;
     }
     case 0x87:
-      expectLength(bytes, 5, "pong");
-      return { type: "pong", nonce: r.u32() };
+      r = reader(bytes, "pong");
+      msg = { type: "pong", nonce: r.varint("nonce", 32) };
+      break;
     default:
       throw new Error(`decodeServer: unknown message type 0x${type.toString(16).padStart(2, "0")}`);
   }
+  r.done();
+  return msg;
 }
 
 // ---------------------------------------------------------------- bitsets

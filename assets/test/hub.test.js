@@ -29,7 +29,7 @@ class FakeSocket {
   /** Open, Hello and Pong to the last Ping. */
   greet(load = 0) {
     this.open();
-    this.recv({ type: "hello", protocol_version: 1, boxes: 1000, chunk_size: 100, gateway_id: 1, load });
+    this.recv({ type: "hello", protocol_version: 2, boxes: 1000, chunk_size: 100, gateway_id: 1, load });
     const ping = this.sent.find((m) => m.type === "ping");
     this.recv({ type: "pong", nonce: ping.nonce });
   }
@@ -185,7 +185,8 @@ test("wrong protocol version is refused", async () => {
   await h.tick();
   const ws = h.sockets[0];
   ws.open();
-  ws.recv({ type: "hello", protocol_version: 2, boxes: 10, chunk_size: 10, gateway_id: 1, load: 0 });
+  // A version-1 Hello (fixed-width fields): refused by its version byte.
+  ws.onmessage?.({ data: Uint8Array.from([0x81, 1, ...new Array(18).fill(0)]) });
   await h.tick();
   assert.equal(h.hub.state, "connecting");
   assert.equal(ws.closedWith, 1000);

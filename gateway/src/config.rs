@@ -142,8 +142,25 @@ pub struct GatewayConfig {
     pub http_sets_per_second: u32,
     /// Burst of [`Self::http_sets_per_second`].
     pub http_sets_burst: u32,
-    /// Websocket: how long updates are coalesced before fan-out (ms).
+    /// Websocket: how long updates are coalesced before fan-out (ms): the
+    /// short tick of a quiet chunk, so a click shows up within it.
     pub ws_fanout_tick_ms: u64,
+    /// Websocket: the bandwidth budget of each connection, in payload
+    /// bytes per second averaged over [`Self::ws_budget_window_ms`]. A
+    /// chunk whose Updates alone would spend half of it gets a longer tick
+    /// (shared by all its subscribers); a connection over it has its
+    /// Updates held and merged per chunk (net changes only) until it is
+    /// back under ([`crate::ws::budget`]). 0 turns both off: every chunk
+    /// keeps [`Self::ws_fanout_tick_ms`] and nothing is held.
+    pub ws_budget_bytes_per_second: u64,
+    /// Websocket: the window the budget is averaged over (ms): a
+    /// connection may burst this long's worth of its budget.
+    pub ws_budget_window_ms: u64,
+    /// Websocket: the longest tick a hot chunk gets (ms). Its tick doubles
+    /// from [`Self::ws_fanout_tick_ms`] up to this while its Updates spend
+    /// more than half the budget, and falls back once they spend less than
+    /// an eighth.
+    pub ws_coalesce_max_ms: u64,
     /// Websocket: `Stats` is read and encoded once every this many ms for
     /// all connections, and sent only when the checked total or the
     /// connection count changed since the last one (ms). A new connection
@@ -212,6 +229,9 @@ impl Default for GatewayConfig {
             http_sets_per_second: 10,
             http_sets_burst: 20,
             ws_fanout_tick_ms: 20,
+            ws_budget_bytes_per_second: 50,
+            ws_budget_window_ms: 5_000,
+            ws_coalesce_max_ms: 5_000,
             ws_stats_interval_ms: 5_000,
             ws_versions_interval_ms: 30_000,
             ws_versions_full_interval_ms: 300_000,
@@ -330,12 +350,16 @@ impl GatewayConfig {
             || self.ws_ip_sets_per_second == 0
             || self.ws_ip_sets_burst == 0
             || self.ws_fanout_tick_ms == 0
+            || self.ws_budget_window_ms == 0
+            || self.ws_coalesce_max_ms < self.ws_fanout_tick_ms
             || self.ws_stats_interval_ms == 0
             || self.ws_versions_interval_ms == 0
             || self.ws_versions_full_interval_ms == 0
         {
             return Err(Error::Config(
-                "ws_* sizes, rates and intervals must be positive".into(),
+                "ws_* sizes, rates and intervals must be positive (and ws_coalesce_max_ms at \
+                 least ws_fanout_tick_ms)"
+                    .into(),
             ));
         }
         if self.http_sets_per_second == 0 || self.http_sets_burst == 0 {

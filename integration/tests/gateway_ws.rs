@@ -40,7 +40,8 @@ async fn connect(gw: &GatewayProcess) -> WsClient {
             gateway_id,
             load,
         } => {
-            assert_eq!(protocol_version, 1);
+            assert_eq!(protocol_version, checkraft_proto::ws::PROTOCOL_VERSION);
+            assert_eq!(protocol_version, 2);
             assert_eq!(boxes, BOXES);
             assert_eq!(chunk_size, CHUNK);
             assert_eq!(u64::from(gateway_id), gw.id);
@@ -258,16 +259,39 @@ async fn bad_input_test() {
         .unwrap();
     assert!(allowed.is_ok());
 
-    // Unknown type, bad `checked`, wrong length, text: 1002.
-    for bad in [
-        Message::Binary(vec![0x09u8, 0, 0, 0, 0].into()),
-        Message::Binary(vec![0x03u8, 1, 0, 0, 0, 5, 0, 0, 0, 2].into()),
-        Message::Binary(vec![0x04u8, 1].into()),
-        Message::Text("hello".into()),
+    // Unknown type, bad `checked`, a byte after the last field, a
+    // truncated varint, a varint over 10 bytes, one not minimal, text:
+    // 1002, with a reason naming the fault.
+    let mut overlong = vec![0x04u8];
+    overlong.extend([0xff; 10]);
+    overlong.push(0x01);
+    for (bad, why) in [
+        (
+            Message::Binary(vec![0x09u8, 0, 0, 0, 0].into()),
+            "unknown message type",
+        ),
+        (Message::Binary(vec![0x03u8, 1, 5, 2].into()), "checked"),
+        (
+            Message::Binary(vec![0x04u8, 1, 0].into()),
+            "after its last field",
+        ),
+        (
+            Message::Binary(vec![0x04u8, 0x80].into()),
+            "ends inside nonce",
+        ),
+        (Message::Binary(overlong.into()), "longer than 10 bytes"),
+        (
+            Message::Binary(vec![0x04u8, 0x80, 0x00].into()),
+            "not minimal",
+        ),
+        (Message::Text("hello".into()), "text"),
     ] {
         let mut client = connect(&gw).await;
         client.send_raw(bad).await.unwrap();
-        expect_close(&mut client, 1002).await;
+        let (close, _) = client.closed(WAIT).await.expect("close");
+        let (code, reason) = close.expect("a close frame");
+        assert_eq!(code, 1002, "{why}: {reason}");
+        assert!(reason.contains(why), "{reason:?} does not say {why:?}");
     }
 
     // Oversized: 1009.

@@ -412,7 +412,16 @@ const RESYNC_WITHIN_BYTES: usize = 768 << 10;
 
 async fn slow_consumer() {
     let cluster = cluster().await;
-    let gw = GatewayProcess::start(&cluster, 1, &[]).await;
+    // Without a byte budget: with one, this load puts the client over it
+    // at once, and its Updates are held and merged per chunk (bounded by
+    // its subscriptions, tests/gateway_ws_coalescing.rs) instead of
+    // filling its queue; this test is about the queue and the sockets.
+    let gw = GatewayProcess::start(
+        &cluster,
+        1,
+        &[("CHECKRAFT_GATEWAY_WS_BUDGET_BYTES_PER_SECOND", "0")],
+    )
+    .await;
     let http = gw.client();
 
     // A client with the kernel's default receive buffer, subscribed to

@@ -1,23 +1,38 @@
 //! The gateway ↔ client WebSocket protocol, byte for byte as specified in
-//! `docs/protocol.md`: one binary message per WebSocket message, a type
-//! byte, then little-endian fields with no padding.
+//! `docs/protocol.md` (protocol version 2): one binary message per
+//! WebSocket message, a type byte, then the fields in order with no
+//! padding. Integers are unsigned LEB128 varints (`wire`); flags, statuses
+//! and reasons are single bytes. An Update carries its `version` and a
+//! `delta` (`prev_version = version - delta`), and its entries in one of two
+//! forms (`update`: a gap-coded list, or a bitset when that is smaller).
 //!
 //! Hand-written rather than bincode because browsers implement it too:
 //! the layout is the spec, and `testdata/protocol-vectors.json` pins it
-//! for every implementation. Decoding checks lengths exactly; anything
+//! for every implementation. Decoding is strict (minimal varints of at
+//! most 10 bytes, each within its field's width, no byte left over, a
+//! delta at most the version, one encoding per message): anything
 //! malformed is a [`WsError`] (the gateway closes with code 1002).
 //!
 //! [`bitset`] holds the chunk content encoding (LSB-first) shared by the
 //! HTTP chunk endpoint and clients.
 
+mod update;
+mod wire;
+
 use serde::{Deserialize, Serialize};
 
-/// The protocol version sent in [`ServerMessage::Hello`].
-pub const PROTOCOL_VERSION: u8 = 1;
+use wire::{put_varint, Reader};
 
-/// Largest chunk size the protocol supports: update entries carry the
-/// offset in 15 bits.
+/// The protocol version sent in [`ServerMessage::Hello`]. Version 1 had
+/// fixed-width little-endian fields and no bitset form.
+pub const PROTOCOL_VERSION: u8 = 2;
+
+/// Largest chunk size the protocol supports: an Update has at most one
+/// entry per box, at offsets below 2^15.
 pub const MAX_CHUNK_SIZE: u32 = 1 << 15;
+
+/// Most chunks in one [`ServerMessage::Versions`].
+pub const MAX_VERSIONS_RUN: usize = 256;
 
 /// A message from a client to the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,7 +199,8 @@ pub enum ServerMessage {
     },
 }
 
-/// Why bytes are not a valid protocol message.
+/// Why bytes are not a valid protocol message. The gateway closes a
+/// connection that sends one with code 1002 and this text as the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WsError {
     /// The message is empty.
@@ -193,15 +209,42 @@ pub enum WsError {
     /// Unknown type byte.
     #[error("unknown message type 0x{0:02x}")]
     UnknownType(u8),
-    /// Too short or too long for its type.
-    #[error("message type 0x{kind:02x} needs {expected} bytes, got {got}")]
-    Length {
+    /// The message ends inside a field.
+    #[error("message type 0x{kind:02x} ends inside {field}")]
+    Truncated {
         /// The type byte.
         kind: u8,
-        /// Bytes the layout needs.
-        expected: usize,
-        /// Bytes received.
-        got: usize,
+        /// The field that was cut.
+        field: &'static str,
+    },
+    /// Bytes after the last field.
+    #[error("message type 0x{kind:02x} has {extra} bytes after its last field")]
+    Trailing {
+        /// The type byte.
+        kind: u8,
+        /// How many.
+        extra: usize,
+    },
+    /// A varint longer than 10 bytes or past `u64::MAX`.
+    #[error("{field}: varint longer than 10 bytes or past 2^64")]
+    VarintTooLong {
+        /// Which field.
+        field: &'static str,
+    },
+    /// A varint with a needless final zero byte.
+    #[error("{field}: varint not minimal")]
+    VarintNotMinimal {
+        /// Which field.
+        field: &'static str,
+    },
+    /// An Update whose `delta` is larger than its `version` (its
+    /// `prev_version` would be negative).
+    #[error("update delta {delta} is larger than its version {version}")]
+    DeltaPastVersion {
+        /// The delta.
+        delta: u64,
+        /// The version.
+        version: u64,
     },
     /// A field holds a value the protocol does not allow.
     #[error("bad {field}: {value}")]
@@ -211,85 +254,32 @@ pub enum WsError {
         /// Its value.
         value: u64,
     },
+    /// A second encoding of a message that has a shorter or canonical one.
+    #[error("not canonical: {0}")]
+    NotCanonical(&'static str),
 }
 
-/// A little-endian reader that checks the exact length.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8], expected: usize) -> Result<Self, WsError> {
-        let kind = *bytes.first().ok_or(WsError::Empty)?;
-        if bytes.len() != expected {
-            return Err(WsError::Length {
-                kind,
-                expected,
-                got: bytes.len(),
-            });
-        }
-        Ok(Self { bytes, pos: 1 })
+fn reason_code(reason: ResyncReason) -> u8 {
+    match reason {
+        ResyncReason::StateReset => 0,
+        ResyncReason::FellBehind => 1,
     }
-
-    fn take<const N: usize>(&mut self) -> [u8; N] {
-        let out: [u8; N] = self.bytes[self.pos..self.pos + N]
-            .try_into()
-            .expect("length checked");
-        self.pos += N;
-        out
-    }
-    fn u8(&mut self) -> u8 {
-        self.take::<1>()[0]
-    }
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes(self.take())
-    }
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take())
-    }
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take())
-    }
-    fn flag(&mut self) -> Result<bool, WsError> {
-        match self.u8() {
-            0 => Ok(false),
-            1 => Ok(true),
-            v => Err(WsError::BadValue {
-                field: "checked",
-                value: u64::from(v),
-            }),
-        }
-    }
-}
-
-/// The count field at `at` of a variable-length message, and the total
-/// length it implies.
-fn counted_len(bytes: &[u8], at: usize, header: usize, item: usize) -> Result<usize, WsError> {
-    let kind = *bytes.first().ok_or(WsError::Empty)?;
-    let raw = bytes.get(at..at + 2).ok_or(WsError::Length {
-        kind,
-        expected: header,
-        got: bytes.len(),
-    })?;
-    let count = u16::from_le_bytes([raw[0], raw[1]]) as usize;
-    Ok(header + count * item)
 }
 
 impl ClientMessage {
     /// Encodes the message.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(10);
+        let mut out = Vec::with_capacity(12);
         match self {
-            ClientMessage::Subscribe { first_chunk, count }
-            | ClientMessage::Unsubscribe { first_chunk, count } => {
-                out.push(if matches!(self, ClientMessage::Subscribe { .. }) {
-                    0x01
-                } else {
-                    0x02
-                });
-                out.extend_from_slice(&first_chunk.to_le_bytes());
-                out.extend_from_slice(&count.to_le_bytes());
+            ClientMessage::Subscribe { first_chunk, count } => {
+                out.push(0x01);
+                put_varint(&mut out, u64::from(*first_chunk));
+                put_varint(&mut out, u64::from(*count));
+            }
+            ClientMessage::Unsubscribe { first_chunk, count } => {
+                out.push(0x02);
+                put_varint(&mut out, u64::from(*first_chunk));
+                put_varint(&mut out, u64::from(*count));
             }
             ClientMessage::Set {
                 request_id,
@@ -297,52 +287,54 @@ impl ClientMessage {
                 checked,
             } => {
                 out.push(0x03);
-                out.extend_from_slice(&request_id.to_le_bytes());
-                out.extend_from_slice(&index.to_le_bytes());
+                put_varint(&mut out, u64::from(*request_id));
+                put_varint(&mut out, u64::from(*index));
                 out.push(u8::from(*checked));
             }
             ClientMessage::Ping { nonce } => {
                 out.push(0x04);
-                out.extend_from_slice(&nonce.to_le_bytes());
+                put_varint(&mut out, u64::from(*nonce));
             }
         }
         out
     }
 
-    /// Decodes one message.
+    /// Decodes one message, strictly: known type, minimal varints within
+    /// their field's width, no byte left over.
     pub fn decode(bytes: &[u8]) -> Result<Self, WsError> {
-        let kind = *bytes.first().ok_or(WsError::Empty)?;
-        Ok(match kind {
-            0x01 | 0x02 => {
-                let mut r = Reader::new(bytes, 9)?;
-                let (first_chunk, count) = (r.u32(), r.u32());
+        let mut r = Reader::new(bytes)?;
+        let msg = match bytes[0] {
+            kind @ (0x01 | 0x02) => {
+                let first_chunk = r.varint_u32("first_chunk")?;
+                let count = r.varint_u32("count")?;
                 if kind == 0x01 {
                     ClientMessage::Subscribe { first_chunk, count }
                 } else {
                     ClientMessage::Unsubscribe { first_chunk, count }
                 }
             }
-            0x03 => {
-                let mut r = Reader::new(bytes, 10)?;
-                ClientMessage::Set {
-                    request_id: r.u32(),
-                    index: r.u32(),
-                    checked: r.flag()?,
-                }
-            }
+            0x03 => ClientMessage::Set {
+                request_id: r.varint_u32("request_id")?,
+                index: r.varint_u32("index")?,
+                checked: r.flag("checked")?,
+            },
             0x04 => ClientMessage::Ping {
-                nonce: Reader::new(bytes, 5)?.u32(),
+                nonce: r.varint_u32("nonce")?,
             },
             other => return Err(WsError::UnknownType(other)),
-        })
+        };
+        r.finish()?;
+        Ok(msg)
     }
 }
 
 impl ServerMessage {
-    /// Encodes the message. Panics if an Update has an offset of 2^15 or
-    /// more, or a list longer than `u16::MAX` (a gateway bug).
+    /// Encodes the message. Panics on an Update whose entries do not
+    /// ascend strictly below [`MAX_CHUNK_SIZE`] or whose `prev_version` is
+    /// above its `version`, and on a Versions run longer than
+    /// [`MAX_VERSIONS_RUN`] (gateway bugs).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(32);
+        let mut out = Vec::with_capacity(16);
         match self {
             ServerMessage::Hello {
                 protocol_version,
@@ -353,10 +345,10 @@ impl ServerMessage {
             } => {
                 out.push(0x81);
                 out.push(*protocol_version);
-                out.extend_from_slice(&boxes.to_le_bytes());
-                out.extend_from_slice(&chunk_size.to_le_bytes());
-                out.extend_from_slice(&gateway_id.to_le_bytes());
-                out.extend_from_slice(&load.to_le_bytes());
+                put_varint(&mut out, *boxes);
+                put_varint(&mut out, u64::from(*chunk_size));
+                put_varint(&mut out, u64::from(*gateway_id));
+                put_varint(&mut out, u64::from(*load));
             }
             ServerMessage::Update {
                 chunk,
@@ -364,20 +356,15 @@ impl ServerMessage {
                 version,
                 entries,
             } => {
-                out.push(0x82);
-                out.extend_from_slice(&chunk.to_le_bytes());
-                out.extend_from_slice(&prev_version.to_le_bytes());
-                out.extend_from_slice(&version.to_le_bytes());
-                let count = u16::try_from(entries.len()).expect("at most 65535 entries per update");
-                out.extend_from_slice(&count.to_le_bytes());
-                for e in entries {
-                    assert!(
-                        u32::from(e.offset) < MAX_CHUNK_SIZE,
-                        "update offset {} too large",
-                        e.offset
-                    );
-                    out.extend_from_slice(&(e.offset | (u16::from(e.checked) << 15)).to_le_bytes());
-                }
+                let delta = version
+                    .checked_sub(*prev_version)
+                    .expect("an Update's prev_version is at most its version");
+                let kind = update::form(entries);
+                out.push(kind);
+                put_varint(&mut out, u64::from(*chunk));
+                put_varint(&mut out, *version);
+                put_varint(&mut out, delta);
+                update::encode_body(&mut out, kind, entries);
             }
             ServerMessage::Ack {
                 request_id,
@@ -385,26 +372,28 @@ impl ServerMessage {
                 seq,
             } => {
                 out.push(0x83);
-                out.extend_from_slice(&request_id.to_le_bytes());
+                put_varint(&mut out, u64::from(*request_id));
                 out.push(status.code());
-                out.extend_from_slice(&seq.to_le_bytes());
+                put_varint(&mut out, *seq);
             }
             ServerMessage::Stats { checked, online } => {
                 out.push(0x84);
-                out.extend_from_slice(&checked.to_le_bytes());
-                out.extend_from_slice(&online.to_le_bytes());
+                put_varint(&mut out, *checked);
+                put_varint(&mut out, u64::from(*online));
             }
             ServerMessage::Versions {
                 first_chunk,
                 versions,
             } => {
+                assert!(
+                    versions.len() <= MAX_VERSIONS_RUN,
+                    "at most {MAX_VERSIONS_RUN} versions per message"
+                );
                 out.push(0x85);
-                out.extend_from_slice(&first_chunk.to_le_bytes());
-                let count =
-                    u16::try_from(versions.len()).expect("at most 65535 versions per message");
-                out.extend_from_slice(&count.to_le_bytes());
+                put_varint(&mut out, u64::from(*first_chunk));
+                put_varint(&mut out, versions.len() as u64);
                 for v in versions {
-                    out.extend_from_slice(&v.to_le_bytes());
+                    put_varint(&mut out, *v);
                 }
             }
             ServerMessage::Resync {
@@ -413,85 +402,79 @@ impl ServerMessage {
                 reason,
             } => {
                 out.push(0x86);
-                out.extend_from_slice(&first_chunk.to_le_bytes());
-                out.extend_from_slice(&count.to_le_bytes());
-                out.push(match reason {
-                    ResyncReason::StateReset => 0,
-                    ResyncReason::FellBehind => 1,
-                });
+                put_varint(&mut out, u64::from(*first_chunk));
+                put_varint(&mut out, u64::from(*count));
+                out.push(reason_code(*reason));
             }
             ServerMessage::Pong { nonce } => {
                 out.push(0x87);
-                out.extend_from_slice(&nonce.to_le_bytes());
+                put_varint(&mut out, u64::from(*nonce));
             }
         }
         out
     }
 
-    /// Decodes one message.
+    /// Decodes one message, strictly: known type, minimal varints within
+    /// their field's width, an Update's delta at most its version, known
+    /// Ack status and Resync reason, no byte left over.
     pub fn decode(bytes: &[u8]) -> Result<Self, WsError> {
-        let kind = *bytes.first().ok_or(WsError::Empty)?;
-        Ok(match kind {
-            0x81 => {
-                let mut r = Reader::new(bytes, 20)?;
-                ServerMessage::Hello {
-                    protocol_version: r.u8(),
-                    boxes: r.u64(),
-                    chunk_size: r.u32(),
-                    gateway_id: r.u32(),
-                    load: r.u16(),
+        let mut r = Reader::new(bytes)?;
+        let msg = match bytes[0] {
+            0x81 => ServerMessage::Hello {
+                protocol_version: r.u8("protocol_version")?,
+                boxes: r.varint("boxes")?,
+                chunk_size: r.varint_u32("chunk_size")?,
+                gateway_id: r.varint_u32("gateway_id")?,
+                load: r.varint_u16("load")?,
+            },
+            kind @ (update::LIST | update::BITSET) => {
+                let chunk = r.varint_u32("chunk")?;
+                let version = r.varint("version")?;
+                let delta = r.varint("delta")?;
+                if delta > version {
+                    return Err(WsError::DeltaPastVersion { delta, version });
                 }
-            }
-            0x82 => {
-                let mut r = Reader::new(bytes, counted_len(bytes, 21, 23, 2)?)?;
-                let (chunk, prev_version, version) = (r.u32(), r.u64(), r.u64());
-                let count = r.u16();
-                let entries = (0..count)
-                    .map(|_| {
-                        let raw = r.u16();
-                        UpdateEntry {
-                            offset: raw & 0x7fff,
-                            checked: raw >> 15 == 1,
-                        }
-                    })
-                    .collect();
                 ServerMessage::Update {
                     chunk,
-                    prev_version,
+                    prev_version: version - delta,
                     version,
-                    entries,
+                    entries: update::decode_body(&mut r, kind)?,
                 }
             }
             0x83 => {
-                let mut r = Reader::new(bytes, 14)?;
-                let request_id = r.u32();
-                let status = AckStatus::from_code(r.u8())?;
+                let request_id = r.varint_u32("request_id")?;
+                let status = AckStatus::from_code(r.u8("status")?)?;
                 ServerMessage::Ack {
                     request_id,
                     status,
-                    seq: r.u64(),
+                    seq: r.varint("seq")?,
                 }
             }
-            0x84 => {
-                let mut r = Reader::new(bytes, 13)?;
-                ServerMessage::Stats {
-                    checked: r.u64(),
-                    online: r.u32(),
-                }
-            }
+            0x84 => ServerMessage::Stats {
+                checked: r.varint("checked")?,
+                online: r.varint_u32("online")?,
+            },
             0x85 => {
-                let mut r = Reader::new(bytes, counted_len(bytes, 5, 7, 8)?)?;
-                let first_chunk = r.u32();
-                let count = r.u16();
+                let first_chunk = r.varint_u32("first_chunk")?;
+                let count = r.varint("count")?;
+                if count > MAX_VERSIONS_RUN as u64 {
+                    return Err(WsError::BadValue {
+                        field: "count",
+                        value: count,
+                    });
+                }
+                let versions = (0..count)
+                    .map(|_| r.varint("version"))
+                    .collect::<Result<_, _>>()?;
                 ServerMessage::Versions {
                     first_chunk,
-                    versions: (0..count).map(|_| r.u64()).collect(),
+                    versions,
                 }
             }
             0x86 => {
-                let mut r = Reader::new(bytes, 10)?;
-                let (first_chunk, count) = (r.u32(), r.u32());
-                let reason = match r.u8() {
+                let first_chunk = r.varint_u32("first_chunk")?;
+                let count = r.varint_u32("count")?;
+                let reason = match r.u8("reason")? {
                     0 => ResyncReason::StateReset,
                     1 => ResyncReason::FellBehind,
                     v => {
@@ -508,10 +491,12 @@ impl ServerMessage {
                 }
             }
             0x87 => ServerMessage::Pong {
-                nonce: Reader::new(bytes, 5)?.u32(),
+                nonce: r.varint_u32("nonce")?,
             },
             other => return Err(WsError::UnknownType(other)),
-        })
+        };
+        r.finish()?;
+        Ok(msg)
     }
 }
 
@@ -555,16 +540,23 @@ mod tests {
             Err(WsError::UnknownType(0x09))
         );
         assert!(matches!(
-            ClientMessage::decode(&[0x01, 0, 0]),
-            Err(WsError::Length { .. })
+            ClientMessage::decode(&[0x01, 0]),
+            Err(WsError::Truncated { field: "count", .. })
         ));
         assert!(matches!(
-            ClientMessage::decode(&[0x04, 1, 2, 3, 4, 5]),
-            Err(WsError::Length { .. })
+            ClientMessage::decode(&[0x04, 1, 2]),
+            Err(WsError::Trailing { extra: 1, .. })
         ));
-        let bad_flag = [0x03, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        // A request id past u32::MAX.
         assert!(matches!(
-            ClientMessage::decode(&bad_flag),
+            ClientMessage::decode(&[0x03, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0]),
+            Err(WsError::BadValue {
+                field: "request_id",
+                ..
+            })
+        ));
+        assert!(matches!(
+            ClientMessage::decode(&[0x03, 0, 0, 2]),
             Err(WsError::BadValue {
                 field: "checked",
                 ..
@@ -578,11 +570,37 @@ mod tests {
             entries: vec![],
         }
         .encode();
-        update[21] = 3;
+        *update.last_mut().unwrap() = 3;
         assert!(matches!(
             ServerMessage::decode(&update),
-            Err(WsError::Length { .. })
+            Err(WsError::Truncated { .. })
         ));
+        // chunk 1, version 2, delta 3.
+        assert_eq!(
+            ServerMessage::decode(&[0x82, 1, 2, 3, 0]),
+            Err(WsError::DeltaPastVersion {
+                delta: 3,
+                version: 2
+            })
+        );
+    }
+
+    #[test]
+    fn one_box_update_is_a_fraction_of_version_1() {
+        // Version 1: 23 header bytes + 2 per entry. Chunk 12 at a seq of
+        // a million, the previous change 40 seqs before, box 3000.
+        let msg = ServerMessage::Update {
+            chunk: 12,
+            prev_version: 999_960,
+            version: 1_000_000,
+            entries: vec![UpdateEntry {
+                offset: 3000,
+                checked: true,
+            }],
+        };
+        let bytes = msg.encode();
+        assert_eq!(bytes.len(), 9, "{bytes:02x?}");
+        assert_eq!(ServerMessage::decode(&bytes), Ok(msg));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The shared test vectors of `docs/protocol.md`
 //! (`testdata/protocol-vectors.json`): every message decodes from its
-//! bytes and encodes back to them; malformed client messages are refused;
-//! bitsets encode LSB-first. The browser's JS checks the same file.
+//! bytes and encodes back to them (values past 2^53, which the browser's
+//! decoder refuses, included); malformed client and server messages are
+//! refused; bitsets encode LSB-first. The browser's JS checks the same
+//! file.
 
 use checkraft_proto::ws::{bitset, ClientMessage, ServerMessage};
 use serde_json::Value;
@@ -59,6 +61,19 @@ fn malformed_client_messages_are_refused() {
         assert!(
             ClientMessage::decode(&bytes).is_err(),
             "accepted malformed {}",
+            v["name"]
+        );
+    }
+}
+
+#[test]
+fn malformed_server_messages_are_refused() {
+    for v in vectors()["malformed_server"].as_array().unwrap() {
+        let bytes = hex(v["hex"].as_str().unwrap());
+        let decoded = ServerMessage::decode(&bytes);
+        assert!(
+            decoded.is_err(),
+            "accepted malformed {}: {decoded:?}",
             v["name"]
         );
     }

@@ -32,6 +32,9 @@ pub const TARGET: Target = Target {
         &[0x85],
         &[0x86],
         &[0x87],
+        &[0x88],
+        &[0x80, 0x00],
+        &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
         &[0xff, 0xff],
         &[0x00, 0x80],
         &[0xff, 0x7f],
@@ -123,6 +126,18 @@ pub fn seeds() -> Vec<Vec<u8>> {
             prev_version: u64::MAX - 1,
             version: u64::MAX,
             entries: entries(100),
+        },
+        // Dense: the bitset form.
+        ServerMessage::Update {
+            chunk: 5,
+            prev_version: 0,
+            version: 9,
+            entries: (300..500)
+                .map(|offset| UpdateEntry {
+                    offset,
+                    checked: offset % 2 == 0,
+                })
+                .collect(),
         },
         ServerMessage::Ack {
             request_id: 7,

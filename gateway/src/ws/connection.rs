@@ -162,6 +162,10 @@ impl Conn {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let (queue, resync) = self.outbox.take();
+        if queue.is_empty() && resync.is_none() {
+            // Only Updates held back: nothing to write yet.
+            return Ok(());
+        }
         let resync = resync
             .map(|chunks| resync_messages(&chunks, ResyncReason::FellBehind))
             .unwrap_or_default();
@@ -194,8 +198,15 @@ impl Conn {
             if *shutdown.borrow_and_update() {
                 return Some((CloseCode::Away, "shutting down".into()));
             }
+            // Updates held back by the budget go out when it allows.
+            let release_at = self.outbox.release_at().map(tokio::time::Instant::from_std);
             tokio::select! {
                 _ = shutdown.changed() => {}
+                _ = async { tokio::time::sleep_until(release_at.expect("guarded")).await }, if release_at.is_some() => {
+                    if self.flush(ws).await.is_err() {
+                        return None;
+                    }
+                }
                 _ = self.outbox.notify.notified() => {
                     if self.flush(ws).await.is_err() {
                         return None;

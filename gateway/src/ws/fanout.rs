@@ -2,12 +2,20 @@
 //!
 //! One task per shard handle. It subscribes to the feed, then takes the
 //! state's `seq` as its base: every change after it is in the feed. Changes
-//! are folded into per-chunk net entries for `ws_fanout_tick_ms`; at each
-//! tick every dirty chunk gets ONE encoded `Update` shared by all its
-//! subscribers, with `prev_version` = the version of the chunk's previous
-//! Update (the base for the first one) and `version` = the last seq folded
-//! in. So a client holding any valid version in `[prev_version, version)`
-//! gets exactly the net changes it lacks (docs/protocol.md's rule).
+//! are folded into per-chunk **net** entries: one per changed box, with its
+//! last value, however often it changed in the chunk's pending window. (A
+//! box that ends where it started is still sent, with that value: a client
+//! that fetched the chunk inside the window holds the value in between,
+//! and would otherwise keep it with no way to notice; docs/protocol.md,
+//! "Coalescing".) Every `ws_fanout_tick_ms` the chunks that are due (each at its
+//! own tick, [`super::pace`]: the short tick while quiet, longer while
+//! hot) get ONE encoded `Update` shared by all their subscribers
+//! ([`super::budget::UpdateFrame`]), with `prev_version` = the version of
+//! the chunk's previous Update (the base for the first one) and `version`
+//! = the last seq folded in. So a client holding any valid version in
+//! `[prev_version, version)` gets exactly the net changes it lacks
+//! (docs/protocol.md's rule). A connection over its own budget holds and
+//! merges them ([`super::budget`]).
 //!
 //! A state reset (snapshot) or a lagging feed loses that chain: the chunks
 //! of the shard start over from the current seq, and their subscribers get
@@ -26,13 +34,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use checkraft_proto::ws::{ResyncReason, ServerMessage, UpdateEntry};
+use checkraft_proto::ws::{ResyncReason, UpdateEntry};
 use checkraft_proto::ShardId;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::budget::UpdateFrame;
+use super::pace::{ChunkPace, PaceConfig};
 use super::Hub;
 use crate::shards::{ShardHandle, ShardUpdate};
 
@@ -118,8 +127,11 @@ struct ShardFanout {
     seq: u64,
     /// Chunk → version of its last Update.
     last: HashMap<u32, u64>,
-    /// Chunk → offset → value, not yet sent.
+    /// Chunk → offset → its last value, not yet sent.
     pending: BTreeMap<u32, BTreeMap<u16, bool>>,
+    /// Chunk → its pace (tick and byte rate).
+    pace: HashMap<u32, ChunkPace>,
+    pace_config: PaceConfig,
     /// A merge waiting for the absorbed shard's chains.
     merging: Option<PendingMerge>,
 }
@@ -140,6 +152,13 @@ impl ShardFanout {
             .and_then(|m| m.grid)
             .map_or(1, |g| g.chunk_size.max(1));
         hub.book().bases.insert(handle.id, base);
+        let config = &hub.gateway.config;
+        let pace_config = PaceConfig {
+            tick: Duration::from_millis(config.ws_fanout_tick_ms),
+            max_tick: Duration::from_millis(config.ws_coalesce_max_ms),
+            budget: config.ws_budget_bytes_per_second as f64,
+            window: Duration::from_millis(config.ws_budget_window_ms),
+        };
         Self {
             hub,
             shard: handle.id,
@@ -150,6 +169,8 @@ impl ShardFanout {
             seq: base,
             last: HashMap::new(),
             pending: BTreeMap::new(),
+            pace: HashMap::new(),
+            pace_config,
             merging: None,
         }
     }
@@ -185,6 +206,13 @@ impl ShardFanout {
             .map(|(c, v)| (*c, *v))
             .collect();
         self.last.retain(|c, _| !chunks.contains(c));
+        let pace: HashMap<u32, ChunkPace> = self
+            .pace
+            .iter()
+            .filter(|(c, _)| chunks.contains(c))
+            .map(|(c, p)| (*c, p.clone()))
+            .collect();
+        self.pace.retain(|c, _| !chunks.contains(c));
         self.hub.book().bases.insert(child, self.base);
         let task = ShardFanout {
             hub: self.hub.clone(),
@@ -196,6 +224,8 @@ impl ShardFanout {
             seq: inherited.seq,
             last,
             pending: BTreeMap::new(),
+            pace,
+            pace_config: self.pace_config,
             merging: None,
         };
         tokio::spawn(task.run());
@@ -266,7 +296,7 @@ impl ShardFanout {
                     }
                     Err(RecvError::Closed) => break,
                 },
-                _ = ticker.tick() => self.flush(),
+                _ = ticker.tick() => self.flush(false),
                 _ = shutdown.changed() => break,
             }
         }
@@ -279,17 +309,23 @@ impl ShardFanout {
                     return;
                 }
                 self.seq = *seq;
+                let now = Instant::now();
                 for &(index, checked) in sets {
                     let chunk = index / self.chunk_size;
                     let offset = (index % self.chunk_size) as u16;
-                    self.pending
-                        .entry(chunk)
-                        .or_default()
-                        .insert(offset, checked);
+                    let entries = self.pending.entry(chunk).or_insert_with(|| {
+                        let config = &self.pace_config;
+                        self.pace
+                            .entry(chunk)
+                            .or_insert_with(|| ChunkPace::new(config, now))
+                            .woke(config, now);
+                        BTreeMap::new()
+                    });
+                    entries.insert(offset, checked);
                 }
             }
             ShardUpdate::Reset { seq, .. } => {
-                self.flush();
+                self.flush(true);
                 self.reset(*seq);
             }
             ShardUpdate::Split {
@@ -299,12 +335,12 @@ impl ShardFanout {
                 end,
                 ..
             } => {
-                self.flush();
+                self.flush(true);
                 self.seq = self.seq.max(*seq);
                 self.hand_over(*child, *at, *end);
             }
             ShardUpdate::Frozen { seq, .. } => {
-                self.flush();
+                self.flush(true);
                 self.seq = self.seq.max(*seq);
                 self.hub.book().finished.insert(self.shard, *seq);
             }
@@ -316,7 +352,7 @@ impl ShardFanout {
                 end,
                 ..
             } => {
-                self.flush();
+                self.flush(true);
                 self.seq = self.seq.max(*seq);
                 self.merging = Some(PendingMerge {
                     right: *right,
@@ -329,42 +365,44 @@ impl ShardFanout {
         }
     }
 
-    /// Sends one Update per dirty chunk.
-    fn flush(&mut self) {
+    /// Sends one Update per dirty chunk that is due (every dirty chunk
+    /// when `all`), with its net changes. Chunks of a merge whose chains
+    /// are not known yet wait.
+    fn flush(&mut self, all: bool) {
         self.settle_merge();
         if self.pending.is_empty() {
             return;
         }
         let version = self.seq;
-        let mut pending = std::mem::take(&mut self.pending);
-        if let Some(m) = &self.merging {
-            // Their chains are not known yet: held back.
-            let held: Vec<u32> = pending
-                .keys()
-                .copied()
-                .filter(|c| m.chunks.contains(c))
-                .collect();
-            for chunk in held {
-                if let Some(entries) = pending.remove(&chunk) {
-                    self.pending.insert(chunk, entries);
-                }
-            }
-        }
-        let mut announced = Vec::with_capacity(pending.len());
-        for (chunk, entries) in pending {
-            let prev_version = self.last.insert(chunk, version).unwrap_or(self.base);
-            let msg = ServerMessage::Update {
-                chunk,
-                prev_version,
-                version,
-                entries: entries
-                    .into_iter()
-                    .map(|(offset, checked)| UpdateEntry { offset, checked })
-                    .collect(),
+        let now = Instant::now();
+        let config = self.pace_config;
+        let due: Vec<u32> = self
+            .pending
+            .keys()
+            .copied()
+            .filter(|c| all || self.pace.get(c).is_none_or(|p| p.due(&config, now)))
+            .filter(|c| self.merging.as_ref().is_none_or(|m| !m.chunks.contains(c)))
+            .collect();
+        let mut announced = Vec::with_capacity(due.len());
+        for chunk in due {
+            let Some(changes) = self.pending.remove(&chunk) else {
+                continue;
             };
-            let bytes = Bytes::from(msg.encode());
-            self.hub.send_to_chunk(chunk, &bytes);
+            let entries: Vec<UpdateEntry> = changes
+                .into_iter()
+                .map(|(offset, checked)| UpdateEntry { offset, checked })
+                .collect();
+            let prev_version = self.last.insert(chunk, version).unwrap_or(self.base);
+            let frame = UpdateFrame::new(chunk, prev_version, version, entries);
+            self.pace
+                .entry(chunk)
+                .or_insert_with(|| ChunkPace::new(&config, now))
+                .sent(frame.bytes.len(), &config, now);
+            self.hub.send_to_chunk(&frame);
             announced.push(chunk);
+        }
+        if announced.is_empty() {
+            return;
         }
         let mut book = self.hub.book();
         for chunk in announced {

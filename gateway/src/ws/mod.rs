@@ -8,14 +8,18 @@
 //! - [`connection`]: one task per connection: Hello, Subscribe,
 //!   Unsubscribe, Set (through the batcher, Ack after commit), Ping.
 //! - [`fanout`]: one task per shard turns the shard's update feed into
-//!   per-chunk `Update`s, coalesced over `ws_fanout_tick_ms`, each encoded
-//!   once and queued to the connections subscribed to its chunk.
+//!   per-chunk `Update`s, coalesced over each chunk's tick ([`pace`]:
+//!   `ws_fanout_tick_ms` while quiet, longer while hot), each encoded once
+//!   and queued to the connections subscribed to its chunk.
+//! - [`budget`]: each connection's bandwidth budget
+//!   (`ws_budget_bytes_per_second`); over it, its Updates are held and
+//!   merged per chunk until it is back under.
 //! - [`limits`]: connection caps and Set rate limits.
 //! - [`stats`]: `Stats`, read and encoded once per `ws_stats_interval_ms`
 //!   for every connection and sent only when it changed.
 //!
 //! Every connection has an [`Outbox`]: a bounded queue of encoded
-//! messages. Each is built once and shared (`Bytes`): an Update's bytes
+//! messages, and its [`budget::Budget`] with the Updates held back. Each is built once and shared (`Bytes`): an Update's bytes
 //! are the same for all subscribers of its chunk. A connection's task
 //! writes everything queued at once (`feed` each frame, then one `flush`:
 //! frames queued together leave in one write of up to
@@ -24,16 +28,18 @@
 //! Versions still queued are discarded and it gets `Resync{FellBehind}`
 //! for its subscriptions. So a slow client never makes memory grow.
 
+pub mod budget;
 pub mod connection;
 pub mod fanout;
 pub mod limits;
+pub mod pace;
 pub mod stats;
 pub mod upgrade;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use checkraft_proto::ws::{ResyncReason, ServerMessage};
@@ -42,6 +48,7 @@ use tokio::sync::{watch, Notify};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::gateway::Gateway;
+use budget::{Budget, Offer, UpdateFrame};
 use limits::Limits;
 use stats::StatsCast;
 
@@ -51,8 +58,9 @@ pub use upgrade::filter;
 const RUN_MAX: u32 = 256;
 
 /// The type bytes of the messages a `Resync{FellBehind}` of every
-/// subscription makes useless: `Update` and `Versions`.
-const SUPERSEDED_BY_RESYNC: [u8; 2] = [0x82, 0x85];
+/// subscription makes useless: `Update` (list and bitset forms) and
+/// `Versions`.
+const SUPERSEDED_BY_RESYNC: [u8; 3] = [0x82, 0x88, 0x85];
 
 /// One connection's outgoing queue and subscriptions.
 pub struct Outbox {
@@ -68,6 +76,30 @@ struct OutState {
     /// or was resynced (see [`Hub::broadcast_versions`]).
     versions_due: u8,
     subs: croaring::Bitmap,
+    budget: Budget,
+}
+
+impl OutState {
+    /// Queues `msg` and charges the budget, or drops it when the queue is
+    /// full (marking the connection behind if `mark`).
+    fn enqueue(&mut self, msg: Bytes, mark: bool, cap: usize) -> bool {
+        if self.queue.len() >= cap {
+            if mark {
+                self.behind = true;
+            }
+            return false;
+        }
+        self.budget.charge(msg.len());
+        self.queue.push_back(msg);
+        true
+    }
+
+    /// Queues the held Updates once the budget allows (or now, `force`).
+    fn release(&mut self, force: bool, cap: usize) {
+        for msg in self.budget.release(Instant::now(), force) {
+            self.enqueue(msg, true, cap);
+        }
+    }
 }
 
 /// `Versions` rounds a connection gets after a Subscribe or a Resync: the
@@ -76,13 +108,14 @@ struct OutState {
 const VERSIONS_ROUNDS_DUE: u8 = 2;
 
 impl Outbox {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, budget: Budget) -> Self {
         Self {
             state: Mutex::new(OutState {
                 queue: VecDeque::new(),
                 behind: false,
                 versions_due: 0,
                 subs: croaring::Bitmap::new(),
+                budget,
             }),
             notify: Notify::new(),
             cap,
@@ -98,23 +131,42 @@ impl Outbox {
     /// marked behind. Returns whether it was queued.
     fn push(&self, msg: Bytes, mark: bool) -> bool {
         let mut state = self.lock();
-        if state.queue.len() >= self.cap {
-            if mark {
-                state.behind = true;
-            }
-            return false;
-        }
-        state.queue.push_back(msg);
+        let queued = state.enqueue(msg, mark, self.cap);
         drop(state);
+        if queued {
+            self.notify.notify_one();
+        }
+        queued
+    }
+
+    /// Queues an Update of a chunk this connection subscribes to, or holds
+    /// it while the connection is over its budget. Returns false when it
+    /// was dropped (queue full).
+    fn push_update(&self, frame: &UpdateFrame, now: Instant) -> bool {
+        let mut state = self.lock();
+        let queued = match state.budget.offer(frame, now) {
+            Offer::Send => state.enqueue(frame.bytes.clone(), true, self.cap),
+            Offer::Held => true,
+        };
+        drop(state);
+        // Also when held: the task re-arms its release timer.
         self.notify.notify_one();
-        true
+        queued
     }
 
     /// Queues an answer (Ack, Pong). The connection stops reading while
     /// its queue is over `cap`, which bounds these.
     fn push_reply(&self, msg: Bytes) {
-        self.lock().queue.push_back(msg);
+        let mut state = self.lock();
+        state.budget.charge(msg.len());
+        state.queue.push_back(msg);
+        drop(state);
         self.notify.notify_one();
+    }
+
+    /// When the held Updates may go out, if any are held.
+    fn release_at(&self) -> Option<Instant> {
+        self.lock().budget.release_at()
     }
 
     fn len(&self) -> usize {
@@ -125,12 +177,17 @@ impl Outbox {
     /// connection had fallen behind. A connection that fell behind gets no
     /// queued Update or Versions: the Resync of every subscription makes
     /// them useless, and it should reach the client as early as possible.
+    /// Held Updates whose time has come are released first.
     fn take(&self) -> (VecDeque<Bytes>, Option<Vec<u32>>) {
         let mut state = self.lock();
+        if !state.behind {
+            state.release(false, self.cap);
+        }
         let mut queue = std::mem::take(&mut state.queue);
         let resync = if state.behind {
             state.behind = false;
             state.versions_due = VERSIONS_ROUNDS_DUE;
+            state.budget.clear();
             queue.retain(|m| !m.first().is_some_and(|t| SUPERSEDED_BY_RESYNC.contains(t)));
             Some(state.subs.iter().collect())
         } else {
@@ -146,12 +203,15 @@ impl Outbox {
     /// The subscriptions to announce `Versions` of this round: all of them
     /// in a `full` round, else only while rounds are due after a Subscribe
     /// or a Resync. Empty when there is nothing to send.
+    /// Held Updates are released first (whatever the budget), so the
+    /// Versions that follow them match what the client holds.
     fn versions_round(&self, full: bool) -> Vec<u32> {
         let mut state = self.lock();
         if !full && state.versions_due == 0 {
             return Vec::new();
         }
         state.versions_due = state.versions_due.saturating_sub(1);
+        state.release(true, self.cap);
         state.subs.iter().collect()
     }
 
@@ -290,7 +350,13 @@ impl Hub {
 
     fn register(&self) -> (u64, Arc<Outbox>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let outbox = Arc::new(Outbox::new(self.gateway.config.ws_send_queue));
+        let config = &self.gateway.config;
+        let budget = Budget::new(
+            config.ws_budget_bytes_per_second,
+            Duration::from_millis(config.ws_budget_window_ms),
+            Instant::now(),
+        );
+        let outbox = Arc::new(Outbox::new(config.ws_send_queue, budget));
         self.registry_mut().conns.insert(id, outbox.clone());
         (id, outbox)
     }
@@ -331,6 +397,7 @@ impl Hub {
         let mut state = outbox.lock();
         for &chunk in chunks {
             state.subs.remove(chunk);
+            state.budget.forget(chunk);
         }
         drop(state);
         self.registry_mut().forget(id, chunks);
@@ -340,15 +407,17 @@ impl Hub {
             .dec_by(chunks.len() as i64);
     }
 
-    /// Queues `msg` (an encoded Update of `chunk`) to its subscribers.
-    fn send_to_chunk(&self, chunk: u32, msg: &Bytes) {
+    /// Queues `frame` (an Update built once) to the subscribers of its
+    /// chunk, or holds it for those over their budget.
+    fn send_to_chunk(&self, frame: &UpdateFrame) {
         let registry = self.registry();
-        let Some(ids) = registry.by_chunk.get(&chunk) else {
+        let Some(ids) = registry.by_chunk.get(&frame.chunk) else {
             return;
         };
+        let now = Instant::now();
         for id in ids {
             if let Some(outbox) = registry.conns.get(id) {
-                if !outbox.push(msg.clone(), true) {
+                if !outbox.push_update(frame, now) {
                     self.gateway.metrics.ws_dropped.inc();
                 }
             }
@@ -506,6 +575,10 @@ impl Hub {
 mod tests {
     use super::*;
 
+    fn no_budget() -> Budget {
+        Budget::new(0, Duration::from_secs(5), Instant::now())
+    }
+
     #[test]
     fn runs_split_on_gaps_and_length() {
         assert_eq!(runs(&[1, 2, 3, 7, 9, 10]), vec![(1, 3), (7, 1), (9, 2)]);
@@ -516,7 +589,7 @@ mod tests {
 
     #[test]
     fn a_connection_behind_gets_its_answers_but_no_stale_updates() {
-        let outbox = Outbox::new(3);
+        let outbox = Outbox::new(3, no_budget());
         outbox.lock().subs.add(5);
         let update = Bytes::from(
             ServerMessage::Update {
@@ -546,7 +619,7 @@ mod tests {
 
     #[test]
     fn versions_go_to_new_subscriptions_and_resyncs_then_to_all_in_full_rounds() {
-        let outbox = Outbox::new(1);
+        let outbox = Outbox::new(1, no_budget());
         assert!(
             outbox.versions_round(false).is_empty(),
             "nothing subscribed"
@@ -572,7 +645,7 @@ mod tests {
 
     #[test]
     fn outbox_drops_when_full_and_resyncs_once() {
-        let outbox = Outbox::new(2);
+        let outbox = Outbox::new(2, no_budget());
         outbox.lock().subs.add(5);
         assert!(outbox.push(Bytes::from_static(b"a"), true));
         assert!(outbox.push(Bytes::from_static(b"b"), true));

@@ -71,6 +71,7 @@ where
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Answer::Retry(why) => {
+                tracing::debug!(shard_id = shard, %addr, %why, "{what}: trying the next replica");
                 last = format!("{addr}: {why}");
                 next += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -106,7 +106,7 @@ pub async fn reshard(client: &ClusterClient, target: usize, json: bool) -> Resul
         if let Some(op) = &map.operation {
             // One we (or an earlier run) started: see it through first.
             bar.set_message(format!("waiting for {}", describe_operation(&op.kind)));
-            let finished = watch(client, op.id, &bar).await?;
+            let finished = watch(client, op.id, map.version, &bar).await?;
             if !finished.ok {
                 bail!(
                     "{} did not complete: {}",
@@ -178,24 +178,27 @@ async fn run_operation(
     progress: &Progress,
 ) -> Result<FinishedOperation> {
     let what = describe_operation(&kind);
-    let id = match client
+    let (id, version) = match client
         .propose_meta(&MetaCommand::BeginOperation { kind: kind.clone() })
         .await
     {
-        Ok(outcome) => outcome.allocated.context("no operation id allocated")?,
+        Ok(outcome) => (
+            outcome.allocated.context("no operation id allocated")?,
+            outcome.version,
+        ),
         Err(e) => {
             // The same operation recorded by an earlier, interrupted run:
             // keep watching it.
             let map = initialized_map(client).await?;
             match &map.operation {
-                Some(op) if same(&op.kind, &kind) => op.id,
+                Some(op) if same(&op.kind, &kind) => (op.id, map.version),
                 _ => return Err(e),
             }
         }
     };
     progress.say(format!("operation {id}: {what}"));
     let bar = ProgressBar::hidden();
-    let finished = watch(client, id, &bar).await?;
+    let finished = watch(client, id, version, &bar).await?;
     if !finished.ok {
         bail!("{what}: {}", finished.outcome);
     }
@@ -222,10 +225,18 @@ fn same(a: &OperationKind, b: &OperationKind) -> bool {
     }
 }
 
-/// Follows the map until operation `id` ends; shows its steps on `bar`.
-async fn watch(client: &ClusterClient, id: u64, bar: &ProgressBar) -> Result<FinishedOperation> {
+/// Follows the map until operation `id` (recorded at map version `seen`
+/// or earlier) ends; shows its steps on `bar`. The entry node's copy of
+/// the map may lag the metadata leader's: copies older than `seen` say
+/// nothing about the operation.
+async fn watch(
+    client: &ClusterClient,
+    id: u64,
+    seen: u64,
+    bar: &ProgressBar,
+) -> Result<FinishedOperation> {
     let deadline = Instant::now() + STEP_LIMIT;
-    let mut version = 0;
+    let mut version = seen.saturating_sub(1);
     let mut step = String::new();
     while Instant::now() < deadline {
         let map = match client.wait_map(version, Duration::from_secs(5)).await {
@@ -237,6 +248,9 @@ async fn watch(client: &ClusterClient, id: u64, bar: &ProgressBar) -> Result<Fin
             }
         };
         version = map.version;
+        if map.version < seen {
+            continue;
+        }
         if let Some(done) = map.finished.iter().rev().find(|f| f.operation.id == id) {
             return Ok(done.clone());
         }
