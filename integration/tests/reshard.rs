@@ -284,7 +284,13 @@ async fn reshard_test() {
 
     // Writers: HTTP PUTs into the history, and one websocket writer.
     let history = Arc::new(History::new());
-    let puts = PutWorkload::start(history.clone(), &first_map, &[gw.addr.clone()], 1, 1);
+    let puts = PutWorkload::start(
+        history.clone(),
+        &first_map,
+        std::slice::from_ref(&gw.addr),
+        1,
+        1,
+    );
     let ws_applied = Arc::new(Mutex::new(Vec::<u32>::new()));
     let ws_writer = tokio::spawn(ws_write(
         gw.addr.clone(),
