@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use checkraft_integration::history::{Ack, Outcome, WriteApi, WriteOp};
 use checkraft_integration::workload::{final_check, PutWorkload};
 use checkraft_integration::{
-    initialized_cluster, raftctl, Cluster, GatewayClient, GatewayProcess, History, NodeClient,
+    initialized_cluster, raftctl, raftctl_init, Cluster, GatewayClient, GatewayProcess, History, NodeClient,
     Router, WsClient, WsEvent,
 };
 use checkraft_proto::ws::{AckStatus, ClientMessage, ServerMessage};
@@ -241,7 +241,22 @@ async fn reshard_under_load_and_faults() {
 
 async fn reshard_test() {
     let started = Instant::now();
-    let cluster = initialized_cluster(TOKEN, BOXES, 16).await;
+    // Up to 65 groups per node, each with its own heartbeats: production
+    // timings (not the harness's faster ones) keep three debug-build nodes
+    // on two cores from drowning in them.
+    let cluster = Cluster::start(
+        3,
+        &[
+            ("CHECKRAFT_NODE_ADMIN_TOKEN", TOKEN),
+            ("CHECKRAFT_NODE_REPORT_MS", "200"),
+            ("CHECKRAFT_NODE_HEARTBEAT_MS", "300"),
+            ("CHECKRAFT_NODE_ELECTION_MIN_MS", "1500"),
+            ("CHECKRAFT_NODE_ELECTION_MAX_MS", "3000"),
+        ],
+    )
+    .await;
+    let init = raftctl_init(&cluster, TOKEN, BOXES, 16).await;
+    assert!(init.ok, "init: {}", init.stderr);
     let gw = GatewayProcess::start(
         &cluster,
         1,
