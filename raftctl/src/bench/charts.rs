@@ -7,7 +7,9 @@
 //!   curves (x: percentile on a "nines" scale, 0% to 99.99%; y: ms, log
 //!   scale), one curve per phase of a `throughput` sweep;
 //! - `acked-per-second.svg`: acknowledged sets per second over the
-//!   measured phase (one line per sweep phase), with the events of the
+//!   measured phase (one line per sweep phase; the timeline's 250 ms
+//!   rates averaged over [`SMOOTH_S`], as the workers' 250 ms reports
+//!   alias), with the events of the
 //!   run on the timeline: each kill (`failover`, `restart`), each restart
 //!   and the moment the restarted node served again (`restart`), and
 //!   each leader change the election watch saw, spurious ones apart.
@@ -31,6 +33,8 @@ use super::timeline::RatePoint;
 const SIZE: (u32, u32) = (900, 480);
 /// The font family of every text.
 const FONT: &str = "sans-serif";
+/// The rates drawn are averages over this many seconds.
+pub const SMOOTH_S: f64 = 1.0;
 /// The minor grid lines.
 const LIGHT: RGBColor = RGBColor(238, 238, 238);
 
@@ -224,7 +228,7 @@ pub fn latency_svg(title: &str, series: &[Series]) -> Result<String> {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font((FONT, 16))
@@ -257,7 +261,8 @@ pub fn rate_svg(title: &str, series: &[Series], markers: &[Marker]) -> Result<St
             .map(|p| p.0)
             .chain(markers.iter().map(|m| m.at_s))
             .fold(1.0, f64::max);
-        let y_max = points.map(|p| p.1).fold(1.0, f64::max) * 1.15;
+        // Headroom for the legend above the lines.
+        let y_max = points.map(|p| p.1).fold(1.0, f64::max) * 1.45;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, (FONT, 24))
             .margin(12)
@@ -327,7 +332,7 @@ pub fn rate_svg(title: &str, series: &[Series], markers: &[Marker]) -> Result<St
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font((FONT, 16))
@@ -338,6 +343,27 @@ pub fn rate_svg(title: &str, series: &[Series], markers: &[Marker]) -> Result<St
         root.present()?;
     }
     Ok(svg)
+}
+
+/// `points` (rates over consecutive intervals ending at `t_s`) as
+/// averages over the `window` seconds ending at each point, weighted by
+/// interval length (the first interval starts at 0).
+pub fn smooth(points: &[RatePoint], window: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(points.len());
+    for (i, p) in points.iter().enumerate() {
+        let (mut sets, mut secs) = (0.0, 0.0);
+        for j in (0..=i).rev() {
+            let end = points[j].t_s;
+            let start = if j == 0 { 0.0 } else { points[j - 1].t_s };
+            if p.t_s - end >= window {
+                break;
+            }
+            sets += points[j].acked_per_s * (end - start);
+            secs += end - start;
+        }
+        out.push((p.t_s, if secs > 0.0 { sets / secs } else { 0.0 }));
+    }
+    out
 }
 
 /// The phases of a report: `(label, start_ns, rates, set→ack, set→seen)`.
@@ -379,12 +405,20 @@ pub fn markers(r: &Report, start_ns: u64, end_s: f64) -> Vec<Marker> {
     let at = |ns: u64| (ns as f64 - start_ns as f64) / 1e9;
     let mut out = Vec::new();
     if let Some(f) = &r.failover {
+        let delay = r.settings.restart_delay_s;
         for k in &f.kills {
             out.push(Marker {
                 at_s: at(k.at_ns),
                 kind: MarkerKind::Kill,
                 label: format!("n{}", k.node),
             });
+            if delay > 0.0 {
+                out.push(Marker {
+                    at_s: at(k.at_ns) + delay,
+                    kind: MarkerKind::Restart,
+                    label: String::new(),
+                });
+            }
         }
     }
     if let Some(rs) = &r.restart {
@@ -446,7 +480,7 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<&'static str>> {
         .iter()
         .map(|p| Series {
             label: p.0.clone(),
-            points: p.2.iter().map(|r| (r.t_s, r.acked_per_s)).collect(),
+            points: smooth(p.2, SMOOTH_S),
         })
         .collect();
     // Markers are placed on the first phase's clock: they belong to one
@@ -611,6 +645,24 @@ mod tests {
         let svg = latency_svg("set→seen", &mixed).unwrap();
         assert!(svg.contains("no samples: 1 in flight per client"), "{svg}");
         assert!(svg.contains("16 in flight per client"));
+    }
+
+    #[test]
+    fn smoothing_averages_a_second() {
+        let p = |t_s, acked_per_s| RatePoint { t_s, acked_per_s };
+        let points = [
+            p(0.25, 400.0),
+            p(0.5, 0.0),
+            p(0.75, 0.0),
+            p(1.0, 0.0),
+            p(1.25, 800.0),
+        ];
+        let got = smooth(&points, 1.0);
+        assert_eq!(got[0], (0.25, 400.0));
+        assert_eq!(got[3], (1.0, 100.0));
+        // The second ending at 1.25: 0, 0, 0, then 800 for 0.25 s.
+        assert_eq!(got[4], (1.25, 200.0));
+        assert!(smooth(&[], 1.0).is_empty());
     }
 
     #[test]
