@@ -4,7 +4,7 @@
 //!
 //! - `ack-latency.svg`, `seen-latency.svg`: the set→ack and
 //!   set→seen-by-another-client latency distributions as percentile
-//!   curves (x: percentile on a "nines" scale, 0% to 99.99%; y: ms, log
+//!   curves (x: percentile on a "nines" scale, 25% to 99.99%; y: ms, log
 //!   scale), one curve per phase of a `throughput` sweep;
 //! - `acked-per-second.svg`: acknowledged sets per second over the
 //!   measured phase (one line per sweep phase; the timeline's 250 ms
@@ -103,11 +103,16 @@ pub struct Marker {
     pub label: String,
 }
 
-/// A percentile curve as chart points: x in nines (`-log10(1 - q)`).
+/// The curves are drawn from this percentile on: below it (the minimum
+/// above all) single odd samples would stretch the log axis by decades.
+const FROM_PERCENTILE: f64 = 25.0;
+
+/// A percentile curve as chart points: x in nines (`-log10(1 - q)`),
+/// from [`FROM_PERCENTILE`].
 fn nines(curve: &[CurvePoint]) -> Vec<(f64, f64)> {
     curve
         .iter()
-        .filter(|p| p.percentile < 100.0)
+        .filter(|p| (FROM_PERCENTILE..100.0).contains(&p.percentile))
         .map(|p| (-(1.0 - p.percentile / 100.0).log10(), p.ms.max(0.001)))
         .collect()
 }
