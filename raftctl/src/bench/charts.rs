@@ -335,9 +335,15 @@ pub fn rate_svg(title: &str, series: &[Series], markers: &[Marker]) -> Result<St
                 }))?;
             }
         }
+        // The legend goes to the side with fewer marker labels.
+        let right = markers.iter().filter(|m| m.at_s > x_max * 0.6).count();
+        let legend_at = match right * 2 > markers.len() {
+            true => SeriesLabelPosition::UpperLeft,
+            false => SeriesLabelPosition::UpperRight,
+        };
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(legend_at)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font((FONT, 16))
