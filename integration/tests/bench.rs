@@ -1,8 +1,9 @@
 //! `raftctl bench` on tiny runs: it starts its own cluster, drives it
 //! over the websocket protocol, reports well-formed numbers in
 //! `report.json` (fields present, counts positive where they must be,
-//! latencies finite and ordered) and stops by itself within its bound.
-//! Nothing here depends on how fast the machine is.
+//! latencies finite and ordered), writes its SVG charts, and stops by
+//! itself within its bound. Nothing here depends on how fast the machine
+//! is.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -38,6 +39,20 @@ async fn bench(args: &[&str]) -> (Value, String) {
     );
     eprintln!("raftctl bench {args:?} took {:?}", began.elapsed());
     let report = read_json(&out.path().join("report.json"));
+    for chart in [
+        "ack-latency.svg",
+        "seen-latency.svg",
+        "acked-per-second.svg",
+    ] {
+        let svg = std::fs::read_to_string(out.path().join(chart))
+            .unwrap_or_else(|e| panic!("{chart} not written: {e}"));
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{chart}: {svg}"
+        );
+    }
+    num(&report, "elections.spurious_leader_changes");
+    assert!(num(&report, "elections.scrapes") > 0.0, "{report:#}");
     let md = std::fs::read_to_string(out.path().join("report.md")).expect("report.md written");
     assert!(md.contains("acknowledged sets/s"), "report.md: {md}");
     assert!(
@@ -189,6 +204,37 @@ async fn day_reports_click_to_visible() {
         Some(Value::from("7")),
         "the day keeps realistic rate limits"
     );
+}
+
+#[tokio::test]
+async fn restart_times_a_node_of_a_2_pow_32_grid() {
+    let (report, stdout) = bench(&[
+        "restart",
+        "--clients",
+        "8",
+        "--rate",
+        "200",
+        "--warmup",
+        "2",
+        "--kills",
+        "1",
+        "--restart-delay",
+        "1",
+        "--kill-every",
+        "0",
+        "--per-address",
+        "4",
+    ])
+    .await;
+    assert_common(&report, "restart", 8);
+    assert_eq!(num(&report, "settings.boxes"), 4_294_967_296.0);
+    let r = &report["restart"]["restarts"][0];
+    let serving = num(r, "serving_s");
+    for step in ["health_s", "ready_s", "reads_s", "caught_up_s"] {
+        assert!(num(r, step) <= serving, "{step} after serving: {r:#}");
+    }
+    assert!(num(r, "log.max_log_index") > 0.0, "{r:#}");
+    assert!(stdout.contains("serving again after"), "{stdout}");
 }
 
 fn which(name: &str) -> bool {

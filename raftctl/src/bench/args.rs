@@ -21,6 +21,9 @@ pub enum Scenario {
     /// Failover under load: kill -9 the leader of the hot shard, restart
     /// it, repeat.
     Failover,
+    /// Restart time: a 2^32-box grid under write load; kill -9 a node,
+    /// restart it on its data, time until it serves again, repeat.
+    Restart,
 }
 
 impl Scenario {
@@ -31,6 +34,7 @@ impl Scenario {
             Scenario::Day => "day",
             Scenario::Connections => "connections",
             Scenario::Failover => "failover",
+            Scenario::Restart => "restart",
         }
     }
 }
@@ -87,9 +91,10 @@ pub struct BenchArgs {
     /// per-address limits apply to each address.
     #[arg(long, default_value_t = 50)]
     pub per_address: u32,
-    /// Boxes in the grid of the benchmark cluster.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub boxes: u64,
+    /// Boxes in the grid of the benchmark cluster (default 1,000,000;
+    /// 2^32 for `restart`).
+    #[arg(long)]
+    pub boxes: Option<u64>,
     /// Shards of the benchmark cluster.
     #[arg(long, default_value_t = 16)]
     pub shards: u64,
@@ -100,10 +105,16 @@ pub struct BenchArgs {
     /// `CHECKRAFT_GATEWAY_FIELD`), applied after the scenario's own.
     #[arg(long = "gateway-env", value_name = "FIELD=VALUE")]
     pub gateway_env: Vec<String>,
+    /// Node settings, `FIELD=VALUE` (set as `CHECKRAFT_NODE_FIELD`, e.g.
+    /// `heartbeat_ms=50`); the nodes' defaults otherwise.
+    #[arg(long = "node-env", value_name = "FIELD=VALUE")]
+    pub node_env: Vec<String>,
     /// How long all clients may take to connect, in seconds.
     #[arg(long, default_value_t = 120.0)]
     pub connect_timeout: f64,
-    /// Write `report.json` and `report.md` into this directory.
+    /// Write `report.json`, `report.md` and the charts (SVG: latency
+    /// percentiles, acknowledged sets/s over time with kills and leader
+    /// changes marked) into this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// `throughput`: skip the redis-benchmark comparison.
@@ -112,16 +123,32 @@ pub struct BenchArgs {
     /// `throughput`: seconds per redis-benchmark run (approximately).
     #[arg(long, default_value_t = 5.0)]
     pub redis_seconds: f64,
-    /// `failover`: leader kills.
-    #[arg(long, default_value_t = 10)]
-    pub kills: u32,
+    /// The kill options of `failover` and `restart` (boxed: it keeps
+    /// the `raftctl` command enum small).
+    #[command(flatten)]
+    pub faults: Box<FaultArgs>,
+}
+
+/// The kill options of `failover` and `restart`.
+#[derive(Args, Debug, Clone)]
+pub struct FaultArgs {
+    /// `failover`: leader kills (default 10); `restart`: node restarts
+    /// (default 3).
+    #[arg(long)]
+    pub kills: Option<u32>,
     /// `failover`: seconds between kills (the restarted node must be back
-    /// in time, or the next kill can cost the quorum).
+    /// in time, or the next kill can cost the quorum); `restart`: seconds
+    /// between a restarted node serving again and the next kill.
     #[arg(long, default_value_t = 6.0)]
     pub kill_every: f64,
-    /// `failover`: seconds between killing the leader and restarting it.
-    #[arg(long, default_value_t = 0.0)]
-    pub restart_delay: f64,
+    /// `failover`, `restart`: seconds between killing a node and
+    /// restarting it (default 0 for `failover`, 5 for `restart`).
+    #[arg(long)]
+    pub restart_delay: Option<f64>,
+    /// `restart`: seconds of write load before the first kill, so that
+    /// every group has a long log and several snapshots.
+    #[arg(long, default_value_t = 60.0)]
+    pub warmup: f64,
 }
 
 /// `raftctl bench-worker` (hidden): one load-generator process, started
@@ -171,8 +198,16 @@ pub struct Settings {
     pub chunk_size: u32,
     /// Gateway environment (`CHECKRAFT_GATEWAY_*`), as passed.
     pub gateway_env: Vec<(String, String)>,
+    /// Node environment (`CHECKRAFT_NODE_*`), as passed.
+    pub node_env: Vec<(String, String)>,
     /// Connect timeout, seconds.
     pub connect_timeout_s: f64,
+    /// `failover`: leader kills; `restart`: node restarts; else 0.
+    pub kills: u32,
+    /// `failover`, `restart`: seconds a killed node stays down.
+    pub restart_delay_s: f64,
+    /// `restart`: seconds of load before the first kill.
+    pub warmup_s: f64,
 }
 
 impl Settings {
@@ -185,6 +220,7 @@ impl Settings {
             Day => 15_000,
             Connections => 100_000,
             Failover => 128,
+            Restart => 256,
         });
         let gateways = a.gateways.unwrap_or(match s {
             Connections => clients.div_ceil(15_000).max(1) as u32,
@@ -192,7 +228,7 @@ impl Settings {
             _ => 1,
         });
         let workers = a.workers.unwrap_or(match s {
-            Throughput => 2,
+            Throughput | Restart => 2,
             _ => clients.div_ceil(15_000).max(1) as u32,
         });
         let rate = match a.rate {
@@ -203,10 +239,11 @@ impl Settings {
                 Day => Some(300.0),
                 Connections => Some(0.0),
                 Failover => Some(1000.0),
+                Restart => Some(20_000.0),
             },
         };
         let hot_fraction = a.hot_fraction.unwrap_or(match s {
-            Throughput => 0.0,
+            Throughput | Restart => 0.0,
             _ => 0.8,
         });
         anyhow::ensure!(
@@ -232,13 +269,43 @@ impl Settings {
             gateway_env.retain(|(old, _)| *old != key);
             gateway_env.push((key, v.to_string()));
         }
+        let node_env = a
+            .node_env
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--node-env {kv}: expected FIELD=VALUE"))?;
+                Ok((
+                    format!("CHECKRAFT_NODE_{}", k.to_uppercase()),
+                    v.to_string(),
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let kills = a.faults.kills.unwrap_or(match s {
+            Failover => 10,
+            Restart => 3,
+            _ => 0,
+        });
+        let restart_delay_s = a.faults.restart_delay.unwrap_or(match s {
+            Restart => 5.0,
+            _ => 0.0,
+        });
+        anyhow::ensure!(
+            restart_delay_s >= 0.0 && a.faults.warmup >= 0.0 && a.faults.kill_every >= 0.0,
+            "--restart-delay, --warmup and --kill-every must be >= 0"
+        );
         Ok(Self {
             scenario: s,
             duration_s: a.duration.unwrap_or(match s {
                 Throughput => 30.0,
                 Day => 60.0,
                 Connections => 20.0,
-                Failover => f64::from(a.kills) * a.kill_every + 1.5,
+                Failover => f64::from(kills) * a.faults.kill_every + 1.5,
+                // At least; the phase lasts until the last restart served.
+                Restart => {
+                    a.faults.warmup + f64::from(kills) * (restart_delay_s + a.faults.kill_every)
+                }
             }),
             clients,
             gateways,
@@ -256,11 +323,18 @@ impl Settings {
             hot_fraction,
             hot_chunks: a.hot_chunks.unwrap_or(4),
             per_address: a.per_address,
-            boxes: a.boxes,
+            boxes: a.boxes.unwrap_or(match s {
+                Restart => 1 << 32,
+                _ => 1_000_000,
+            }),
             shards: a.shards,
             chunk_size: a.chunk_size,
             gateway_env,
+            node_env,
             connect_timeout_s: a.connect_timeout,
+            kills,
+            restart_delay_s,
+            warmup_s: a.faults.warmup,
         })
     }
 }
@@ -286,7 +360,7 @@ fn scenario_gateway_env(
         ("WS_STATS_INTERVAL_MS", "5000".into()),
     ];
     match s {
-        Scenario::Throughput | Scenario::Failover => env.extend([
+        Scenario::Throughput | Scenario::Failover | Scenario::Restart => env.extend([
             ("WS_SETS_PER_SECOND", lifted.into()),
             ("WS_SETS_BURST", lifted.into()),
             ("WS_IP_SETS_PER_SECOND", lifted.into()),

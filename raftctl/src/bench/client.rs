@@ -123,8 +123,10 @@ struct Client {
     outstanding: HashMap<u32, (u64, u32)>,
     next_request: u32,
     /// Boxes `[first, end)` of the viewport.
-    first_box: u32,
-    end_box: u32,
+    /// The viewport's boxes, `[first_box, end_box)` (u64: the end of a
+    /// 2^32-box grid is 2^32).
+    first_box: u64,
+    end_box: u64,
     /// When the next open-loop Set is due.
     next_send: Instant,
 }
@@ -142,8 +144,8 @@ impl Client {
             rng,
             outstanding: HashMap::new(),
             next_request: 0,
-            first_box: first_box as u32,
-            end_box: end_box as u32,
+            first_box,
+            end_box,
             next_send: Instant::now(),
             shared,
         }
@@ -156,10 +158,10 @@ impl Client {
         mut ws: WebSocketStream<TcpStream>,
         phase: &mut watch::Receiver<Phase>,
     ) -> Result<(), String> {
-        let cs = self.shared.plan.chunk_size;
+        let cs = u64::from(self.shared.plan.chunk_size);
         let subscribe = ClientMessage::Subscribe {
-            first_chunk: self.first_box / cs,
-            count: (self.end_box - self.first_box).div_ceil(cs),
+            first_chunk: (self.first_box / cs) as u32,
+            count: (self.end_box - self.first_box).div_ceil(cs) as u32,
         };
         ws.send(Message::Binary(subscribe.encode().into()))
             .await
@@ -223,7 +225,8 @@ impl Client {
     }
 
     async fn send_set(&mut self, ws: &mut WebSocketStream<TcpStream>) -> Result<(), String> {
-        let pick = self.rng.gen_range(self.first_box..self.end_box);
+        // Box indexes are u32 on the wire: the last one is 2^32 - 1.
+        let pick = self.rng.gen_range(self.first_box..self.end_box) as u32;
         let Some(index) = self
             .shared
             .plan

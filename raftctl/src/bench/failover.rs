@@ -59,6 +59,8 @@ pub struct KillOutcome {
     pub node: u64,
     /// Seconds into the measured phase.
     pub at_s: f64,
+    /// When (`CLOCK_MONOTONIC` ns).
+    pub at_ns: u64,
     /// Whether the shard's Sets were being acknowledged just before (if
     /// not, the gap began before the kill).
     pub serving_before: bool,
@@ -226,6 +228,7 @@ pub fn summarize(
         outcomes.push(KillOutcome {
             node: k.node,
             at_s: k.at_ns.saturating_sub(start_ns) as f64 / 1e9,
+            at_ns: k.at_ns,
             serving_before: k.serving,
             unavailable_ms,
             restart_s: k.restart_s,

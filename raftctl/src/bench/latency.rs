@@ -58,8 +58,45 @@ impl Latency {
             p99_ms: ms(0.99),
             p999_ms: ms(0.999),
             max_ms: self.0.max() as f64 / 1000.0,
+            curve: self.curve(),
         }
     }
+
+    /// The percentile curve: the latency at percentiles 0, 43.8, 68.4,
+    /// 82.2, 90, ... 99.99 (steps of 1/8 of a "nine"), up to the last
+    /// percentile the sample count resolves (`1 - 1/count`); empty
+    /// without samples.
+    pub fn curve(&self) -> Vec<CurvePoint> {
+        let n = self.0.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let nines = (n as f64).log10().min(CURVE_NINES);
+        let steps = (nines * CURVE_STEPS_PER_NINE).floor() as u32;
+        (0..=steps)
+            .map(|i| {
+                let q = 1.0 - 10f64.powf(-f64::from(i) / CURVE_STEPS_PER_NINE);
+                CurvePoint {
+                    percentile: q * 100.0,
+                    ms: self.0.value_at_quantile(q) as f64 / 1000.0,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The curve goes up to this many nines (4: 99.99%).
+const CURVE_NINES: f64 = 4.0;
+/// Points per nine on the curve.
+const CURVE_STEPS_PER_NINE: f64 = 8.0;
+
+/// One point of a percentile curve.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// Percentile, 0 to 100.
+    pub percentile: f64,
+    /// Latency at it, ms.
+    pub ms: f64,
 }
 
 /// Percentiles of a latency distribution, in milliseconds (all 0 when
@@ -78,6 +115,8 @@ pub struct LatencySummary {
     pub p999_ms: f64,
     /// Largest sample.
     pub max_ms: f64,
+    /// The percentile curve (see [`Latency::curve`]), for the charts.
+    pub curve: Vec<CurvePoint>,
 }
 
 #[cfg(test)]
@@ -97,6 +136,11 @@ mod tests {
         assert_eq!(s.count, 2000);
         assert!((s.p50_ms - 0.5).abs() < 0.01, "{s:?}");
         assert!(s.p50_ms <= s.p99_ms && s.p99_ms <= s.p999_ms && s.p999_ms <= s.max_ms);
+        // 2000 samples resolve 3.3 nines: 27 points (0 to 26/8 nines), rising.
+        assert_eq!(s.curve.len(), 27);
+        assert_eq!(s.curve[0].percentile, 0.0);
+        assert!(s.curve.windows(2).all(|w| w[0].ms <= w[1].ms));
+        assert!(Latency::default().curve().is_empty());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The benchmark's own local cluster: three `checkraft-node`s (fsync on,
-//! as always) in a temporary directory, initialized with
-//! [`init_cluster`], and N `checkraft-gateway`s with the scenario's
-//! settings. Reuses [`Supervisor`] for spawning, health checks and
+//! as always, with `--node-env` settings) in a temporary directory,
+//! initialized with [`init_cluster`], and N `checkraft-gateway`s with the
+//! scenario's settings. Reuses [`Supervisor`] for spawning, health checks and
 //! kill -9; everything is stopped and the directory removed by
 //! [`LocalCluster::stop`].
 
@@ -26,6 +26,7 @@ pub struct LocalCluster {
     dir: tempfile::TempDir,
     sup: Supervisor,
     node_binary: PathBuf,
+    node_env: Vec<(String, String)>,
     credentials: Credentials,
     /// `(id, addr)` of every node.
     pub nodes: Vec<(u64, String)>,
@@ -62,6 +63,7 @@ impl LocalCluster {
         let mut cluster = Self {
             sup: Supervisor::default(),
             node_binary,
+            node_env: settings.node_env.clone(),
             credentials,
             client: ClusterClient::new(&nodes[0].1, None),
             nodes,
@@ -127,14 +129,25 @@ impl LocalCluster {
 
     fn spawn_node(&mut self, id: u64) -> Result<()> {
         let addr = &self.nodes[(id - 1) as usize].1;
+        let mut env: Vec<(&str, &str)> = self
+            .node_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.push(("RUST_LOG", "warn"));
         self.sup.spawn_node(
             &self.node_binary,
             id,
             addr,
             self.dir.path(),
             &self.credentials,
-            &[("RUST_LOG", "warn")],
+            &env,
         )
+    }
+
+    /// Node `id`'s data directory.
+    pub fn node_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}"))
     }
 
     /// The temporary directory (logs: `node-<id>.log`, `gateway-<id>.log`).
@@ -230,6 +243,23 @@ impl LocalCluster {
     pub async fn restart_node(&mut self, id: u64) -> Result<()> {
         self.spawn_node(id)?;
         self.sup.wait_healthy().await
+    }
+
+    /// Starts node `id` again on its data, without waiting.
+    pub fn start_node(&mut self, id: u64) -> Result<()> {
+        self.spawn_node(id)
+    }
+
+    /// Waits (up to 60 s each) until every group (the shards and the
+    /// metadata group) has settled: one leader all replicas follow,
+    /// applied indexes within `lag`.
+    pub async fn wait_all_settled(&self, lag: u64) -> Result<()> {
+        let groups =
+            std::iter::once(checkraft_proto::META_GROUP).chain(self.map.shards.keys().copied());
+        for group in groups {
+            self.wait_settled(group, lag).await?;
+        }
+        Ok(())
     }
 
     /// Fails if a node or gateway has exited.

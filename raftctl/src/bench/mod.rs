@@ -2,14 +2,17 @@
 //! websocket protocol
 //!
 //! Each scenario is one command (`raftctl bench throughput|day|
-//! connections|failover`, documented with results in
+//! connections|failover|restart`, documented with results in
 //! `docs/benchmarks.md`). A run:
 //!
 //! 1. starts its own cluster in a temp dir ([`launcher`]): three
-//!    `checkraft-node`s (fsync on, as always), `init_cluster`, then the
-//!    gateways with the scenario's explicit settings
-//!    ([`args::Settings::gateway_env`]: rate limits lifted for
-//!    `throughput`/`failover`, realistic for `day`/`connections`);
+//!    `checkraft-node`s (fsync on, as always; `--node-env` settings, such
+//!    as shorter raft timeouts), `init_cluster`, then the gateways with
+//!    the scenario's explicit settings ([`args::Settings::gateway_env`]:
+//!    rate limits lifted for `throughput`/`failover`/`restart`, realistic
+//!    for `day`/`connections`); once every group has settled, an
+//!    [`elections::ElectionWatch`] scrapes the nodes' `/metrics` until the
+//!    last phase ends;
 //! 2. snapshots the idle gateways ([`scrape`]: `/metrics`, VmRSS and CPU
 //!    time from `/proc` ([`procfs`]), kernel socket memory, node CPU);
 //! 3. re-executes itself as `raftctl bench-worker` processes ([`fleet`],
@@ -23,18 +26,21 @@
 //!    closed loop with `--inflight` Sets awaiting Acks);
 //! 4. when all clients are connected, snapshots again, writes `start` to
 //!    the workers, shows live progress (indicatif) for `--duration`
-//!    seconds (killing shard leaders meanwhile in `failover`), snapshots,
-//!    writes `stop`; workers drain their Acks and write a final JSON line
-//!    ([`lines`]) with counters and histograms;
+//!    seconds (killing shard leaders meanwhile in `failover`, restarting
+//!    nodes in `restart`) while sampling acknowledged sets/s
+//!    ([`timeline`]), snapshots, writes `stop`; workers drain their Acks
+//!    and write a final JSON line ([`lines`]) with counters and
+//!    histograms;
 //! 5. stops the cluster, runs redis for `throughput` ([`redis`]), and
 //!    prints the markdown report ([`report`]; `--out DIR` also writes
-//!    `report.json` and `report.md`).
+//!    `report.json`, `report.md` and SVG charts ([`charts`])).
 //!
 //! [`run`](mod@run) holds this sequence; `throughput` repeats steps 2–4 once per
 //! `--sweep` depth on the same cluster ([`throughput`]); `failover` runs
-//! its kill loop during step 4 ([`failover`]); `day` and `connections`
-//! differ only in their defaults ([`args::Settings::resolve`]). SIGINT or
-//! SIGTERM stops the phase, then the cluster, and removes the temp dir.
+//! its kill loop during step 4 ([`failover`]), and `restart` its restart
+//! loop ([`restart`]); `day` and `connections` differ only in their
+//! defaults ([`args::Settings::resolve`]). SIGINT or SIGTERM stops the
+//! phase, then the cluster, and removes the temp dir.
 //!
 //! ## What is measured how
 //! - **Acknowledged sets/s**: applied Acks received during the measured
@@ -61,6 +67,10 @@
 //!   connected minus before any, divided by connections; kernel TCP
 //!   memory (both ends, whole machine) separately.
 //! - **Failover unavailability**: see [`failover`].
+//! - **Spurious elections**: term rises and leader changes per group
+//!   that no kill explains, over the whole run ([`elections`]).
+//! - **Restart time**: from a killed node's new process start until it
+//!   is ready, answers reads and has caught up ([`restart`]).
 //! - **Errors and rejections by reason**: Ack statuses, close codes,
 //!   connect errors, resyncs (client side), and the gateways' rejection
 //!   counters.
@@ -74,20 +84,25 @@
 //! - Benchmarks are not tests: nothing here asserts speed.
 
 mod args;
+mod charts;
 mod client;
+mod elections;
 mod failover;
 mod fleet;
 mod latency;
 mod launcher;
 mod lines;
+mod node_metrics;
 mod plan;
 mod procfs;
 mod redis;
 mod report;
+mod restart;
 mod run;
 mod scrape;
 mod shared;
 mod throughput;
+mod timeline;
 mod worker;
 
 pub use args::{BenchArgs, WorkerArgs};

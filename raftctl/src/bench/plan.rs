@@ -91,13 +91,15 @@ impl WorkerPlan {
 
     /// The box of `[first, end)` nearest to `index` that this worker
     /// writes (`i % workers == worker`); `None` if the range has none.
-    pub fn writable(&self, index: u32, first: u32, end: u32) -> Option<u32> {
+    /// `end` is a u64 so that a range can end at 2^32, the end of the
+    /// largest grid.
+    pub fn writable(&self, index: u32, first: u64, end: u64) -> Option<u32> {
         let w = self.workers.max(1);
         let base = index - index % w + self.worker % w;
         [Some(base), base.checked_add(w), base.checked_sub(w)]
             .into_iter()
             .flatten()
-            .find(|i| (first..end).contains(i))
+            .find(|i| (first..end).contains(&u64::from(*i)))
     }
 
     /// The shard owning box `index`, as an index into [`Self::shards`].
@@ -141,6 +143,19 @@ mod tests {
         }
         // Worker 2 of 3 has no box in [100, 101).
         assert_eq!(plan.writable(100, 100, 101), None);
+    }
+
+    #[test]
+    fn the_last_chunk_of_a_2_pow_32_grid_is_writable() {
+        let mut plan = sample();
+        plan.boxes = 1 << 32;
+        plan.workers = 2;
+        assert_eq!(plan.chunks(), 1 << 20);
+        let (first, end) = ((1u64 << 32) - 4096, 1u64 << 32);
+        plan.worker = 1;
+        assert_eq!(plan.writable(u32::MAX, first, end), Some(u32::MAX));
+        plan.worker = 0;
+        assert_eq!(plan.writable(u32::MAX, first, end), Some(u32::MAX - 1));
     }
 
     fn sample() -> WorkerPlan {

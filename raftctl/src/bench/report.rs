@@ -1,5 +1,6 @@
 //! The report of a run: built from the workers' final reports and the
-//! gateway snapshots, written as `report.json` and `report.md`.
+//! gateway snapshots, written as `report.json`, `report.md` and the
+//! charts ([`charts`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,12 +10,16 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::args::Settings;
+use super::charts;
+use super::elections::ElectionSummary;
 use super::failover::FailoverSummary;
 use super::latency::{Latency, LatencySummary};
 use super::lines::{Counts, WorkerFinal};
 use super::procfs::Machine;
 use super::redis::RedisComparison;
+use super::restart::RestartSummary;
 use super::scrape::GatewaySnapshot;
+use super::timeline::RatePoint;
 
 /// Everything a run measured.
 #[derive(Debug, Serialize)]
@@ -31,6 +36,11 @@ pub struct Report {
     pub clients: ClientsSummary,
     /// The measured phase, seconds (longest worker view).
     pub window_s: f64,
+    /// When the measured phase started (`CLOCK_MONOTONIC` ns): time zero
+    /// of `timeline` and of the charts' markers.
+    pub start_ns: u64,
+    /// Acknowledged sets per second over the measured phase.
+    pub timeline: Vec<RatePoint>,
     /// Writes.
     pub sets: SetsSummary,
     /// What the clients received.
@@ -49,6 +59,11 @@ pub struct Report {
     pub redis: Option<RedisComparison>,
     /// Leader kills (`failover`).
     pub failover: Option<FailoverSummary>,
+    /// Node restarts (`restart`).
+    pub restart: Option<RestartSummary>,
+    /// Elections and leader changes over the whole run (all phases),
+    /// spurious ones apart.
+    pub elections: Option<ElectionSummary>,
 }
 
 /// One phase of a `throughput` sweep.
@@ -64,6 +79,10 @@ pub struct SweepRow {
     pub seen_latency: LatencySummary,
     /// Gateway CPU, cores.
     pub gateway_cpu_cores: f64,
+    /// When the phase started (`CLOCK_MONOTONIC` ns).
+    pub start_ns: u64,
+    /// Acknowledged sets per second over the phase.
+    pub timeline: Vec<RatePoint>,
 }
 
 impl SweepRow {
@@ -75,6 +94,8 @@ impl SweepRow {
             ack_latency: r.sets.ack_latency.clone(),
             seen_latency: r.sets.seen_latency.clone(),
             gateway_cpu_cores: r.gateways.cpu_cores,
+            start_ns: r.start_ns,
+            timeline: r.timeline.clone(),
         }
     }
 }
@@ -232,6 +253,8 @@ impl Report {
                 connect_s,
             },
             window_s,
+            start_ns: 0,
+            timeline: Vec::new(),
             sets: SetsSummary {
                 sent: window.sets_sent,
                 skipped: window.sets_skipped,
@@ -269,6 +292,8 @@ impl Report {
             sweep: None,
             redis: None,
             failover: None,
+            restart: None,
+            elections: None,
         }
     }
 
@@ -310,17 +335,23 @@ impl Report {
             s.hot_chunks,
             self.window_s
         );
+        let env = |env: &[(String, String)], prefix: &str| {
+            env.iter()
+                .map(|(k, v)| format!("`{}={v}`", k.trim_start_matches(prefix)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let node_env = match s.node_env.is_empty() {
+            true => "defaults".to_string(),
+            false => env(&s.node_env, "CHECKRAFT_NODE_"),
+        };
         let _ = writeln!(
             md,
-            "- cluster: 3 nodes (fsync on), {} boxes, {} shards, chunk {}; gateway env: {}\n",
+            "- cluster: 3 nodes (fsync on), {} boxes, {} shards, chunk {}; node env: {node_env}; gateway env: {}\n",
             s.boxes,
             s.shards,
             s.chunk_size,
-            s.gateway_env
-                .iter()
-                .map(|(k, v)| format!("`{}={v}`", k.trim_start_matches("CHECKRAFT_GATEWAY_")))
-                .collect::<Vec<_>>()
-                .join(" ")
+            env(&s.gateway_env, "CHECKRAFT_GATEWAY_")
         );
         let a = &self.sets.ack_latency;
         let v = &self.sets.seen_latency;
@@ -432,16 +463,27 @@ impl Report {
             md.push('\n');
             md.push_str(&f.markdown());
         }
+        if let Some(r) = &self.restart {
+            md.push('\n');
+            md.push_str(&r.markdown());
+        }
+        if let Some(e) = &self.elections {
+            md.push('\n');
+            md.push_str(&e.markdown());
+        }
         md
     }
 
-    /// Writes `report.json` and `report.md` into `dir`.
-    pub fn write(&self, dir: &Path) -> Result<()> {
+    /// Writes `report.json`, `report.md` and the charts into `dir`;
+    /// returns the names of the files written.
+    pub fn write(&self, dir: &Path) -> Result<Vec<&'static str>> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(self)?)
             .context("writing report.json")?;
         std::fs::write(dir.join("report.md"), self.markdown()).context("writing report.md")?;
-        Ok(())
+        let mut files = vec!["report.json", "report.md"];
+        files.extend(charts::write(self, dir)?);
+        Ok(files)
     }
 }
 

@@ -1,8 +1,9 @@
-//! One benchmark run, whatever the scenario: start the cluster, snapshot
+//! One benchmark run, whatever the scenario: start the cluster, wait
+//! until every group has settled and start watching elections, snapshot
 //! the idle gateways, start the workers and wait for every connection,
-//! snapshot again, run the measured phase (with the failover kills when
-//! asked), snapshot, collect the workers' reports, stop everything, and
-//! report.
+//! snapshot again, run the measured phase (with the failover kills or
+//! the node restarts when asked), snapshot, collect the workers'
+//! reports, stop the election watch and everything else, and report.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use indicatif::ProgressBar;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::args::{BenchArgs, Scenario, Settings};
+use super::elections::{self, Downtime, ElectionWatch};
 use super::failover;
 use super::fleet::{progress_bar, Fleet, GAP_THRESHOLD_MS};
 use super::latency::now_ns;
@@ -19,8 +21,18 @@ use super::launcher::LocalCluster;
 use super::plan::ShardRange;
 use super::procfs::Machine;
 use super::report::{utc_now, Report, Snapshots};
+use super::restart;
 use super::scrape::GatewaySnapshot;
 use super::throughput;
+use super::timeline::Timeline;
+
+/// Applied-index spread under which every group counts as settled
+/// before the election watch starts.
+const SETTLED_LAG: u64 = 50;
+
+/// Time between progress updates and timeline samples (the workers
+/// report every 250 ms).
+const SAMPLE: Duration = Duration::from_millis(250);
 
 /// Runs `raftctl bench`.
 pub async fn run(args: BenchArgs) -> Result<()> {
@@ -50,11 +62,18 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     // the cluster still stopped and its directory removed.
     let measured = tokio::select! {
         measured = async {
-            if settings.sweep.is_empty() {
+            cluster.wait_all_settled(SETTLED_LAG).await?;
+            let watch = ElectionWatch::spawn(cluster.nodes.clone());
+            let report = if settings.sweep.is_empty() {
                 measure(&settings, &args, &mut cluster, machine, date).await
             } else {
                 throughput::sweep(&settings, &args, &mut cluster, machine, date).await
-            }
+            };
+            let watched = watch.finish().await;
+            report.map(|mut r| {
+                r.elections = Some(elections::summarize(watched, &downtimes(&r)));
+                r
+            })
         } => measured,
         name = &mut stopped => Err(anyhow!("{name}: stopped before the end")),
     };
@@ -69,10 +88,34 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let md = report.markdown();
     println!("{md}");
     if let Some(dir) = &args.out {
-        report.write(dir)?;
-        eprintln!("wrote {0}/report.json and {0}/report.md", dir.display());
+        let files = report.write(dir)?;
+        eprintln!("wrote {} into {}", files.join(", "), dir.display());
     }
     Ok(())
+}
+
+/// When killed nodes were down in `r` (kill to restart, the restart
+/// taken as the moment the new process answered or served).
+fn downtimes(r: &Report) -> Vec<Downtime> {
+    let delay = (r.settings.restart_delay_s * 1e9) as u64;
+    let mut out = Vec::new();
+    if let Some(f) = &r.failover {
+        out.extend(f.kills.iter().map(|k| Downtime {
+            from_ns: k.at_ns,
+            to_ns: k.at_ns + delay + (k.restart_s * 1e9) as u64,
+        }));
+    }
+    if let Some(rs) = &r.restart {
+        out.extend(rs.restarts.iter().map(|k| {
+            Downtime {
+                from_ns: k.killed_ns,
+                to_ns: k
+                    .serving_s
+                    .map_or(u64::MAX, |s| k.restarted_ns + (s * 1e9) as u64),
+            }
+        }));
+    }
+    out
 }
 
 /// Everything between a healthy cluster and the report of one measured
@@ -109,33 +152,81 @@ pub async fn measure(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let start = GatewaySnapshot::take(&gateways, &pids, &cluster.node_pids()).await;
     let start_ns = now_ns();
+    let mut timeline = Timeline::new(start_ns, fleet.totals().acks_applied);
     fleet.start().await?;
-    let kills = if settings.scenario == Scenario::Failover {
-        let acks = fleet.shard_acks();
-        let done = AtomicBool::new(false);
-        let kill = async {
-            let kills = failover::kill_loop(
-                cluster,
-                acks,
-                hot_shard,
-                args.kills,
-                args.kill_every,
-                Duration::from_secs_f64(args.restart_delay),
+    let delay = Duration::from_secs_f64(settings.restart_delay_s);
+    let done = AtomicBool::new(false);
+    let mut kills = None;
+    let mut restarts = None;
+    match settings.scenario {
+        Scenario::Failover => {
+            let acks = fleet.shard_acks();
+            let kill = async {
+                let kills = failover::kill_loop(
+                    cluster,
+                    acks,
+                    hot_shard,
+                    settings.kills,
+                    args.faults.kill_every,
+                    delay,
+                )
+                .await;
+                done.store(true, Ordering::Relaxed);
+                kills
+            };
+            let (shown, killed) = tokio::join!(
+                show_progress(
+                    &mut fleet,
+                    &bar,
+                    settings.duration_s,
+                    None,
+                    Some(&done),
+                    &mut timeline
+                ),
+                kill
+            );
+            shown?;
+            kills = Some(killed?);
+        }
+        Scenario::Restart => {
+            let restart = async {
+                let records = restart::restart_loop(
+                    cluster,
+                    settings.kills,
+                    Duration::from_secs_f64(settings.warmup_s),
+                    Duration::from_secs_f64(args.faults.kill_every),
+                    delay,
+                )
+                .await;
+                done.store(true, Ordering::Relaxed);
+                records
+            };
+            let (shown, restarted) = tokio::join!(
+                show_progress(
+                    &mut fleet,
+                    &bar,
+                    settings.duration_s,
+                    None,
+                    Some(&done),
+                    &mut timeline
+                ),
+                restart
+            );
+            shown?;
+            restarts = Some(restarted?);
+        }
+        _ => {
+            show_progress(
+                &mut fleet,
+                &bar,
+                settings.duration_s,
+                Some(cluster),
+                None,
+                &mut timeline,
             )
-            .await;
-            done.store(true, Ordering::Relaxed);
-            kills
-        };
-        let (shown, kills) = tokio::join!(
-            show_progress(&mut fleet, &bar, settings.duration_s, None, Some(&done)),
-            kill
-        );
-        shown?;
-        Some(kills?)
-    } else {
-        show_progress(&mut fleet, &bar, settings.duration_s, Some(cluster), None).await?;
-        None
-    };
+            .await?;
+        }
+    }
     let stop = GatewaySnapshot::take(&gateways, &pids, &cluster.node_pids()).await;
     bar.finish_and_clear();
     let finals = fleet.finish().await?;
@@ -145,6 +236,15 @@ pub async fn measure(
         stop,
     };
     let mut report = Report::build(settings, machine, date, &finals, &snaps, connect_s);
+    report.start_ns = start_ns;
+    report.timeline = timeline.points().to_vec();
+    if let Some(records) = restarts {
+        report.restart = Some(restart::summarize(
+            settings.boxes,
+            settings.restart_delay_s,
+            records,
+        ));
+    }
     if let Some(kills) = kills {
         report.failover = Some(failover::summarize(
             hot_shard,
@@ -157,15 +257,16 @@ pub async fn measure(
     Ok(report)
 }
 
-/// Updates the bar every 500 ms for `seconds`, and then until `done` is
-/// set if given; fails if a worker (or, when given, a cluster process)
-/// dies.
+/// Updates the bar and samples the acknowledged sets into `timeline`
+/// every [`SAMPLE`] for `seconds`, and then until `done` is set if given;
+/// fails if a worker (or, when given, a cluster process) dies.
 async fn show_progress(
     fleet: &mut Fleet,
     bar: &ProgressBar,
     seconds: f64,
     mut cluster: Option<&mut LocalCluster>,
     done: Option<&AtomicBool>,
+    timeline: &mut Timeline,
 ) -> Result<()> {
     let began = Instant::now();
     let end = began + Duration::from_secs_f64(seconds);
@@ -173,10 +274,11 @@ async fn show_progress(
     while Instant::now() < end || waiting() {
         let left = end.saturating_duration_since(Instant::now());
         let pause = match left.is_zero() {
-            true => Duration::from_millis(500),
-            false => left.min(Duration::from_millis(500)),
+            true => SAMPLE,
+            false => left.min(SAMPLE),
         };
         tokio::time::sleep(pause).await;
+        timeline.sample(now_ns(), fleet.totals().acks_applied);
         bar.set_position(began.elapsed().as_secs());
         bar.set_message(fleet.rates_message());
         fleet.check_alive()?;
