@@ -310,6 +310,7 @@ pub fn render_samples(
     flush: FlushSample,
     refusals: (u64, u64),
     failed_groups: usize,
+    reshape: &crate::reshape::Stats,
 ) -> String {
     let mut registry = Registry::with_prefix(PREFIX);
     registry.register_collector(Box::new(ProcessCollector {
@@ -334,6 +335,16 @@ pub fn render_samples(
         "flush_batch_entries",
         "Raft log entries made durable per flush",
         flush.batch_entries,
+    );
+    registry.register(
+        "reshape_operations",
+        "Splits and merges this node finished as metadata leader, by kind and outcome",
+        reshape.finished.clone(),
+    );
+    registry.register(
+        "reshape_duration_seconds",
+        "Duration of each split or merge this node finished, from when it took it up",
+        reshape.seconds.clone(),
     );
     let mut groups = groups;
     groups.sort_by_key(|g| g.shard);
@@ -360,6 +371,7 @@ pub fn render(node: &Node) -> String {
         flush,
         node.refusals().counts(),
         node.failed_groups().len(),
+        node.reshape_stats(),
     )
 }
 
@@ -409,6 +421,14 @@ mod tests {
             },
             (3, 4),
             1,
+            &{
+                let stats = crate::reshape::Stats::default();
+                stats
+                    .finished
+                    .get_or_create(&vec![("kind", "split"), ("outcome", "done")])
+                    .inc();
+                stats
+            },
         );
         for line in [
             "checkraft_node_groups 2",
@@ -418,6 +438,7 @@ mod tests {
             "checkraft_node_flush_batch_waiters_count 1",
             "checkraft_node_flush_entries_total 9",
             "checkraft_node_flush_batch_entries_count 1",
+            "checkraft_node_reshape_operations_total{kind=\"split\",outcome=\"done\"} 1",
             "checkraft_node_flush_batch_entries_sum 9.0",
             "checkraft_node_shard_checked_boxes{shard=\"7\"} 33",
             "checkraft_node_shard_checked_boxes{shard=\"0\"} 0",

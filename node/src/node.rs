@@ -54,6 +54,8 @@ pub struct Node {
     /// Serializes births (a separate lock: a state machine waits on it,
     /// and deleting a group waits for its state machine).
     birth_lock: tokio::sync::Mutex<()>,
+    /// What this node's runs of splits and merges did.
+    reshape_stats: crate::reshape::Stats,
 }
 
 impl Node {
@@ -80,6 +82,7 @@ impl Node {
         let node = Arc::new_cyclic(|weak| Self {
             births: Arc::new(crate::birth::NodeBirths(weak.clone())),
             birth_lock: tokio::sync::Mutex::new(()),
+            reshape_stats: Default::default(),
             raft_config,
             config,
             id: OnceLock::new(),
@@ -138,6 +141,11 @@ impl Node {
     /// The process's storage (the metrics scrape reads flush statistics).
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// What this node's runs of splits and merges did (`/metrics`).
+    pub fn reshape_stats(&self) -> &crate::reshape::Stats {
+        &self.reshape_stats
     }
 
     /// The shared peer clients (signed calls to other nodes).

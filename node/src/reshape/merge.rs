@@ -110,7 +110,6 @@ pub(super) async fn run(node: &Node, op: &Operation) -> Result<Finished> {
         }
 
         // 3. The map.
-        note(node, op, "recording the new layout").await?;
         let l = node.read_shard(&map, left).await?;
         meta_ok(
             node.propose_meta(MetaCommand::RecordMerge {

@@ -20,8 +20,13 @@ mod call;
 mod merge;
 mod split;
 
+use std::collections::HashMap;
 use std::sync::Weak;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use checkraft_proto::{MetaCommand, Operation, OperationKind, WriteOutcome, META_GROUP};
 
@@ -37,19 +42,65 @@ pub(crate) enum Finished {
     Refused(String),
 }
 
-/// How often the metadata leader looks for an operation to run.
+/// How often the metadata leader looks for an operation to run, at the
+/// latest (a change of the map wakes it sooner).
 const ROUND: Duration = Duration::from_millis(200);
+
+/// Labels of the operation metrics: `kind` (`split`, `merge`) and, for
+/// the counter, `outcome` (`done`, `refused`).
+type Labels = Vec<(&'static str, &'static str)>;
+
+fn seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 14))
+}
+
+/// What this node's runs of splits and merges did (`/metrics`).
+#[derive(Clone)]
+pub struct Stats {
+    /// Operations this node finished, by kind and outcome.
+    pub finished: Family<Labels, Counter>,
+    /// Their duration from when this node took them up, by kind.
+    pub seconds: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            finished: Family::default(),
+            seconds: Family::new_with_constructor(seconds),
+        }
+    }
+}
+
+fn kind_name(kind: &OperationKind) -> &'static str {
+    match kind {
+        OperationKind::Split { .. } => "split",
+        OperationKind::Merge { .. } => "merge",
+        _ => "other",
+    }
+}
 
 /// Runs recorded splits and merges while this node leads the metadata
 /// group. Stops when the node is dropped.
 pub async fn drive(node: Weak<Node>) {
     let mut failures = 0u32;
+    // When this node took each operation up (for the duration metric).
+    let mut taken: HashMap<u64, Instant> = HashMap::new();
+    let mut versions: Option<tokio::sync::watch::Receiver<u64>> = None;
     loop {
-        tokio::time::sleep(ROUND).await;
+        match versions.as_mut() {
+            Some(rx) => {
+                let _ = tokio::time::timeout(ROUND, rx.changed()).await;
+            }
+            None => tokio::time::sleep(ROUND).await,
+        }
         let Some(node) = node.upgrade() else { return };
         let Ok(meta) = node.group(META_GROUP) else {
             continue;
         };
+        if versions.is_none() {
+            versions = Some(meta.shard.watch_version());
+        }
         if !meta.is_leader() {
             continue;
         }
@@ -58,6 +109,7 @@ pub async fn drive(node: Weak<Node>) {
             failures = 0;
             continue;
         };
+        let since = *taken.entry(op.id).or_insert_with(Instant::now);
         let run = match &op.kind {
             OperationKind::Split { .. } => split::run(&node, &op).await,
             OperationKind::Merge { .. } => merge::run(&node, &op).await,
@@ -81,8 +133,24 @@ pub async fn drive(node: Weak<Node>) {
             ok,
             outcome,
         };
-        if let Err(e) = node.propose_meta(finish).await {
-            tracing::warn!(operation = op.id, error = %e, "could not record the end; retrying");
+        match node.propose_meta(finish).await {
+            Ok(_) => {
+                let kind = kind_name(&op.kind);
+                let stats = node.reshape_stats();
+                let outcome = if ok { "done" } else { "refused" };
+                stats
+                    .finished
+                    .get_or_create(&vec![("kind", kind), ("outcome", outcome)])
+                    .inc();
+                stats
+                    .seconds
+                    .get_or_create(&vec![("kind", kind)])
+                    .observe(since.elapsed().as_secs_f64());
+                taken.remove(&op.id);
+            }
+            Err(e) => {
+                tracing::warn!(operation = op.id, error = %e, "could not record the end; retrying")
+            }
         }
     }
 }

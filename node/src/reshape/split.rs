@@ -64,7 +64,6 @@ pub(super) async fn run(node: &Node, op: &Operation) -> Result<Finished> {
     }
 
     // 2. The child serves: a linearizable read answers on its leader.
-    note(node, op, "waiting for the child to serve").await?;
     let mut routed = map.clone();
     routed.shards.insert(
         child,
@@ -83,7 +82,6 @@ pub(super) async fn run(node: &Node, op: &Operation) -> Result<Finished> {
     let after = node.read_shard(&map, shard).await?;
 
     // 3. The map.
-    note(node, op, "recording the new layout").await?;
     let record = MetaCommand::RecordSplit {
         parent: after.descriptor.clone(),
         child: ShardRecord {

@@ -26,6 +26,8 @@ struct StatusReport {
     nodes: Vec<NodeRow>,
     shards: Vec<ShardRow>,
     operation: Option<Operation>,
+    /// The last operations that ended (newest first, at most 5).
+    finished: Vec<checkraft_proto::FinishedOperation>,
 }
 
 /// The metadata group.
@@ -87,12 +89,10 @@ pub async fn run(client: &ClusterClient, json: bool) -> Result<()> {
 }
 
 fn build(view: &ClusterView) -> StatusReport {
-    let shards: Vec<ShardRow> = view
-        .map
-        .shards
-        .keys()
-        .map(|s| shard_row(view, *s))
-        .collect();
+    // In grid order: after splits and merges, ids no longer are.
+    let mut ids: Vec<&ShardId> = view.map.shards.keys().collect();
+    ids.sort_by_key(|id| view.map.shards[id].descriptor.start);
+    let shards: Vec<ShardRow> = ids.into_iter().map(|s| shard_row(view, *s)).collect();
     let nodes = view
         .map
         .nodes
@@ -133,6 +133,7 @@ fn build(view: &ClusterView) -> StatusReport {
         nodes,
         shards,
         operation: view.map.operation.clone(),
+        finished: view.map.finished.iter().rev().take(5).cloned().collect(),
     }
 }
 
@@ -190,6 +191,15 @@ fn print_text(report: &StatusReport) {
             op.step
         )),
         None => out("no operation in progress"),
+    }
+    for f in &report.finished {
+        out(format!(
+            "  ended #{} {}: {}{}",
+            f.operation.id,
+            describe_operation(&f.operation.kind),
+            if f.ok { "" } else { "NOT DONE: " },
+            f.outcome
+        ));
     }
     out("");
     let rows: Vec<Vec<String>> = report.nodes.iter().map(node_cells).collect();
