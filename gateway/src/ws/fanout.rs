@@ -27,7 +27,7 @@
 //! from birth. On a merge the right shard's task flushes at its freeze and
 //! records its final seq; the left's task then continues the right chunks'
 //! chains from the book (holding their changes back until the right task
-//! has flushed, at most [`MERGE_WAIT`]; past that, those chunks resync).
+//! has flushed, at most `MERGE_WAIT` (2 s); past that, those chunks resync).
 //!
 //! The manager also installs the scrape-time probe of the connections'
 //! send queues (`queue_depth`), the gateway's fan-out queue depth.

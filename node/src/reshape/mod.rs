@@ -9,9 +9,9 @@
 //! after a crash does nothing twice. The operation ends with
 //! `FinishOperation`, which keeps its outcome in the map.
 //!
-//! - [`split`]: propose `Split` to the parent, wait until the child
+//! - `split`: propose `Split` to the parent, wait until the child
 //!   serves, record the split in the map.
-//! - [`merge`]: freeze the right shard, record the point of no return
+//! - `merge`: freeze the right shard, record the point of no return
 //!   (step `committing`), absorb it into the left, record the merge,
 //!   delete the right's replicas. Before `committing` the merge rolls back
 //!   by thawing the right shard.
