@@ -21,6 +21,9 @@ pub enum Scenario {
     /// Failover under load: kill -9 the leader of the hot shard, restart
     /// it, repeat.
     Failover,
+    /// Online resharding under load: `raftctl reshard` from `--shards` to
+    /// `--reshard-to` shards and back, after a steady-state period.
+    Reshard,
 }
 
 impl Scenario {
@@ -31,6 +34,7 @@ impl Scenario {
             Scenario::Day => "day",
             Scenario::Connections => "connections",
             Scenario::Failover => "failover",
+            Scenario::Reshard => "reshard",
         }
     }
 }
@@ -46,7 +50,8 @@ pub struct BenchArgs {
     pub scenario: Scenario,
     /// Measured phase, in seconds (after every client has connected); for
     /// `failover`, at least until the kills are done and the shard serves
-    /// again.
+    /// again; for `reshard`, the steady state before the change (the
+    /// phase lasts until the change is over, plus 2 s).
     #[arg(long)]
     pub duration: Option<f64>,
     /// Websocket clients in all.
@@ -122,6 +127,10 @@ pub struct BenchArgs {
     /// `failover`: seconds between killing the leader and restarting it.
     #[arg(long, default_value_t = 0.0)]
     pub restart_delay: f64,
+    /// `reshard`: the shard count to reshard to, before going back to
+    /// `--shards` (default: 4 × `--shards`).
+    #[arg(long)]
+    pub reshard_to: Option<u64>,
 }
 
 /// `raftctl bench-worker` (hidden): one load-generator process, started
@@ -185,6 +194,7 @@ impl Settings {
             Day => 15_000,
             Connections => 100_000,
             Failover => 128,
+            Reshard => 1024,
         });
         let gateways = a.gateways.unwrap_or(match s {
             Connections => clients.div_ceil(15_000).max(1) as u32,
@@ -203,10 +213,11 @@ impl Settings {
                 Day => Some(300.0),
                 Connections => Some(0.0),
                 Failover => Some(1000.0),
+                Reshard => Some(2000.0),
             },
         };
         let hot_fraction = a.hot_fraction.unwrap_or(match s {
-            Throughput => 0.0,
+            Throughput | Reshard => 0.0,
             _ => 0.8,
         });
         anyhow::ensure!(
@@ -239,6 +250,7 @@ impl Settings {
                 Day => 60.0,
                 Connections => 20.0,
                 Failover => f64::from(a.kills) * a.kill_every + 1.5,
+                Reshard => 20.0,
             }),
             clients,
             gateways,
@@ -286,7 +298,7 @@ fn scenario_gateway_env(
         ("WS_STATS_INTERVAL_MS", "5000".into()),
     ];
     match s {
-        Scenario::Throughput | Scenario::Failover => env.extend([
+        Scenario::Throughput | Scenario::Failover | Scenario::Reshard => env.extend([
             ("WS_SETS_PER_SECOND", lifted.into()),
             ("WS_SETS_BURST", lifted.into()),
             ("WS_IP_SETS_PER_SECOND", lifted.into()),

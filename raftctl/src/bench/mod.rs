@@ -2,14 +2,14 @@
 //! websocket protocol
 //!
 //! Each scenario is one command (`raftctl bench throughput|day|
-//! connections|failover`, documented with results in
+//! connections|failover|reshard`, documented with results in
 //! `docs/benchmarks.md`). A run:
 //!
 //! 1. starts its own cluster in a temp dir ([`launcher`]): three
 //!    `checkraft-node`s (fsync on, as always), `init_cluster`, then the
 //!    gateways with the scenario's explicit settings
 //!    ([`args::Settings::gateway_env`]: rate limits lifted for
-//!    `throughput`/`failover`, realistic for `day`/`connections`);
+//!    `throughput`/`failover`/`reshard`, realistic for `day`/`connections`);
 //! 2. snapshots the idle gateways ([`scrape`]: `/metrics`, VmRSS and CPU
 //!    time from `/proc` ([`procfs`]), kernel socket memory, node CPU);
 //! 3. re-executes itself as `raftctl bench-worker` processes ([`fleet`],
@@ -23,16 +23,18 @@
 //!    closed loop with `--inflight` Sets awaiting Acks);
 //! 4. when all clients are connected, snapshots again, writes `start` to
 //!    the workers, shows live progress (indicatif) for `--duration`
-//!    seconds (killing shard leaders meanwhile in `failover`), snapshots,
+//!    seconds (killing shard leaders meanwhile in `failover`; then
+//!    resharding there and back in `reshard`), snapshots,
 //!    writes `stop`; workers drain their Acks and write a final JSON line
 //!    ([`lines`]) with counters and histograms;
 //! 5. stops the cluster, runs redis for `throughput` ([`redis`]), and
-//!    prints the markdown report ([`report`]; `--out DIR` also writes
-//!    `report.json` and `report.md`).
+//!    prints the markdown report ([`report`]; `report.json` instead with
+//!    `--json`; `--out DIR` also writes `report.json` and `report.md`).
 //!
 //! [`run`](mod@run) holds this sequence; `throughput` repeats steps 2–4 once per
 //! `--sweep` depth on the same cluster ([`throughput`]); `failover` runs
-//! its kill loop during step 4 ([`failover`]); `day` and `connections`
+//! its kill loop during step 4 ([`failover`]), `reshard` its change after
+//! step 4's steady state ([`reshard`]); `day` and `connections`
 //! differ only in their defaults ([`args::Settings::resolve`]). SIGINT or
 //! SIGTERM stops the phase, then the cluster, and removes the temp dir.
 //!
@@ -61,6 +63,9 @@
 //!   connected minus before any, divided by connections; kernel TCP
 //!   memory (both ends, whole machine) separately.
 //! - **Failover unavailability**: see [`failover`].
+//! - **Resharding**: step durations, the longest stretch without an
+//!   applied write on a touched range, and set→Ack p99 during the change
+//!   against the steady state: see [`reshard`].
 //! - **Errors and rejections by reason**: Ack statuses, close codes,
 //!   connect errors, resyncs (client side), and the gateways' rejection
 //!   counters.
@@ -84,6 +89,7 @@ mod plan;
 mod procfs;
 mod redis;
 mod report;
+mod reshard;
 mod run;
 mod scrape;
 mod shared;

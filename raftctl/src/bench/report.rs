@@ -14,6 +14,7 @@ use super::latency::{Latency, LatencySummary};
 use super::lines::{Counts, WorkerFinal};
 use super::procfs::Machine;
 use super::redis::RedisComparison;
+use super::reshard::ReshardSummary;
 use super::scrape::GatewaySnapshot;
 
 /// Everything a run measured.
@@ -49,6 +50,8 @@ pub struct Report {
     pub redis: Option<RedisComparison>,
     /// Leader kills (`failover`).
     pub failover: Option<FailoverSummary>,
+    /// Splits and merges under load (`reshard`).
+    pub reshard: Option<ReshardSummary>,
 }
 
 /// One phase of a `throughput` sweep.
@@ -269,6 +272,7 @@ impl Report {
             sweep: None,
             redis: None,
             failover: None,
+            reshard: None,
         }
     }
 
@@ -431,6 +435,10 @@ impl Report {
         if let Some(f) = &self.failover {
             md.push('\n');
             md.push_str(&f.markdown());
+        }
+        if let Some(r) = &self.reshard {
+            md.push('\n');
+            md.push_str(&r.markdown());
         }
         md
     }

@@ -1,8 +1,8 @@
 //! One benchmark run, whatever the scenario: start the cluster, snapshot
 //! the idle gateways, start the workers and wait for every connection,
-//! snapshot again, run the measured phase (with the failover kills when
-//! asked), snapshot, collect the workers' reports, stop everything, and
-//! report.
+//! snapshot again, run the measured phase (with the failover kills or
+//! the reshard when asked), snapshot, collect the workers' reports, stop
+//! everything, and report.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,11 +19,13 @@ use super::launcher::LocalCluster;
 use super::plan::ShardRange;
 use super::procfs::Machine;
 use super::report::{utc_now, Report, Snapshots};
+use super::reshard;
 use super::scrape::GatewaySnapshot;
 use super::throughput;
 
-/// Runs `raftctl bench`.
-pub async fn run(args: BenchArgs) -> Result<()> {
+/// Runs `raftctl bench`; with `json`, prints `report.json` instead of
+/// the markdown summary.
+pub async fn run(args: BenchArgs, json: bool) -> Result<()> {
     let settings = Settings::resolve(&args)?;
     let machine = Machine::describe();
     let date = utc_now();
@@ -66,8 +68,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             name = &mut stopped => bail!("{name} during the redis comparison"),
         }
     }
-    let md = report.markdown();
-    println!("{md}");
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.markdown());
+    }
     if let Some(dir) = &args.out {
         report.write(dir)?;
         eprintln!("wrote {0}/report.json and {0}/report.md", dir.display());
@@ -84,23 +89,27 @@ pub async fn measure(
     machine: Machine,
     date: String,
 ) -> Result<Report> {
-    let shards: Vec<ShardRange> = cluster
-        .map
-        .shards
-        .values()
-        .map(|s| ShardRange {
-            id: s.descriptor.shard,
-            start: s.descriptor.start,
-            end: s.descriptor.end,
-        })
-        .collect();
+    let reshard_to = args.reshard_to.unwrap_or(4 * settings.shards);
+    let shards: Vec<ShardRange> = match settings.scenario {
+        Scenario::Reshard => reshard::cells(&cluster.map, reshard_to),
+        _ => cluster
+            .map
+            .shards
+            .values()
+            .map(|s| ShardRange {
+                id: s.descriptor.shard,
+                start: s.descriptor.start,
+                end: s.descriptor.end,
+            })
+            .collect(),
+    };
     let hot_shard = shards.iter().find(|s| s.start == 0).map_or(1, |s| s.id);
     let gateways = cluster.gateways.clone();
     let pids = cluster.gateway_pids();
     let before = GatewaySnapshot::take(&gateways, &pids, &cluster.node_pids()).await;
     let bar = progress_bar(settings.duration_s);
     let began = Instant::now();
-    let mut fleet = Fleet::spawn(settings, &gateways, shards, cluster.dir())?;
+    let mut fleet = Fleet::spawn(settings, &gateways, shards.clone(), cluster.dir())?;
     fleet
         .wait_connected(Duration::from_secs_f64(settings.connect_timeout_s), &bar)
         .await?;
@@ -110,6 +119,7 @@ pub async fn measure(
     let start = GatewaySnapshot::take(&gateways, &pids, &cluster.node_pids()).await;
     let start_ns = now_ns();
     fleet.start().await?;
+    let mut change = None;
     let kills = if settings.scenario == Scenario::Failover {
         let acks = fleet.shard_acks();
         let done = AtomicBool::new(false);
@@ -134,6 +144,10 @@ pub async fn measure(
         Some(kills?)
     } else {
         show_progress(&mut fleet, &bar, settings.duration_s, Some(cluster), None).await?;
+        if settings.scenario == Scenario::Reshard {
+            let (from, to) = (settings.shards, reshard_to);
+            change = Some(reshard::change(&mut fleet, cluster, &bar, from, to).await?);
+        }
         None
     };
     let stop = GatewaySnapshot::take(&gateways, &pids, &cluster.node_pids()).await;
@@ -154,13 +168,16 @@ pub async fn measure(
             start_ns,
         ));
     }
+    if let Some(change) = change {
+        report.reshard = Some(reshard::summarize(&change, &shards, &finals, start_ns));
+    }
     Ok(report)
 }
 
 /// Updates the bar every 500 ms for `seconds`, and then until `done` is
 /// set if given; fails if a worker (or, when given, a cluster process)
 /// dies.
-async fn show_progress(
+pub(super) async fn show_progress(
     fleet: &mut Fleet,
     bar: &ProgressBar,
     seconds: f64,
