@@ -158,28 +158,27 @@ impl Shared {
             lock(&self.ack).record_ns(latency_ns);
             let mut marked = lock(&self.marked);
             let (marks, periods) = &mut *marked;
-            if !marks.is_empty() {
-                let sent = now_ns().saturating_sub(latency_ns);
-                let period = marks.partition_point(|m| *m <= sent);
-                periods[period].record_ns(latency_ns);
+            let sent = now_ns().saturating_sub(latency_ns);
+            let period = marks.partition_point(|m| *m <= sent);
+            if periods.len() <= period {
+                periods.resize_with(period + 1, Latency::default);
             }
+            periods[period].record_ns(latency_ns);
         }
     }
 
     /// A `mark` at `now`: Sets sent from now on count in a new period.
     pub fn mark(&self, now: u64) {
-        let mut marked = lock(&self.marked);
-        let (marks, periods) = &mut *marked;
-        if periods.is_empty() {
-            periods.push(Latency::default());
-        }
-        marks.push(now);
-        periods.push(Latency::default());
+        lock(&self.marked).0.push(now);
     }
 
-    /// Set→Ack buckets per period between marks.
+    /// Set→Ack buckets per period between marks (empty without marks).
     pub fn marked_buckets(&self) -> Vec<Buckets> {
-        lock(&self.marked).1.iter().map(Latency::buckets).collect()
+        let marked = lock(&self.marked);
+        match marked.0.is_empty() {
+            true => Vec::new(),
+            false => marked.1.iter().map(Latency::buckets).collect(),
+        }
     }
 
     /// An applied Ack for a Set of box `index` arrived at `now`: notes a
