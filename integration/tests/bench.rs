@@ -1,7 +1,8 @@
-//! `raftctl bench` on tiny runs: it starts its own cluster, drives it
-//! over the websocket protocol, reports well-formed numbers in
-//! `report.json` (fields present, counts positive where they must be,
-//! latencies finite and ordered) and stops by itself within its bound.
+//! `raftctl bench` on tiny runs (`throughput`, `day`, `reshard`): it
+//! starts its own cluster, drives it over the websocket protocol, reports
+//! well-formed numbers in `report.json` (fields present, counts positive
+//! where they must be, latencies finite and ordered) and stops by itself
+//! within its bound.
 //! Nothing here depends on how fast the machine is.
 
 use std::path::Path;
@@ -189,6 +190,41 @@ async fn day_reports_click_to_visible() {
         Some(Value::from("7")),
         "the day keeps realistic rate limits"
     );
+}
+
+#[tokio::test]
+async fn reshard_reports_steps_stretches_and_p99() {
+    // 4 shards of 10,000 boxes (chunks of 4096) -> 8 -> 4.
+    let (report, stdout) = bench(&[
+        "reshard",
+        "--clients",
+        "40",
+        "--rate",
+        "200",
+        "--duration",
+        "2",
+        "--boxes",
+        "40000",
+        "--shards",
+        "4",
+        "--reshard-to",
+        "8",
+        "--per-address",
+        "10",
+    ])
+    .await;
+    assert_common(&report, "reshard", 40);
+    let r = &report["reshard"];
+    assert_eq!(num(r, "splits.count"), 4.0, "{r:#}");
+    assert_eq!(num(r, "merges.count"), 4.0, "{r:#}");
+    for step in r["steps"].as_array().expect("steps") {
+        assert!(num(step, "millis") > 0.0, "{step:#}");
+        assert_eq!(step["exact"], true, "steps cut at cell edges: {step:#}");
+    }
+    assert_latency(r, "steady_ack");
+    assert_latency(r, "change_ack");
+    assert!(num(r, "p99_ratio") > 0.0);
+    assert!(stdout.contains("Reshard: 4 → 8 → 4"), "{stdout}");
 }
 
 fn which(name: &str) -> bool {
