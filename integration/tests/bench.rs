@@ -1,9 +1,9 @@
-//! `raftctl bench` on tiny runs: it starts its own cluster, drives it
-//! over the websocket protocol, reports well-formed numbers in
-//! `report.json` (fields present, counts positive where they must be,
-//! latencies finite and ordered), writes its SVG charts, and stops by
-//! itself within its bound. Nothing here depends on how fast the machine
-//! is.
+//! `raftctl bench` on tiny runs (`throughput`, `day`, `restart`,
+//! `reshard`): it starts its own cluster, drives it over the websocket
+//! protocol, reports well-formed numbers in `report.json` (fields present,
+//! counts positive where they must be, latencies finite and ordered),
+//! writes its SVG charts, and stops by itself within its bound. Nothing
+//! here depends on how fast the machine is.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -235,6 +235,41 @@ async fn restart_times_a_node_of_a_2_pow_32_grid() {
     }
     assert!(num(r, "log.max_log_index") > 0.0, "{r:#}");
     assert!(stdout.contains("serving again after"), "{stdout}");
+}
+
+#[tokio::test]
+async fn reshard_reports_steps_stretches_and_p99() {
+    // 4 shards of 10,000 boxes (chunks of 4096) -> 8 -> 4.
+    let (report, stdout) = bench(&[
+        "reshard",
+        "--clients",
+        "40",
+        "--rate",
+        "200",
+        "--duration",
+        "2",
+        "--boxes",
+        "40000",
+        "--shards",
+        "4",
+        "--reshard-to",
+        "8",
+        "--per-address",
+        "10",
+    ])
+    .await;
+    assert_common(&report, "reshard", 40);
+    let r = &report["reshard"];
+    assert_eq!(num(r, "splits.count"), 4.0, "{r:#}");
+    assert_eq!(num(r, "merges.count"), 4.0, "{r:#}");
+    for step in r["steps"].as_array().expect("steps") {
+        assert!(num(step, "millis") > 0.0, "{step:#}");
+        assert_eq!(step["exact"], true, "steps cut at cell edges: {step:#}");
+    }
+    assert_latency(r, "steady_ack");
+    assert_latency(r, "change_ack");
+    assert!(num(r, "p99_ratio") > 0.0);
+    assert!(stdout.contains("Reshard: 4 → 8 → 4"), "{stdout}");
 }
 
 fn which(name: &str) -> bool {

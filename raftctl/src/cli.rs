@@ -99,8 +99,8 @@ pub enum Command {
     /// process that dies (with backoff).
     Up(UpArgs),
     /// Benchmark a fresh local cluster over the real websocket protocol:
-    /// `throughput` (with redis), `day`, `connections` or `failover`. See
-    /// docs/benchmarks.md.
+    /// `throughput` (with redis), `day`, `connections`, `failover` or
+    /// `reshard`. See docs/benchmarks.md.
     Bench(crate::bench::BenchArgs),
     /// One load-generator process of `bench` (internal).
     #[command(hide = true)]

@@ -24,6 +24,9 @@ pub enum Scenario {
     /// Restart time: a 2^32-box grid under write load; kill -9 a node,
     /// restart it on its data, time until it serves again, repeat.
     Restart,
+    /// Online resharding under load: `raftctl reshard` from `--shards` to
+    /// `--reshard-to` shards and back, after a steady-state period.
+    Reshard,
 }
 
 impl Scenario {
@@ -35,6 +38,7 @@ impl Scenario {
             Scenario::Connections => "connections",
             Scenario::Failover => "failover",
             Scenario::Restart => "restart",
+            Scenario::Reshard => "reshard",
         }
     }
 }
@@ -50,7 +54,8 @@ pub struct BenchArgs {
     pub scenario: Scenario,
     /// Measured phase, in seconds (after every client has connected); for
     /// `failover`, at least until the kills are done and the shard serves
-    /// again.
+    /// again; for `reshard`, the steady state before the change (the
+    /// phase lasts until the change is over, plus 2 s).
     #[arg(long)]
     pub duration: Option<f64>,
     /// Websocket clients in all.
@@ -149,6 +154,10 @@ pub struct FaultArgs {
     /// every group has a long log and several snapshots.
     #[arg(long, default_value_t = 60.0)]
     pub warmup: f64,
+    /// `reshard`: the shard count to reshard to, before going back to
+    /// `--shards` (default: 4 × `--shards`).
+    #[arg(long)]
+    pub reshard_to: Option<u64>,
 }
 
 /// `raftctl bench-worker` (hidden): one load-generator process, started
@@ -221,6 +230,7 @@ impl Settings {
             Connections => 100_000,
             Failover => 128,
             Restart => 256,
+            Reshard => 1024,
         });
         let gateways = a.gateways.unwrap_or(match s {
             Connections => clients.div_ceil(15_000).max(1) as u32,
@@ -240,10 +250,11 @@ impl Settings {
                 Connections => Some(0.0),
                 Failover => Some(1000.0),
                 Restart => Some(20_000.0),
+                Reshard => Some(2000.0),
             },
         };
         let hot_fraction = a.hot_fraction.unwrap_or(match s {
-            Throughput | Restart => 0.0,
+            Throughput | Restart | Reshard => 0.0,
             _ => 0.8,
         });
         anyhow::ensure!(
@@ -306,6 +317,7 @@ impl Settings {
                 Restart => {
                     a.faults.warmup + f64::from(kills) * (restart_delay_s + a.faults.kill_every)
                 }
+                Reshard => 20.0,
             }),
             clients,
             gateways,
@@ -360,12 +372,13 @@ fn scenario_gateway_env(
         ("WS_STATS_INTERVAL_MS", "5000".into()),
     ];
     match s {
-        Scenario::Throughput | Scenario::Failover | Scenario::Restart => env.extend([
-            ("WS_SETS_PER_SECOND", lifted.into()),
-            ("WS_SETS_BURST", lifted.into()),
-            ("WS_IP_SETS_PER_SECOND", lifted.into()),
-            ("WS_IP_SETS_BURST", lifted.into()),
-        ]),
+        Scenario::Throughput | Scenario::Failover | Scenario::Restart | Scenario::Reshard => env
+            .extend([
+                ("WS_SETS_PER_SECOND", lifted.into()),
+                ("WS_SETS_BURST", lifted.into()),
+                ("WS_IP_SETS_PER_SECOND", lifted.into()),
+                ("WS_IP_SETS_BURST", lifted.into()),
+            ]),
         Scenario::Day | Scenario::Connections => env.extend([
             ("WS_SETS_PER_SECOND", "7".into()),
             ("WS_SETS_BURST", "10".into()),

@@ -155,7 +155,7 @@ async fn wait_serving(acks: &ShardAcks, shard: u64, since_ns: u64) -> bool {
 /// Intervals `[from, to)` during which no worker got an applied Ack for
 /// `shard` (`to` is `u64::MAX` after the last Ack). Workers that never got
 /// one for it (they did not write to it) are left out.
-fn silent_intervals(shard: u64, finals: &[WorkerFinal]) -> Vec<(u64, u64)> {
+pub(super) fn silent_intervals(shard: u64, finals: &[WorkerFinal]) -> Vec<(u64, u64)> {
     let mut acc: Option<Vec<(u64, u64)>> = None;
     for f in finals {
         let last = f
@@ -183,7 +183,7 @@ fn silent_intervals(shard: u64, finals: &[WorkerFinal]) -> Vec<(u64, u64)> {
 }
 
 /// The intersection of two sorted lists of disjoint intervals.
-fn intersect(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+pub(super) fn intersect(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
     while i < a.len() && j < b.len() {
         let lo = a[i].0.max(b[j].0);
@@ -304,6 +304,7 @@ mod tests {
             total: Counts::default(),
             errors: Default::default(),
             ack_latency: vec![],
+            ack_latency_by_mark: vec![],
             seen_latency: vec![],
             gaps,
             last_ack: vec![(1, last)],

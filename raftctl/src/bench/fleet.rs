@@ -12,8 +12,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin};
 use tokio::task::JoinHandle;
 
-use super::args::Settings;
-use super::lines::{Counts, WorkerFinal, WorkerLine, START, STOP};
+use super::args::{Scenario, Settings};
+use super::lines::{Counts, WorkerFinal, WorkerLine, MARK, START, STOP};
 use super::plan::{ShardRange, WorkerPlan};
 use crate::supervisor::die_with_parent;
 
@@ -91,7 +91,10 @@ impl Fleet {
                 rate_per_client: settings.rate.map(|r| r / settings.clients as f64),
                 inflight: settings.inflight.max(1),
                 shards: shards.clone(),
-                gap_threshold_ms: GAP_THRESHOLD_MS,
+                gap_threshold_ms: match settings.scenario {
+                    Scenario::Reshard => super::reshard::GAP_THRESHOLD_MS,
+                    _ => GAP_THRESHOLD_MS,
+                },
                 connect_concurrency: 64,
             };
             first += clients;
@@ -192,6 +195,11 @@ impl Fleet {
     pub async fn start(&mut self) -> Result<()> {
         self.last = (Instant::now(), self.totals());
         self.command(START).await
+    }
+
+    /// Starts a new latency period in every worker (see [`MARK`]).
+    pub async fn mark(&mut self) -> Result<()> {
+        self.command(MARK).await
     }
 
     async fn command(&mut self, cmd: &str) -> Result<()> {

@@ -1,5 +1,5 @@
 //! The JSON lines a worker writes on stdout, one object per line, and
-//! the commands it reads on stdin (`start`, `stop`).
+//! the commands it reads on stdin (`start`, `mark`, `stop`).
 
 use std::collections::BTreeMap;
 
@@ -9,6 +9,10 @@ use super::latency::Buckets;
 
 /// Command on a worker's stdin: begin the measured phase.
 pub const START: &str = "start";
+/// Command on a worker's stdin: begin a new period of
+/// [`WorkerFinal::ack_latency_by_mark`] (`reshard`: steady state, the
+/// change, after it).
+pub const MARK: &str = "mark";
 /// Command on a worker's stdin: end it, drain, report and exit.
 pub const STOP: &str = "stop";
 
@@ -116,6 +120,11 @@ pub struct WorkerFinal {
     pub ack_latency: Buckets,
     /// Set→seen-by-another-client latency (per observing client).
     pub seen_latency: Buckets,
+    /// Set→Ack latency of the measured phase split at each `mark`, by the
+    /// Set's send time: `[0]` before the first mark, `[i]` after mark `i`
+    /// (empty when no mark was sent).
+    #[serde(default)]
+    pub ack_latency_by_mark: Vec<Buckets>,
     /// Ack gaps longer than the plan's threshold, per shard.
     pub gaps: Vec<Gap>,
     /// `(shard, time)` of the last applied Ack per shard (0: none).

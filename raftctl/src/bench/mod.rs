@@ -2,15 +2,15 @@
 //! websocket protocol
 //!
 //! Each scenario is one command (`raftctl bench throughput|day|
-//! connections|failover|restart`, documented with results in
+//! connections|failover|restart|reshard`, documented with results in
 //! `docs/benchmarks.md`). A run:
 //!
 //! 1. starts its own cluster in a temp dir ([`launcher`]): three
 //!    `checkraft-node`s (fsync on, as always; `--node-env` settings, such
 //!    as shorter raft timeouts), `init_cluster`, then the gateways with
 //!    the scenario's explicit settings ([`args::Settings::gateway_env`]:
-//!    rate limits lifted for `throughput`/`failover`/`restart`, realistic
-//!    for `day`/`connections`); once every group has settled, an
+//!    rate limits lifted for `throughput`/`failover`/`restart`/`reshard`,
+//!    realistic for `day`/`connections`); once every group has settled, an
 //!    [`elections::ElectionWatch`] scrapes the nodes' `/metrics` until the
 //!    last phase ends;
 //! 2. snapshots the idle gateways ([`scrape`]: `/metrics`, VmRSS and CPU
@@ -27,18 +27,20 @@
 //! 4. when all clients are connected, snapshots again, writes `start` to
 //!    the workers, shows live progress (indicatif) for `--duration`
 //!    seconds (killing shard leaders meanwhile in `failover`, restarting
-//!    nodes in `restart`) while sampling acknowledged sets/s
-//!    ([`timeline`]), snapshots, writes `stop`; workers drain their Acks
-//!    and write a final JSON line ([`lines`]) with counters and
-//!    histograms;
+//!    nodes in `restart`; then resharding there and back in `reshard`)
+//!    while sampling acknowledged sets/s ([`timeline`]), snapshots,
+//!    writes `stop`; workers drain their Acks and write a final JSON line
+//!    ([`lines`]) with counters and histograms;
 //! 5. stops the cluster, runs redis for `throughput` ([`redis`]), and
-//!    prints the markdown report ([`report`]; `--out DIR` also writes
-//!    `report.json`, `report.md` and SVG charts ([`charts`])).
+//!    prints the markdown report ([`report`]; `report.json` instead with
+//!    `--json`; `--out DIR` also writes `report.json`, `report.md` and SVG
+//!    charts ([`charts`])).
 //!
 //! [`run`](mod@run) holds this sequence; `throughput` repeats steps 2–4 once per
 //! `--sweep` depth on the same cluster ([`throughput`]); `failover` runs
-//! its kill loop during step 4 ([`failover`]), and `restart` its restart
-//! loop ([`restart`]); `day` and `connections` differ only in their
+//! its kill loop during step 4 ([`failover`]), `restart` its restart
+//! loop ([`restart`]), `reshard` its change after step 4's steady state
+//! ([`reshard`]); `day` and `connections` differ only in their
 //! defaults ([`args::Settings::resolve`]). SIGINT or SIGTERM stops the
 //! phase, then the cluster, and removes the temp dir.
 //!
@@ -71,6 +73,9 @@
 //!   that no kill explains, over the whole run ([`elections`]).
 //! - **Restart time**: from a killed node's new process start until it
 //!   is ready, answers reads and has caught up ([`restart`]).
+//! - **Resharding**: step durations, the longest stretch without an
+//!   applied write on a touched range, and set→Ack p99 during the change
+//!   against the steady state: see [`reshard`].
 //! - **Errors and rejections by reason**: Ack statuses, close codes,
 //!   connect errors, resyncs (client side), and the gateways' rejection
 //!   counters.
@@ -97,6 +102,7 @@ mod plan;
 mod procfs;
 mod redis;
 mod report;
+mod reshard;
 mod restart;
 mod run;
 mod scrape;

@@ -17,6 +17,7 @@ use super::latency::{Latency, LatencySummary};
 use super::lines::{Counts, WorkerFinal};
 use super::procfs::Machine;
 use super::redis::RedisComparison;
+use super::reshard::ReshardSummary;
 use super::restart::RestartSummary;
 use super::scrape::GatewaySnapshot;
 use super::timeline::RatePoint;
@@ -64,6 +65,8 @@ pub struct Report {
     /// Elections and leader changes over the whole run (all phases),
     /// spurious ones apart.
     pub elections: Option<ElectionSummary>,
+    /// Splits and merges under load (`reshard`).
+    pub reshard: Option<ReshardSummary>,
 }
 
 /// One phase of a `throughput` sweep.
@@ -294,6 +297,7 @@ impl Report {
             failover: None,
             restart: None,
             elections: None,
+            reshard: None,
         }
     }
 
@@ -470,6 +474,10 @@ impl Report {
         if let Some(e) = &self.elections {
             md.push('\n');
             md.push_str(&e.markdown());
+        }
+        if let Some(r) = &self.reshard {
+            md.push('\n');
+            md.push_str(&r.markdown());
         }
         md
     }

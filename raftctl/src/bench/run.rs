@@ -2,8 +2,9 @@
 //! until every group has settled and start watching elections, snapshot
 //! the idle gateways, start the workers and wait for every connection,
 //! snapshot again, run the measured phase (with the failover kills or
-//! the node restarts when asked), snapshot, collect the workers'
-//! reports, stop the election watch and everything else, and report.
+//! the node restarts or the reshard when asked), snapshot, collect the
+//! workers' reports, stop the election watch and everything else, and
+//! report.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ use super::launcher::LocalCluster;
 use super::plan::ShardRange;
 use super::procfs::Machine;
 use super::report::{utc_now, Report, Snapshots};
+use super::reshard;
 use super::restart;
 use super::scrape::GatewaySnapshot;
 use super::throughput;
@@ -34,8 +36,9 @@ const SETTLED_LAG: u64 = 50;
 /// report every 250 ms).
 const SAMPLE: Duration = Duration::from_millis(250);
 
-/// Runs `raftctl bench`.
-pub async fn run(args: BenchArgs) -> Result<()> {
+/// Runs `raftctl bench`; with `json`, prints `report.json` instead of
+/// the markdown summary.
+pub async fn run(args: BenchArgs, json: bool) -> Result<()> {
     let settings = Settings::resolve(&args)?;
     let machine = Machine::describe();
     let date = utc_now();
@@ -85,8 +88,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             name = &mut stopped => bail!("{name} during the redis comparison"),
         }
     }
-    let md = report.markdown();
-    println!("{md}");
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.markdown());
+    }
     if let Some(dir) = &args.out {
         let files = report.write(dir)?;
         eprintln!("wrote {} into {}", files.join(", "), dir.display());
@@ -127,23 +133,27 @@ pub async fn measure(
     machine: Machine,
     date: String,
 ) -> Result<Report> {
-    let shards: Vec<ShardRange> = cluster
-        .map
-        .shards
-        .values()
-        .map(|s| ShardRange {
-            id: s.descriptor.shard,
-            start: s.descriptor.start,
-            end: s.descriptor.end,
-        })
-        .collect();
+    let reshard_to = args.faults.reshard_to.unwrap_or(4 * settings.shards);
+    let shards: Vec<ShardRange> = match settings.scenario {
+        Scenario::Reshard => reshard::cells(&cluster.map, reshard_to),
+        _ => cluster
+            .map
+            .shards
+            .values()
+            .map(|s| ShardRange {
+                id: s.descriptor.shard,
+                start: s.descriptor.start,
+                end: s.descriptor.end,
+            })
+            .collect(),
+    };
     let hot_shard = shards.iter().find(|s| s.start == 0).map_or(1, |s| s.id);
     let gateways = cluster.gateways.clone();
     let pids = cluster.gateway_pids();
     let before = GatewaySnapshot::take(&gateways, &pids, &cluster.node_pids()).await;
     let bar = progress_bar(settings.duration_s);
     let began = Instant::now();
-    let mut fleet = Fleet::spawn(settings, &gateways, shards, cluster.dir())?;
+    let mut fleet = Fleet::spawn(settings, &gateways, shards.clone(), cluster.dir())?;
     fleet
         .wait_connected(Duration::from_secs_f64(settings.connect_timeout_s), &bar)
         .await?;
@@ -158,6 +168,7 @@ pub async fn measure(
     let done = AtomicBool::new(false);
     let mut kills = None;
     let mut restarts = None;
+    let mut change = None;
     match settings.scenario {
         Scenario::Failover => {
             let acks = fleet.shard_acks();
@@ -220,11 +231,17 @@ pub async fn measure(
                 &mut fleet,
                 &bar,
                 settings.duration_s,
-                Some(cluster),
+                Some(&mut *cluster),
                 None,
                 &mut timeline,
             )
             .await?;
+            if settings.scenario == Scenario::Reshard {
+                let (from, to) = (settings.shards, reshard_to);
+                change = Some(
+                    reshard::change(&mut fleet, cluster, &bar, from, to, &mut timeline).await?,
+                );
+            }
         }
     }
     let stop = GatewaySnapshot::take(&gateways, &pids, &cluster.node_pids()).await;
@@ -254,13 +271,16 @@ pub async fn measure(
             start_ns,
         ));
     }
+    if let Some(change) = change {
+        report.reshard = Some(reshard::summarize(&change, &shards, &finals, start_ns));
+    }
     Ok(report)
 }
 
 /// Updates the bar and samples the acknowledged sets into `timeline`
 /// every [`SAMPLE`] for `seconds`, and then until `done` is set if given;
 /// fails if a worker (or, when given, a cluster process) dies.
-async fn show_progress(
+pub(super) async fn show_progress(
     fleet: &mut Fleet,
     bar: &ProgressBar,
     seconds: f64,

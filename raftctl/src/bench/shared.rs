@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use super::latency::Latency;
+use super::latency::{now_ns, Buckets, Latency};
 use super::lines::{Counts, Gap};
 use super::plan::WorkerPlan;
 
@@ -72,6 +72,9 @@ pub struct Shared {
     pub recording: AtomicBool,
     errors: Mutex<BTreeMap<String, u64>>,
     ack: Mutex<Latency>,
+    /// `mark` times (`CLOCK_MONOTONIC` ns) and one histogram per period
+    /// they delimit (the first before any mark).
+    marked: Mutex<(Vec<u64>, Vec<Latency>)>,
     seen: Mutex<Latency>,
     boxes: Mutex<HashMap<u32, BoxState>>,
     last_ack: Vec<AtomicU64>,
@@ -88,6 +91,7 @@ impl Shared {
             recording: AtomicBool::new(false),
             errors: Mutex::default(),
             ack: Mutex::default(),
+            marked: Mutex::default(),
             seen: Mutex::default(),
             boxes: Mutex::default(),
             last_ack,
@@ -152,6 +156,28 @@ impl Shared {
     pub fn acked(&self, latency_ns: u64) {
         if self.recording.load(Relaxed) {
             lock(&self.ack).record_ns(latency_ns);
+            let mut marked = lock(&self.marked);
+            let (marks, periods) = &mut *marked;
+            let sent = now_ns().saturating_sub(latency_ns);
+            let period = marks.partition_point(|m| *m <= sent);
+            if periods.len() <= period {
+                periods.resize_with(period + 1, Latency::default);
+            }
+            periods[period].record_ns(latency_ns);
+        }
+    }
+
+    /// A `mark` at `now`: Sets sent from now on count in a new period.
+    pub fn mark(&self, now: u64) {
+        lock(&self.marked).0.push(now);
+    }
+
+    /// Set→Ack buckets per period between marks (empty without marks).
+    pub fn marked_buckets(&self) -> Vec<Buckets> {
+        let marked = lock(&self.marked);
+        match marked.0.is_empty() {
+            true => Vec::new(),
+            false => marked.1.iter().map(Latency::buckets).collect(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! `raftctl bench-worker`: one load-generator process. It connects its
 //! clients (a bounded number of handshakes at a time), writes a
 //! [`WorkerLine::Progress`] line every 250 ms, starts sending on `start`,
+//! starts a new latency period on each `mark`,
 //! and on `stop` (or stdin's end) stops sending, drains the Acks for up to
 //! [`DRAIN`], writes its [`WorkerLine::Final`] and exits.
 
@@ -16,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use super::args::WorkerArgs;
 use super::client::{self, Phase};
 use super::latency::now_ns;
-use super::lines::{WorkerFinal, WorkerLine, START, STOP};
+use super::lines::{WorkerFinal, WorkerLine, MARK, START, STOP};
 use super::plan::WorkerPlan;
 use super::procfs;
 use super::shared::Shared;
@@ -56,6 +57,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
                 start = Some((now_ns(), shared.c.snapshot()));
                 let _ = phase_tx.send(Phase::Running);
             }
+            MARK => shared.mark(now_ns()),
             STOP => {
                 stop_cpu = procfs::cpu_seconds(std::process::id()).unwrap_or(0.0);
                 stop = Some((now_ns(), shared.c.snapshot()));
@@ -81,6 +83,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         errors: shared.errors(),
         ack_latency: shared.ack_buckets(),
         seen_latency: shared.seen_buckets(),
+        ack_latency_by_mark: shared.marked_buckets(),
         gaps: shared.gaps(),
         last_ack: shared.last_acks(),
         unacked,

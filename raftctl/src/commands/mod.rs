@@ -14,6 +14,8 @@ mod snapshot;
 mod status;
 
 pub use init::init_cluster;
+pub use reshape::{run_reshard, ReshardReport};
+pub use reshard_plan::{plan as plan_reshard, Step};
 
 use anyhow::Result;
 
@@ -27,7 +29,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         return crate::up::run(args, g).await;
     }
     if let Command::Bench(args) = cli.command {
-        return crate::bench::run(args).await;
+        return crate::bench::run(args, g.json).await;
     }
     if let Command::BenchWorker(args) = cli.command {
         return crate::bench::run_worker(args).await;

@@ -69,14 +69,56 @@ fn report(finished: &FinishedOperation, json: bool) -> Result<()> {
 
 /// One step of a reshard, as `--json` reports it.
 #[derive(Debug, Serialize)]
-struct StepReport {
-    step: Step,
-    millis: u128,
-    outcome: String,
+pub struct StepReport {
+    /// The split or merge.
+    pub step: Step,
+    /// From recording the operation to its recorded outcome.
+    pub millis: u128,
+    /// The outcome the metadata leader recorded.
+    pub outcome: String,
+    /// When the step began (not in the JSON; `raftctl bench reshard`
+    /// places the step on its own clock with it).
+    #[serde(skip)]
+    pub began: Instant,
+}
+
+/// A whole reshard, as `--json` reports it.
+#[derive(Debug, Serialize)]
+pub struct ReshardReport {
+    /// The shard count asked for.
+    pub target: usize,
+    /// The shard count at the end.
+    pub shards: usize,
+    /// The steps planned at the start.
+    pub plan: Vec<Step>,
+    /// The steps run, in order.
+    pub steps: Vec<StepReport>,
+    /// The whole change, from the first plan to the last outcome.
+    pub millis: u128,
 }
 
 /// `raftctl reshard --shards N`.
 pub async fn reshard(client: &ClusterClient, target: usize, json: bool) -> Result<()> {
+    let report = run_reshard(client, target, json).await?;
+    if json {
+        return print_json(&report);
+    }
+    out(format!(
+        "{} shards ({} steps in {:.1} s)",
+        report.shards,
+        report.steps.len(),
+        report.millis as f64 / 1000.0
+    ));
+    Ok(())
+}
+
+/// Runs `raftctl reshard --shards N` to its end, showing progress unless
+/// `json`, and returns what `--json` prints.
+pub async fn run_reshard(
+    client: &ClusterClient,
+    target: usize,
+    json: bool,
+) -> Result<ReshardReport> {
     if target == 0 {
         bail!("--shards must be at least 1");
     }
@@ -144,26 +186,18 @@ pub async fn reshard(client: &ClusterClient, target: usize, json: bool) -> Resul
             step,
             millis: began.elapsed().as_millis(),
             outcome: finished.outcome,
+            began,
         });
     }
     bar.finish_and_clear();
     let map = initialized_map(client).await?;
-    if json {
-        return print_json(&serde_json::json!({
-            "target": target,
-            "shards": map.shards.len(),
-            "plan": planned,
-            "steps": done,
-            "millis": started.elapsed().as_millis(),
-        }));
-    }
-    out(format!(
-        "{} shards ({} steps in {:.1} s)",
-        map.shards.len(),
-        done.len(),
-        started.elapsed().as_secs_f64()
-    ));
-    Ok(())
+    Ok(ReshardReport {
+        target,
+        shards: map.shards.len(),
+        plan: planned,
+        steps: done,
+        millis: started.elapsed().as_millis(),
+    })
 }
 
 fn descriptors(map: &ShardMap) -> Vec<ShardDescriptor> {
