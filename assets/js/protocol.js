@@ -271,6 +271,12 @@ function readEntries(r, type) {
       entries.push({ offset, checked: item % 2 === 1 });
       next = offset + 1;
     }
+    if (entries.length > 0) {
+      const sizes = formSizes(entries);
+      if (sizes.bitset < sizes.list) {
+        throw new Error("update: not canonical: the list form is only used when the bitset form is not smaller");
+      }
+    }
     return entries;
   }
   const maxBytes = MAX_CHUNK_SIZE / 8;

@@ -108,11 +108,17 @@ impl Gateway {
             http.clone(),
             metrics.clone(),
         ));
-        let writer = Arc::new(NodeWriter::new(config.clone(), http, map.clone()));
+        let shards = Arc::new(Shards::default());
+        let writer = Arc::new(NodeWriter::new(
+            config.clone(),
+            http,
+            map.clone(),
+            shards.clone(),
+        ));
         Ok(Arc::new(Self {
             config,
             map,
-            shards: Arc::new(Shards::default()),
+            shards,
             metrics,
             writer,
             batchers: Mutex::new(HashMap::new()),
@@ -286,11 +292,10 @@ impl Gateway {
             let map = self.current_map()?;
             let mut by_shard: BTreeMap<ShardId, Vec<BoxSet>> = BTreeMap::new();
             for &(index, checked) in &todo {
-                let shard = map
-                    .shard_for(u64::from(index))
-                    .ok_or_else(|| Error::Unavailable(format!("no shard owns box {index}")))?
-                    .descriptor
-                    .shard;
+                let shard = self
+                    .shards
+                    .route(&map, u64::from(index))
+                    .ok_or_else(|| Error::Unavailable(format!("no shard owns box {index}")))?;
                 by_shard.entry(shard).or_default().push((index, checked));
             }
             let parts = by_shard.into_iter().map(|(shard, sets)| {

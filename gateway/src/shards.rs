@@ -266,6 +266,45 @@ impl Shards {
         })
     }
 
+    /// The shard to send a write of box `index` to. The map's owner,
+    /// unless this gateway's change streams are ahead of the map (a split
+    /// or merge applied and not recorded yet): then the loaded, unfrozen
+    /// state that holds the box, so the write does not wait for the map.
+    pub fn route(&self, map: &ShardMap, index: u64) -> Option<ShardId> {
+        let owner = map.shard_for(index).map(|r| r.descriptor.shard);
+        let holds = |state: &ShardState| {
+            state.start <= index && index < state.end && state.frozen_into.is_none()
+        };
+        if let Some(id) = owner {
+            if self.get(id).is_some_and(|h| holds(&h.read())) {
+                return Some(id);
+            }
+        }
+        self.all()
+            .into_iter()
+            .filter_map(|h| {
+                let state = h.read();
+                (state.loaded && holds(&state)).then_some((state.epoch, h.id))
+            })
+            .max()
+            .map(|(_, id)| id)
+            .or(owner)
+    }
+
+    /// `shard`'s range and epoch as its change stream last said, when that
+    /// is newer than what `map` records (or `map` does not list it yet).
+    pub fn ahead_of(&self, map: &ShardMap, shard: ShardId) -> Option<ShardDescriptor> {
+        let handle = self.get(shard)?;
+        let state = handle.read();
+        let recorded = map.shards.get(&shard).map(|r| r.descriptor.epoch);
+        (state.loaded && recorded.is_none_or(|e| state.epoch > e)).then(|| ShardDescriptor {
+            shard,
+            start: state.start,
+            end: state.end,
+            epoch: state.epoch,
+        })
+    }
+
     /// Tells the reconcile loop that a stream changed a shard's range.
     pub fn range_changed(&self) {
         self.range_changed.notify_one();

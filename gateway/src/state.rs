@@ -92,6 +92,8 @@ pub struct ShardState {
     pub loaded: bool,
     /// Checked boxes (absolute indices).
     pub bitmap: Bitmap,
+    /// Set while the shard is frozen for a merge into this shard.
+    pub frozen_into: Option<ShardId>,
 }
 
 impl ShardState {
@@ -105,6 +107,7 @@ impl ShardState {
             seq: 0,
             loaded: false,
             bitmap: Bitmap::new(),
+            frozen_into: None,
         }
     }
 
@@ -206,18 +209,31 @@ impl ShardState {
                     seq: *seq,
                     loaded: true,
                     bitmap: moving,
+                    frozen_into: None,
                 };
                 Applied::Split { seq: *seq, child }
             }
             ChangeEvent::Frozen {
-                shard, epoch, seq, ..
-            }
-            | ChangeEvent::Thawed { shard, epoch, seq } => {
+                shard,
+                epoch,
+                seq,
+                into,
+            } => {
                 if let Some(not_next) = self.check_next(*shard, *seq) {
                     return not_next;
                 }
                 self.seq = *seq;
                 self.epoch = *epoch;
+                self.frozen_into = Some(*into);
+                Applied::Marker { seq: *seq }
+            }
+            ChangeEvent::Thawed { shard, epoch, seq } => {
+                if let Some(not_next) = self.check_next(*shard, *seq) {
+                    return not_next;
+                }
+                self.seq = *seq;
+                self.epoch = *epoch;
+                self.frozen_into = None;
                 Applied::Marker { seq: *seq }
             }
             ChangeEvent::Merged {

@@ -17,9 +17,11 @@
 //!   attempt and sends there, so a write waits for the election, not for
 //!   `node_timeout_ms`;
 //! - `StaleEpoch`, `Moved` or `Frozen` (a split or merge): refresh the
-//!   map, wait for a newer one, retry with its epoch if the shard still
-//!   owns every set's box; otherwise answer [`Error::Moved`], and
-//!   [`crate::Gateway::write`] routes the sets again by the new map;
+//!   map, wait until the map or the shard's change stream shows the change
+//!   (the stream usually does first), retry with the new epoch if the
+//!   shard still owns every set's box; otherwise answer [`Error::Moved`],
+//!   and [`crate::Gateway::write`] routes the sets again, by the change
+//!   streams where they are ahead of the map ([`Shards::route`]);
 //! - any other rejection: back to the caller as [`Error::Rejected`].
 //!
 //! Re-sending after a lost answer is safe: sets are absolute, so applying
@@ -38,6 +40,11 @@ use crate::config::GatewayConfig;
 use crate::error::{Error, Result};
 use crate::map::MapFollower;
 use crate::node_client::NodeClient;
+use crate::shards::Shards;
+
+/// How often a write refused by a split or merge looks for the change in
+/// the map or the shard's change stream.
+const CHANGE_POLL: Duration = Duration::from_millis(5);
 
 /// The longest pause between two attempts of one write.
 const MAX_WRITE_PAUSE: Duration = Duration::from_millis(250);
@@ -55,6 +62,9 @@ pub struct NodeWriter {
     config: GatewayConfig,
     http: NodeClient,
     map: Arc<MapFollower>,
+    /// The change streams' view: newer than the map during a split or
+    /// merge ([`Shards::ahead_of`]).
+    shards: Arc<Shards>,
     leaders: Mutex<HashMap<ShardId, String>>,
 }
 
@@ -78,12 +88,19 @@ fn targets(map: &ShardMap, shard: ShardId, known: Option<String>) -> Vec<String>
 }
 
 impl NodeWriter {
-    /// A writer routing with `map`.
-    pub fn new(config: GatewayConfig, http: NodeClient, map: Arc<MapFollower>) -> Self {
+    /// A writer routing with `map`, and with `shards` where the change
+    /// streams are ahead of it.
+    pub fn new(
+        config: GatewayConfig,
+        http: NodeClient,
+        map: Arc<MapFollower>,
+        shards: Arc<Shards>,
+    ) -> Self {
         Self {
             config,
             http,
             map,
+            shards,
             leaders: Mutex::new(HashMap::new()),
         }
     }
@@ -126,6 +143,34 @@ impl NodeWriter {
             .map_err(|_| format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim()))
     }
 
+    /// Waits (at most `limit`) until the map is newer than `version` or
+    /// `shard`'s change stream shows an epoch above `epoch` (the split or
+    /// merge that refused the write, seen before the map records it);
+    /// false if neither happened.
+    async fn wait_for_change(
+        &self,
+        shard: ShardId,
+        version: u64,
+        epoch: u64,
+        limit: Duration,
+    ) -> bool {
+        let until = Instant::now() + limit;
+        loop {
+            let newer_map = self.map.current().is_some_and(|m| m.version > version);
+            let newer_stream = self
+                .shards
+                .get(shard)
+                .is_some_and(|h| h.read().epoch > epoch);
+            if newer_map || newer_stream {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(CHANGE_POLL).await;
+        }
+    }
+
     /// Writes `sets` to `shard` (see the module docs).
     pub async fn write(&self, shard: ShardId, sets: Vec<BoxSet>) -> Result<Committed> {
         let deadline = Instant::now() + self.config.write_timeout();
@@ -150,20 +195,33 @@ impl NodeWriter {
                 errors += 1;
                 continue;
             };
-            let Some(record) = map.shards.get(&shard) else {
-                return Err(Error::Moved(format!(
-                    "shard {shard} is not in the shard map (version {})",
-                    map.version
-                )));
+            // The change stream's range and epoch when newer than the map
+            // (a split's child the map does not list yet lives on its
+            // parent's replicas, and its parent's leader leads it).
+            let (d, routed_by) = match (self.shards.ahead_of(&map, shard), map.shards.get(&shard)) {
+                (Some(live), record) => {
+                    let via = record
+                        .map(|r| r.descriptor.shard)
+                        .or_else(|| map.shard_for(live.start).map(|r| r.descriptor.shard))
+                        .unwrap_or(shard);
+                    (live, via)
+                }
+                (None, Some(record)) => (record.descriptor.clone(), shard),
+                (None, None) => {
+                    return Err(Error::Moved(format!(
+                        "shard {shard} is not in the shard map (version {})",
+                        map.version
+                    )))
+                }
             };
-            let d = &record.descriptor;
+            let d = &d;
             if let Some(&(index, _)) = sets.iter().find(|(i, _)| !d.contains(*i)) {
                 return Err(Error::Moved(format!(
                     "box {index} is no longer in shard {shard} [{}, {}) (map version {})",
                     d.start, d.end, map.version
                 )));
             }
-            let candidates = targets(&map, shard, self.known_leader(shard));
+            let candidates = targets(&map, routed_by, self.known_leader(shard));
             if candidates.is_empty() {
                 last = "no replica address in the map".into();
                 self.pause(errors, deadline).await;
@@ -205,7 +263,10 @@ impl NodeWriter {
                     self.map.request_refresh();
                     let wait = Duration::from_secs(1)
                         .min(deadline.saturating_duration_since(Instant::now()));
-                    if self.map.wait_newer(map.version, wait).await.is_none() {
+                    if !self
+                        .wait_for_change(shard, map.version, d.epoch, wait)
+                        .await
+                    {
                         errors += 1;
                     }
                 }
@@ -376,7 +437,7 @@ mod tests {
         let map = Arc::new(MapFollower::new(config.clone(), http.clone(), metrics));
         let hosts: Vec<&str> = addrs.iter().map(String::as_str).collect();
         assert!(map.offer(test_map(&hosts, 1, 1)));
-        let writer = NodeWriter::new(config, http, map);
+        let writer = NodeWriter::new(config, http, map, Arc::new(Shards::default()));
         let committed = writer
             .write(1, vec![(3, true)])
             .await

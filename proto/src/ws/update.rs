@@ -142,6 +142,11 @@ pub fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Vec<UpdateEntry>, WsE
             });
             next = offset + 1;
         }
+        if bitset_len(&entries).is_some_and(|bits| bits < list_len(&entries)) {
+            return Err(WsError::NotCanonical(
+                "the list form is only used when the bitset form is not smaller",
+            ));
+        }
         return Ok(entries);
     }
     let max_bytes = u64::from(MAX_CHUNK_SIZE / 8);
@@ -153,7 +158,7 @@ pub fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Vec<UpdateEntry>, WsE
             value: first,
         });
     }
-    if mask_len == 0 || first + mask_len > max_bytes {
+    if mask_len == 0 || mask_len > max_bytes - first {
         return Err(WsError::BadValue {
             field: "mask_len",
             value: mask_len,
@@ -232,6 +237,33 @@ mod tests {
     #[should_panic(expected = "ascend strictly")]
     fn unordered_entries_are_a_bug() {
         form(&entries([5, 3]));
+    }
+
+    #[test]
+    fn a_list_that_a_bitset_beats_is_refused_and_a_huge_mask_length_is_an_error() {
+        // Found by the fuzz target: boxes close together sent as a list
+        // where the bitset form is smaller.
+        let dense = entries(100..124);
+        assert_eq!(form(&dense), BITSET);
+        let mut list = vec![LIST];
+        encode_body(&mut list, LIST, &dense);
+        let mut r = Reader::new(&list).unwrap();
+        assert!(matches!(
+            decode_body(&mut r, LIST),
+            Err(WsError::NotCanonical(_))
+        ));
+        // first_byte 45, mask_len 2^64 - 1: refused, not an overflow.
+        let huge = [
+            BITSET, 0x2d, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ];
+        let mut r = Reader::new(&huge).unwrap();
+        assert!(matches!(
+            decode_body(&mut r, BITSET),
+            Err(WsError::BadValue {
+                field: "mask_len",
+                ..
+            })
+        ));
     }
 
     #[test]
