@@ -511,7 +511,12 @@ async fn live_test() {
     let gw = GatewayProcess::start(
         &cluster,
         1,
-        &[("CHECKRAFT_GATEWAY_WS_SEND_QUEUE", queue.as_str())],
+        &[
+            ("CHECKRAFT_GATEWAY_WS_SEND_QUEUE", queue.as_str()),
+            // The slow consumer below must fill its queue: with a byte
+            // budget its Updates would be held per chunk instead.
+            ("CHECKRAFT_GATEWAY_WS_BUDGET_BYTES_PER_SECOND", "0"),
+        ],
     )
     .await;
 

@@ -73,7 +73,14 @@ async fn a_subscriber_that_falls_behind_resyncs_and_converges() {
 async fn fell_behind_test() {
     let started = Instant::now();
     let cluster = cluster().await;
-    let gw = GatewayProcess::start(&cluster, 1, &[]).await;
+    // No byte budget: over one, a silent client's Updates are held per
+    // chunk instead of filling its queue (docs/protocol.md).
+    let gw = GatewayProcess::start(
+        &cluster,
+        1,
+        &[("CHECKRAFT_GATEWAY_WS_BUDGET_BYTES_PER_SECOND", "0")],
+    )
+    .await;
     let http = gw.client();
 
     // A 4 KiB receive buffer: a client that stops reading fills its TCP
@@ -226,6 +233,9 @@ async fn ws_failover_test() {
             ("CHECKRAFT_GATEWAY_WS_SETS_BURST", "500"),
             ("CHECKRAFT_GATEWAY_WS_IP_SETS_PER_SECOND", "500"),
             ("CHECKRAFT_GATEWAY_WS_IP_SETS_BURST", "500"),
+            // The subscriber holds every chunk under a steady write load:
+            // at the default budget its Updates trickle in long after.
+            ("CHECKRAFT_GATEWAY_WS_BUDGET_BYTES_PER_SECOND", "0"),
         ],
     )
     .await;

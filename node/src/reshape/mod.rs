@@ -65,10 +65,21 @@ pub struct Stats {
 
 impl Default for Stats {
     fn default() -> Self {
-        Self {
+        let stats = Self {
             finished: Family::default(),
             seconds: Family::new_with_constructor(seconds),
+        };
+        // Every series exists from the start (at 0), so dashboards and
+        // alerts see it before the first split or merge.
+        for kind in ["split", "merge"] {
+            for outcome in ["done", "refused"] {
+                let _ = stats
+                    .finished
+                    .get_or_create(&vec![("kind", kind), ("outcome", outcome)]);
+            }
+            let _ = stats.seconds.get_or_create(&vec![("kind", kind)]);
         }
+        stats
     }
 }
 
