@@ -32,9 +32,11 @@
 //! 3. **Writes** ([`batcher`], [`writer`]): sets are grouped per shard for a
 //!    tick (5 ms) or up to 1024 sets, and each batch is ONE `SetBatch` raft
 //!    write to the leader, following 421 forwards and refreshing the map on
-//!    `StaleEpoch`. An attempt unanswered for `probe_after_ms` asks the
-//!    other replicas who leads (`GET /shards/{id}/leader`) and moves to a
-//!    new leader at once. Every caller of a batch gets its outcome once it
+//!    `StaleEpoch`. Sets whose boxes a split or merge moved (`Moved`,
+//!    `Frozen`) are routed again, by the change streams where they are
+//!    ahead of the map ([`shards::Shards::route`]). An attempt unanswered
+//!    for `probe_after_ms` asks the other replicas who leads (`GET
+//!    /shards/{id}/leader`) and moves to a new leader at once. Every caller of a batch gets its outcome once it
 //!    is committed and applied.
 //! 4. **HTTP** ([`http`]): the API below, served by [`run`], including the
 //!    no-JavaScript HTML fallback ([`nojs`]).
@@ -130,10 +132,13 @@
 //!   most about 131 KB per million boxes in croaring's densest case).
 //! - One rejected set rejects its whole batch. The gateway validates
 //!   indices against the map first, so this only happens when the map it
-//!   used is stale (a range change); the caller gets a 409 and may retry.
-//! - A range change (split/merge, not implemented by the cluster yet)
-//!   resets the shard's state and reloads it from `seq` 0; until then the
-//!   shard answers 503.
+//!   used is stale (a range change), and then the batch's sets are routed
+//!   again (see 3. above) rather than refused.
+//! - Splits and merges arrive in the change streams: a split's child is
+//!   adopted from its parent's stream at the split's `seq`, and fan-out
+//!   chains carry over, so clients need no refetch (`docs/resharding.md`).
+//!   A merge whose absorbed shard's last updates do not reach this gateway
+//!   within 2 s resyncs that shard's chunks.
 //! - Between the commit of a write and its event on this gateway's stream,
 //!   another gateway may still serve the older chunk; the ETag moves on
 //!   as soon as its stream delivers the event.

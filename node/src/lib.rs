@@ -34,9 +34,10 @@
 //!
 //! ## Snapshot format
 //! The bitmap lives in memory. A snapshot is bincode of
-//! [`checkraft_proto::ShardSnapshot`]: format version, descriptor `{shard,
-//! start, end, epoch}`, `seq`, and the bitmap in croaring `Portable` bytes
-//! after `run_optimize`. openraft builds one every
+//! [`checkraft_proto::ShardSnapshot`]: format version (2; version 1 still
+//! reads), descriptor `{shard, start, end, epoch}`, `seq`, the bitmap in
+//! croaring `Portable` bytes after `run_optimize`, and what splits and
+//! merges left (frozen, moved ranges). openraft builds one every
 //! [`config::NodeConfig::snapshot_every`] entries (and on demand through
 //! the admin API), stores it in the group's tree with its meta and flushes
 //! it before purging the log it covers. A restart loads the latest
@@ -137,6 +138,7 @@
 //! | `GET /admin/groups/{g}/metrics` | | JSON [`checkraft_proto::GroupStatus`] |
 //! | `POST /shards/{g}/write` | JSON [`checkraft_proto::SetBatch`] | JSON [`checkraft_proto::WriteOutcome`]: 200 applied `{log_id, seq, changed}`, 409 rejected, 421 forward, 503 no leader |
 //! | `POST /shards/{g}/restore` | bincode [`checkraft_proto::Restore`] | as write |
+//! | `POST /shards/{g}/reshape` | bincode [`checkraft_proto::Command`]: `Split`, `Freeze`, `Thaw` or `Absorb` only (400 otherwise) | as write |
 //! | `GET /shards/{g}/read?start=&end=&linearizable=` | | bincode [`checkraft_proto::ShardRead`]; 421 forward when linearizable on a follower |
 //! | `GET /shards/{g}/leader` | | JSON [`checkraft_proto::LeaderView`]: the leader this replica knows, from its own raft state |
 //! | `GET /shards/{g}/changes?from=SEQ` | | stream of frames (see [`checkraft_proto::codec`]) |
@@ -165,8 +167,11 @@
 //!   cluster test is our evidence that our use is safe. Storage stays behind
 //!   the [`storage`] module so an engine swap stays local.
 //! - A shard's descriptor comes from the create call until the first
-//!   snapshot carries it; range changes (split/merge) arrive with the
-//!   metadata group.
+//!   snapshot carries it; range changes are entries in the shard's own log
+//!   (`Split`, `Freeze`, `Thaw`, `Absorb`: [`split_merge`]), a split's
+//!   child starts from its parent's entry ([`birth`]), and the metadata
+//!   leader runs split and merge operations ([`reshape`]); see
+//!   `docs/resharding.md`.
 
 pub mod birth;
 pub mod changes;
