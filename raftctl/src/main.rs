@@ -27,13 +27,16 @@
 //!   stop|start`, and [`watch`] prints what the cluster does meanwhile.
 //! - [`supervisor`]: the child processes of a local cluster (`up`, `bench`).
 //! - [`bench`](mod@bench): `raftctl bench`, the websocket load generator and its
-//!   scenarios (throughput with redis, day, connections, failover).
+//!   scenarios (throughput with redis, day, connections, failover,
+//!   restart, reshard).
 //!
 //! ## Caveats
 //! - Multi-step commands (`node remove`, `restore`) are driven by this
 //!   tool; they record themselves in the map as an
 //!   [`checkraft_proto::Operation`] so that a rerun can see, resume or abort
-//!   an interrupted one.
+//!   an interrupted one. Splits and merges (`shard split|merge`,
+//!   `reshard`) are different: this tool only records them, and the
+//!   metadata leader runs them (`docs/resharding.md`).
 
 mod backup;
 mod bench;
