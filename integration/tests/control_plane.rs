@@ -234,7 +234,11 @@ async fn test() {
         ))
         .bearer_auth(TOKEN)
         .json(&checkraft_proto::MetaCommand::BeginOperation {
-            kind: checkraft_proto::OperationKind::RemoveNode { node: 3 },
+            // A restore: run by `raftctl restore`, which is not running,
+            // so it stays recorded (the control plane runs the others).
+            kind: checkraft_proto::OperationKind::Restore {
+                backup_created_ms: 1,
+            },
         })
         .send()
         .await

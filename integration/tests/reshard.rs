@@ -579,7 +579,14 @@ async fn bad_input_test() {
     // A second operation while one is recorded.
     let leader = NodeClient::new(&entry).with_token(TOKEN);
     let begin = |kind: OperationKind| checkraft_proto::MetaCommand::BeginOperation { kind };
-    let first = meta(&leader, &begin(OperationKind::RemoveNode { node: 3 })).await;
+    // (A restore stays recorded: no `raftctl restore` runs it.)
+    let first = meta(
+        &leader,
+        &begin(OperationKind::Restore {
+            backup_created_ms: 1,
+        }),
+    )
+    .await;
     let WriteOutcome::MetaApplied { outcome, .. } = first else {
         panic!("recording an operation: {first:?}");
     };

@@ -81,6 +81,20 @@ pub struct NodeConfig {
     /// its leadership to a caught-up voter before the node stops, in ms;
     /// 0 stops without handing over (see [`crate::handover`]).
     pub handover_ms: u64,
+    /// The control plane calls a node down after this long without a
+    /// report (see `report_ms`) and rebuilds its replicas on live nodes,
+    /// in ms. A new metadata leader waits this long before it calls any
+    /// node down.
+    pub down_after_ms: u64,
+    /// Let the control plane even out replicas and leaders across nodes
+    /// by itself (after `raftctl node add`, or a node's return).
+    pub rebalance: bool,
+    /// Split a shard by itself when its leader reports more than this
+    /// many sets per second for `split_hold_ms`; 0 turns it off.
+    pub split_writes_per_second: u64,
+    /// How long a shard's write rate must stay above
+    /// `split_writes_per_second` before it is split, in ms.
+    pub split_hold_ms: u64,
     /// Log lines as `text` (human-readable) or `json` (one object per
     /// line); see [`crate::logging`].
     pub log_format: LogFormat,
@@ -111,6 +125,10 @@ impl Default for NodeConfig {
             cache_mb: 64,
             storage_failure_grace_ms: 5_000,
             handover_ms: 2_000,
+            down_after_ms: 300_000,
+            rebalance: true,
+            split_writes_per_second: 0,
+            split_hold_ms: 60_000,
             log_format: LogFormat::Text,
         }
     }
@@ -189,6 +207,13 @@ impl NodeConfig {
             return Err(Error::Config(
                 "snapshot_every, retained_changes and max_batch_sets must be positive".into(),
             ));
+        }
+        if self.down_after_ms < 3 * self.report_ms.max(1) {
+            return Err(Error::Config(format!(
+                "down_after_ms ({}) must be at least 3 report_ms ({}): a node is called down \
+                 only after several reports in a row went missing",
+                self.down_after_ms, self.report_ms
+            )));
         }
         Ok(())
     }

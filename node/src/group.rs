@@ -382,6 +382,34 @@ impl ShardGroup {
         Ok(membership_changed(resp.log_id, resp.membership.as_ref()))
     }
 
+    /// Hands leadership to `to`, a voter, which campaigns at once. Only
+    /// the leader may (409 elsewhere).
+    pub async fn transfer_leader(&self, to: u64) -> Result<()> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        if !self.is_leader() {
+            return Err(Error::Conflict(format!(
+                "node {} does not lead group {} (leader: {:?})",
+                m.id, self.id, m.current_leader
+            )));
+        }
+        if !m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == to)
+        {
+            return Err(Error::Conflict(format!(
+                "node {to} is not a voter of group {}",
+                self.id
+            )));
+        }
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))
+    }
+
     /// Makes this node campaign for leadership of the group.
     pub async fn elect(&self) -> Result<()> {
         self.raft

@@ -88,6 +88,20 @@
 //! hints fresh. A node started without an id waits until `raftctl node
 //! add` allocates one in the metadata group ([`node`]).
 //!
+//! ## The control plane
+//! Whichever node leads the metadata group runs [`control::drive`]: every
+//! node sends it a heartbeat ([`checkraft_proto::NodeReport`], every
+//! `report_ms`), held in memory ([`control::liveness`]). From the map and
+//! the reports it runs the recorded operation (split, merge, repair,
+//! removal, replica move), or makes one decision ([`control::schedule`]):
+//! mark a node silent for `down_after_ms` down and rebuild its replicas
+//! elsewhere, delete a returned node's stale replicas and take it back,
+//! even out replicas and leaders (`rebalance`), split a shard written
+//! faster than `split_writes_per_second`. Operations are state in the
+//! metadata group, so a new leader resumes its predecessor's; `raftctl`
+//! only records intent and watches. `docs/control-plane.md` has the
+//! design.
+//!
 //! ## Who may call (trust boundaries)
 //! Every call between cluster processes is signed (`checkraft-auth`): nodes
 //! sign with the cluster secret, gateways with the gateway secret, and the
@@ -148,6 +162,9 @@
 //! | `POST /admin/node/id` | JSON [`checkraft_proto::AssignId`] | `{}`; 409 if the node already has another id |
 //! | `POST /admin/leadership/handover` | | JSON [`checkraft_proto::Handover`]: each group this node led moved to a caught-up voter, or kept with the reason (also done on SIGTERM, see [`handover`]) |
 //! | `POST /admin/groups/{g}/elect` | | `{}`: this node campaigns for leadership of the group |
+//! | `POST /admin/groups/{g}/transfer` | JSON [`checkraft_proto::TransferLeader`] | `{}`: the leader hands leadership to that voter; 409 if not leader or not a voter |
+//! | `POST /meta/report` | JSON [`checkraft_proto::NodeReport`] (nodes only) | `{}` at the metadata leader; 421 naming it elsewhere; 404/409 for an unregistered node or a wrong address |
+//! | `GET /meta/health` | | JSON [`checkraft_proto::ClusterHealth`] from the metadata leader (421 elsewhere): each node's last report, write rates, recent decisions |
 //! | `POST /admin/groups/{g}/remove-node` | JSON [`checkraft_proto::RemoveNode`] | JSON [`checkraft_proto::MembershipChanged`]; leader only (else 409) |
 //! | `DELETE /admin/groups/{g}` | | `{}`: stops this node's replica and deletes its data |
 //!
@@ -172,10 +189,14 @@
 //!   child starts from its parent's entry ([`birth`]), and the metadata
 //!   leader runs split and merge operations ([`reshape`]); see
 //!   `docs/resharding.md`.
+//! - Heartbeats live only in the metadata leader's memory: a new leader
+//!   waits `down_after_ms` before it calls anyone down, and one operation
+//!   runs at a time, so a big cluster rebalances one replica at a time.
 
 pub mod birth;
 pub mod changes;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod faults;
 pub mod group;

@@ -279,7 +279,60 @@ fn check_operation(map: &ShardMap, kind: &OperationKind) -> Result<OperationKind
                 right_replicas: r.replicas.clone(),
             })
         }
-        other => Ok(other.clone()),
+        OperationKind::RemoveNode { node } => {
+            let record = map
+                .nodes
+                .get(node)
+                .ok_or(format!("no node {node} is registered"))?;
+            if record.state == NodeState::Removed {
+                return Err(format!("node {node} is already removed"));
+            }
+            let others: Vec<u64> = map
+                .nodes
+                .values()
+                .filter(|n| n.id != *node && n.state == NodeState::Up)
+                .map(|n| n.id)
+                .collect();
+            let stuck: Vec<u64> = map
+                .shards
+                .values()
+                .filter(|s| {
+                    s.replicas.contains(node) && others.iter().all(|o| s.replicas.contains(o))
+                })
+                .map(|s| s.descriptor.shard)
+                .collect();
+            if !stuck.is_empty() {
+                return Err(format!(
+                    "cannot remove node {node}: no other Up node is free to take the replicas \
+                     of shards {stuck:?} (each already holds them; {} other Up node(s)); add a \
+                     node first (`raftctl node add`)",
+                    others.len()
+                ));
+            }
+            if others.is_empty() {
+                return Err(format!("cannot remove node {node}: it is the last Up node"));
+            }
+            Ok(kind.clone())
+        }
+        OperationKind::RepairNode { node } => match map.nodes.get(node).map(|n| n.state) {
+            Some(NodeState::Down) => Ok(kind.clone()),
+            Some(state) => Err(format!("node {node} is {state:?}, not Down")),
+            None => Err(format!("no node {node} is registered")),
+        },
+        OperationKind::MoveReplica { shard, from, to } => {
+            let s = map.shards.get(shard).ok_or(format!("no shard {shard}"))?;
+            if !s.replicas.contains(from) {
+                return Err(format!("shard {shard} has no replica on node {from}"));
+            }
+            if s.replicas.contains(to) {
+                return Err(format!("shard {shard} already has a replica on node {to}"));
+            }
+            if map.nodes.get(to).map(|n| n.state) != Some(NodeState::Up) {
+                return Err(format!("node {to} is not an Up node"));
+            }
+            Ok(kind.clone())
+        }
+        OperationKind::Restore { .. } => Ok(kind.clone()),
     }
 }
 
@@ -479,6 +532,36 @@ mod tests {
         }
     }
 
+    fn refused(m: &mut MetaState, kind: OperationKind, why: &str) {
+        match m.apply(&MetaCommand::BeginOperation { kind }) {
+            CommandResponse::Rejected {
+                rejection: Rejection::MetaRefused { detail },
+            } => assert!(detail.contains(why), "{detail}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(m.map.operation.is_none());
+    }
+
+    #[test]
+    fn node_operations_are_checked_when_recorded() {
+        let mut m = MetaState::default();
+        m.apply(&init());
+        let remove = |node| OperationKind::RemoveNode { node };
+        // Three nodes hold every shard: none can go.
+        refused(&mut m, remove(3), "no other Up node is free");
+        refused(&mut m, remove(9), "no node 9");
+        refused(&mut m, OperationKind::RepairNode { node: 2 }, "not Down");
+        let mv = |from, to| OperationKind::MoveReplica { shard: 1, from, to };
+        refused(&mut m, mv(1, 2), "already has a replica on node 2");
+        refused(&mut m, mv(4, 5), "no replica on node 4");
+        // A fourth node makes room.
+        m.apply(&MetaCommand::AddNode { addr: "n4".into() });
+        assert!(matches!(
+            m.apply(&MetaCommand::BeginOperation { kind: remove(3) }),
+            CommandResponse::Meta(_)
+        ));
+    }
+
     fn version(r: &CommandResponse) -> u64 {
         match r {
             CommandResponse::Meta(o) => o.version,
@@ -592,7 +675,9 @@ mod tests {
         let mut m = MetaState::default();
         m.apply(&init());
         let begin = MetaCommand::BeginOperation {
-            kind: OperationKind::RemoveNode { node: 3 },
+            kind: OperationKind::Restore {
+                backup_created_ms: 1,
+            },
         };
         let id = match m.apply(&begin) {
             CommandResponse::Meta(MetaOutcome {

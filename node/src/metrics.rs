@@ -310,7 +310,7 @@ pub fn render_samples(
     flush: FlushSample,
     refusals: (u64, u64),
     failed_groups: usize,
-    reshape: &crate::reshape::Stats,
+    operations: &crate::control::stats::Stats,
 ) -> String {
     let mut registry = Registry::with_prefix(PREFIX);
     registry.register_collector(Box::new(ProcessCollector {
@@ -337,14 +337,14 @@ pub fn render_samples(
         flush.batch_entries,
     );
     registry.register(
-        "reshape_operations",
-        "Splits and merges this node finished as metadata leader, by kind and outcome",
-        reshape.finished.clone(),
+        "operations",
+        "Operations (splits, merges, repairs, removals, moves) this node finished as metadata leader, by kind and outcome",
+        operations.finished.clone(),
     );
     registry.register(
-        "reshape_duration_seconds",
-        "Duration of each split or merge this node finished, from when it took it up",
-        reshape.seconds.clone(),
+        "operation_duration_seconds",
+        "Duration of each operation this node finished, from when it took it up",
+        operations.seconds.clone(),
     );
     let mut groups = groups;
     groups.sort_by_key(|g| g.shard);
@@ -371,7 +371,7 @@ pub fn render(node: &Node) -> String {
         flush,
         node.refusals().counts(),
         node.failed_groups().len(),
-        node.reshape_stats(),
+        node.operation_stats(),
     )
 }
 
@@ -422,7 +422,7 @@ mod tests {
             (3, 4),
             1,
             &{
-                let stats = crate::reshape::Stats::default();
+                let stats = crate::control::stats::Stats::default();
                 stats
                     .finished
                     .get_or_create(&vec![("kind", "split"), ("outcome", "done")])
@@ -438,7 +438,7 @@ mod tests {
             "checkraft_node_flush_batch_waiters_count 1",
             "checkraft_node_flush_entries_total 9",
             "checkraft_node_flush_batch_entries_count 1",
-            "checkraft_node_reshape_operations_total{kind=\"split\",outcome=\"done\"} 1",
+            "checkraft_node_operations_total{kind=\"split\",outcome=\"done\"} 1",
             "checkraft_node_flush_batch_entries_sum 9.0",
             "checkraft_node_shard_checked_boxes{shard=\"7\"} 33",
             "checkraft_node_shard_checked_boxes{shard=\"0\"} 0",

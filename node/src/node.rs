@@ -54,8 +54,10 @@ pub struct Node {
     /// Serializes births (a separate lock: a state machine waits on it,
     /// and deleting a group waits for its state machine).
     birth_lock: tokio::sync::Mutex<()>,
-    /// What this node's runs of splits and merges did.
-    reshape_stats: crate::reshape::Stats,
+    /// What this node's control plane did.
+    operation_stats: crate::control::stats::Stats,
+    /// The nodes' reports, while this node leads the metadata group.
+    liveness: crate::control::liveness::Liveness,
 }
 
 impl Node {
@@ -82,7 +84,8 @@ impl Node {
         let node = Arc::new_cyclic(|weak| Self {
             births: Arc::new(crate::birth::NodeBirths(weak.clone())),
             birth_lock: tokio::sync::Mutex::new(()),
-            reshape_stats: Default::default(),
+            operation_stats: Default::default(),
+            liveness: Default::default(),
             raft_config,
             config,
             id: OnceLock::new(),
@@ -108,7 +111,8 @@ impl Node {
             None => tracing::warn!("no node id yet: waiting for `raftctl node add` to assign one"),
         }
         tokio::spawn(report_leadership(Arc::downgrade(&node)));
-        tokio::spawn(crate::reshape::drive(Arc::downgrade(&node)));
+        tokio::spawn(crate::control::drive(Arc::downgrade(&node)));
+        tokio::spawn(crate::control::report::run(Arc::downgrade(&node)));
         Ok(node)
     }
 
@@ -144,8 +148,14 @@ impl Node {
     }
 
     /// What this node's runs of splits and merges did (`/metrics`).
-    pub fn reshape_stats(&self) -> &crate::reshape::Stats {
-        &self.reshape_stats
+    pub fn operation_stats(&self) -> &crate::control::stats::Stats {
+        &self.operation_stats
+    }
+
+    /// The nodes' reports (filled while this node leads the metadata
+    /// group).
+    pub fn liveness(&self) -> &crate::control::liveness::Liveness {
+        &self.liveness
     }
 
     /// The shared peer clients (signed calls to other nodes).

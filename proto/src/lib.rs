@@ -33,6 +33,7 @@ pub mod api;
 pub mod change;
 pub mod codec;
 pub mod command;
+pub mod control;
 pub mod meta;
 pub mod raft;
 pub mod types;
@@ -44,6 +45,7 @@ pub use codec::CodecError;
 pub use command::{
     Absorb, Command, CommandResponse, Freeze, Rejection, Restore, SetBatch, Split, Thaw,
 };
+pub use control::{ClusterHealth, Decision, NodeHealth, NodeReport, TransferLeader};
 pub use meta::{
     AssignId, FinishedOperation, Grid, MetaCommand, MetaOutcome, NodeRecord, NodeState, Operation,
     OperationKind, ShardLocation, ShardMap, ShardRecord, META_GROUP,

@@ -122,6 +122,13 @@ pub enum OperationKind {
         #[serde(default)]
         right_replicas: Vec<NodeId>,
     },
+    /// Rebuild every replica of a node that is down on live nodes (the
+    /// control plane records it; the node stays registered and, when it
+    /// comes back, its stale replicas are deleted).
+    RepairNode {
+        /// The node that is down.
+        node: NodeId,
+    },
 }
 
 /// The replicated state of the metadata group.

@@ -22,6 +22,8 @@ use crate::credentials::Credentials;
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the children get to stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// `down_after_ms` of the nodes of a local cluster.
+const LOCAL_DOWN_AFTER_MS: &str = "20000";
 
 /// Binary `name` next to this executable, else on `PATH`.
 pub fn find_binary(name: &str) -> Result<PathBuf> {
@@ -183,9 +185,13 @@ impl Supervisor {
             &data,
         ]
         .map(String::from);
-        let mut env = env.to_vec();
-        env.extend(credentials.node_env());
-        self.spawn(binary, "node", id, addr, dir, &args, &env)
+        // A local cluster calls a silent node down after 20 s (production
+        // default: 5 min), so that `up` shows repairs; `--node-env` may
+        // override it.
+        let mut env_all = vec![("CHECKRAFT_NODE_DOWN_AFTER_MS", LOCAL_DOWN_AFTER_MS)];
+        env_all.extend(env.iter().copied());
+        env_all.extend(credentials.node_env());
+        self.spawn(binary, "node", id, addr, dir, &args, &env_all)
     }
 
     /// Starts `checkraft-gateway` `id` on `addr`, following the nodes

@@ -15,7 +15,8 @@
 //! | `/health`, `/ready`, `/status`, `/metrics` | yes | yes | yes | yes |
 //! | `/shards/{g}/read`, `/changes`, `/write`, `/meta/*` | 401 | yes | yes | yes |
 //! | `/shards/{g}/restore`, `/shards/{g}/reshape`, `/admin/*` | 401 | 403 | yes | yes |
-//! | `/raft/*` | 401 | 403 | 403 | yes |
+//! | `GET /meta/health` | 401 | yes | yes | yes |
+//! | `/raft/*`, `POST /meta/report` | 401 | 403 | 403 | yes |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -48,7 +49,7 @@ pub enum Endpoint {
     Data,
     /// Restores and `/admin/*`: the operator and nodes.
     Admin,
-    /// Raft RPCs: nodes only.
+    /// Raft RPCs and nodes' reports: nodes only.
     Raft,
 }
 
@@ -57,7 +58,7 @@ impl Endpoint {
     pub fn of(segments: &[&str]) -> Endpoint {
         match segments {
             ["health"] | ["ready"] | ["status"] | ["metrics"] => Endpoint::Open,
-            ["raft", ..] => Endpoint::Raft,
+            ["raft", ..] | ["meta", "report"] => Endpoint::Raft,
             ["shards", _, "restore"] | ["shards", _, "reshape"] | ["admin", ..] => Endpoint::Admin,
             _ => Endpoint::Data,
         }
@@ -109,7 +110,7 @@ pub fn authorize(caller: Caller, segments: &[&str]) -> Result<()> {
     }
     Err(match caller {
         Caller::Anonymous => Error::Unauthorized(match endpoint {
-            Endpoint::Raft => "raft RPCs must be signed with the cluster secret".into(),
+            Endpoint::Raft => "raft RPCs and node reports must be signed with the cluster secret".into(),
             Endpoint::Admin => "admin calls need the admin bearer token".into(),
             _ => "calls to nodes must be signed with the gateway or cluster secret, or carry the admin token".into(),
         }),

@@ -89,6 +89,11 @@ pub async fn group_action(node: &Node, id: u64, action: &str, req: &Request) -> 
             group.elect().await?;
             Ok(reply::json(StatusCode::OK, &serde_json::json!({})))
         }
+        (false, "transfer") => {
+            let body: checkraft_proto::TransferLeader = parse_json(&req.body)?;
+            group.transfer_leader(body.node_id).await?;
+            Ok(reply::json(StatusCode::OK, &serde_json::json!({})))
+        }
         (false, "remove-node") => {
             let body: RemoveNode = parse_json(&req.body)?;
             Ok(reply::json(

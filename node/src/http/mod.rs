@@ -6,6 +6,7 @@
 
 pub mod access;
 mod admin;
+mod control;
 mod meta;
 mod raft;
 pub mod ready;
@@ -184,6 +185,8 @@ async fn route(
             _ => Err(Error::NotFound(format!("{} {path}", req.method))),
         },
         ["meta", "map"] if get => meta::map(node, req).await,
+        ["meta", "report"] if post => control::report(node, req),
+        ["meta", "health"] if get => control::health(node),
         ["meta", "shards", shard] if get => meta::shard(node, shard),
         ["shards", group, action] => shard::handle(node, group_id(group)?, action, req).await,
         _ => Err(Error::NotFound(format!("{} {path}", req.method))),

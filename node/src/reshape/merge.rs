@@ -26,7 +26,7 @@ fn applied_or(outcome: WriteOutcome, what: &str) -> Result<std::result::Result<(
 }
 
 /// One round of the merge `op` (see the module docs of [`super`]).
-pub(super) async fn run(node: &Node, op: &Operation) -> Result<Finished> {
+pub(crate) async fn run(node: &Node, op: &Operation) -> Result<Finished> {
     let OperationKind::Merge {
         left,
         right,

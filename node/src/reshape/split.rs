@@ -10,7 +10,7 @@ use crate::node::Node;
 
 /// One round of the split `op`: each step checks whether it is done
 /// already, so a rerun continues where the last one stopped.
-pub(super) async fn run(node: &Node, op: &Operation) -> Result<Finished> {
+pub(crate) async fn run(node: &Node, op: &Operation) -> Result<Finished> {
     let OperationKind::Split { shard, at, child } = op.kind else {
         return Err(Error::BadRequest("not a split".into()));
     };

@@ -133,6 +133,11 @@ impl Storage {
         ))
     }
 
+    /// Bytes the database takes on disk (0 when sled cannot tell).
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
     /// The group-commit flusher.
     pub fn flusher(&self) -> &Flusher {
         &self.flusher

@@ -131,6 +131,9 @@ pub fn describe_operation(kind: &OperationKind) -> String {
         OperationKind::Merge { left, right, .. } => {
             format!("merge shard {right} into shard {left}")
         }
+        OperationKind::RepairNode { node } => {
+            format!("rebuild node {node}'s replicas on live nodes")
+        }
     }
 }
 
@@ -267,12 +270,6 @@ impl ClusterView {
         self.statuses = node_statuses(client, nodes).await;
     }
 
-    /// Re-reads the map and every node's status.
-    pub async fn reload(&mut self, client: &ClusterClient) -> Result<()> {
-        *self = Self::load(client).await?;
-        Ok(())
-    }
-
     /// The status of node `id`, when it answered.
     pub fn status(&self, id: NodeId) -> Option<&NodeStatus> {
         self.statuses.get(&id).and_then(|s| s.as_ref().ok())
@@ -315,17 +312,6 @@ impl ClusterView {
             .filter(|n| n.state == NodeState::Up && self.status(n.id).is_some())
             .map(|n| n.id)
             .collect()
-    }
-
-    /// Voting replicas per node, from the map.
-    pub fn replica_load(&self) -> BTreeMap<NodeId, usize> {
-        let mut load = BTreeMap::new();
-        for shard in self.map.shards.values() {
-            for r in &shard.replicas {
-                *load.entry(*r).or_default() += 1;
-            }
-        }
-        load
     }
 
     /// Nodes to reach `group` at, with their addresses: its leader first,

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod init;
+mod intent;
 mod leader;
 mod local_node;
 mod node;

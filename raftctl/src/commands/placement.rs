@@ -157,21 +157,6 @@ pub fn initial_shards(
         .collect()
 }
 
-/// Where to put a new replica of a shard currently on `current`: the
-/// candidate (an Up node) not already holding it with the fewest replicas,
-/// ties broken by the lowest id. `load` counts replicas per node.
-pub fn choose_target(
-    current: &[NodeId],
-    candidates: &[NodeId],
-    load: &BTreeMap<NodeId, usize>,
-) -> Option<NodeId> {
-    candidates
-        .iter()
-        .copied()
-        .filter(|c| !current.contains(c))
-        .min_by_key(|c| (load.get(c).copied().unwrap_or(0), *c))
-}
-
 /// A shard's replica list after a membership change to `voters`: the old
 /// order for those still voting (so the first replica stays first), then
 /// the new voters in id order.
@@ -386,15 +371,6 @@ mod tests {
             replicas,
             vec![vec![10, 20], vec![20, 30], vec![30, 40], vec![40, 10]]
         );
-    }
-
-    #[test]
-    fn chooses_least_loaded_target_not_already_a_replica() {
-        let load = BTreeMap::from([(1, 5), (2, 5), (3, 5), (4, 2), (5, 2)]);
-        assert_eq!(choose_target(&[1, 2, 3], &[1, 2, 3, 4, 5], &load), Some(4));
-        assert_eq!(choose_target(&[1, 2, 4], &[2, 3, 4, 5], &load), Some(5));
-        assert_eq!(choose_target(&[1, 2, 3], &[1, 2, 3], &load), None);
-        assert_eq!(choose_target(&[1], &[7], &BTreeMap::new()), Some(7));
     }
 
     #[test]

@@ -4,20 +4,17 @@
 //! rerun, it finds the operation in the map and keeps watching, and
 //! `reshard` plans again from the layout the map records.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use checkraft_proto::{FinishedOperation, MetaCommand, OperationKind, ShardDescriptor, ShardMap};
+use checkraft_proto::{FinishedOperation, OperationKind, ShardDescriptor, ShardMap};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::cluster::{describe_operation, initialized_map, out, print_json, Progress};
+use super::intent::{run_operation, watch};
 use super::reshard_plan::{middle, next_step, plan, Step};
 use crate::client::ClusterClient;
-
-/// How long one split or merge may take before the tool gives up watching
-/// (the metadata leader keeps running it).
-const STEP_LIMIT: Duration = Duration::from_secs(300);
 
 /// `raftctl shard split SHARD [--at BOX]`.
 pub async fn split(client: &ClusterClient, shard: u64, at: Option<u64>, json: bool) -> Result<()> {
@@ -202,104 +199,4 @@ pub async fn run_reshard(
 
 fn descriptors(map: &ShardMap) -> Vec<ShardDescriptor> {
     map.shards.values().map(|r| r.descriptor.clone()).collect()
-}
-
-/// Records `kind` and watches it to its end: its outcome, or an error when
-/// it was refused or rolled back.
-async fn run_operation(
-    client: &ClusterClient,
-    kind: OperationKind,
-    progress: &Progress,
-) -> Result<FinishedOperation> {
-    let what = describe_operation(&kind);
-    let (id, version) = match client
-        .propose_meta(&MetaCommand::BeginOperation { kind: kind.clone() })
-        .await
-    {
-        Ok(outcome) => (
-            outcome.allocated.context("no operation id allocated")?,
-            outcome.version,
-        ),
-        Err(e) => {
-            // The same operation recorded by an earlier, interrupted run:
-            // keep watching it.
-            let map = initialized_map(client).await?;
-            match &map.operation {
-                Some(op) if same(&op.kind, &kind) => (op.id, map.version),
-                _ => return Err(e),
-            }
-        }
-    };
-    progress.say(format!("operation {id}: {what}"));
-    let bar = ProgressBar::hidden();
-    let finished = watch(client, id, version, &bar).await?;
-    if !finished.ok {
-        bail!("{what}: {}", finished.outcome);
-    }
-    Ok(finished)
-}
-
-fn same(a: &OperationKind, b: &OperationKind) -> bool {
-    match (a, b) {
-        (
-            OperationKind::Split { shard, at, .. },
-            OperationKind::Split {
-                shard: s2, at: a2, ..
-            },
-        ) => shard == s2 && at == a2,
-        (
-            OperationKind::Merge { left, right, .. },
-            OperationKind::Merge {
-                left: l2,
-                right: r2,
-                ..
-            },
-        ) => left == l2 && right == r2,
-        _ => false,
-    }
-}
-
-/// Follows the map until operation `id` (recorded at map version `seen`
-/// or earlier) ends; shows its steps on `bar`. The entry node's copy of
-/// the map may lag the metadata leader's: copies older than `seen` say
-/// nothing about the operation.
-async fn watch(
-    client: &ClusterClient,
-    id: u64,
-    seen: u64,
-    bar: &ProgressBar,
-) -> Result<FinishedOperation> {
-    let deadline = Instant::now() + STEP_LIMIT;
-    let mut version = seen.saturating_sub(1);
-    let mut step = String::new();
-    while Instant::now() < deadline {
-        let map = match client.wait_map(version, Duration::from_secs(5)).await {
-            Ok(map) => map,
-            Err(e) => {
-                tracing::debug!(error = %e, "map read failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        version = map.version;
-        if map.version < seen {
-            continue;
-        }
-        if let Some(done) = map.finished.iter().rev().find(|f| f.operation.id == id) {
-            return Ok(done.clone());
-        }
-        match &map.operation {
-            Some(op) if op.id == id => {
-                if op.step != step {
-                    step = op.step.clone();
-                    bar.set_message(format!("{}: {step}", describe_operation(&op.kind)));
-                }
-            }
-            _ => bail!("operation {id} ended without a recorded outcome (aborted?)"),
-        }
-    }
-    bail!(
-        "operation {id} did not finish within {STEP_LIMIT:?}; the metadata leader keeps running \
-         it: watch `raftctl operation show`, and rerun this command to follow it again"
-    )
 }

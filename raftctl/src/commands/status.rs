@@ -4,12 +4,14 @@
 //! registered, non-removed node (an unreachable node is shown as not
 //! reachable, not an error), then prints nodes, shards (range, epoch,
 //! leader, replicas, applied index per replica, lag), the map version and
-//! any operation in progress, as tables or as one JSON document.
+//! any operation in progress, as tables or as one JSON document. From the
+//! metadata leader (`GET /meta/health`) it adds each node's last report
+//! and disk use, and the control plane's recent decisions.
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use checkraft_proto::{Grid, NodeId, NodeState, Operation, ShardId, META_GROUP};
+use checkraft_proto::{ClusterHealth, Grid, NodeId, NodeState, Operation, ShardId, META_GROUP};
 use serde::Serialize;
 
 use super::cluster::{
@@ -28,6 +30,9 @@ struct StatusReport {
     operation: Option<Operation>,
     /// The last operations that ended (newest first, at most 5).
     finished: Vec<checkraft_proto::FinishedOperation>,
+    /// What the metadata leader knows of the nodes (last reports, write
+    /// rates, its recent decisions); `None` when no leader answered.
+    health: Option<ClusterHealth>,
 }
 
 /// The metadata group.
@@ -80,7 +85,8 @@ struct ShardRow {
 /// `raftctl status`.
 pub async fn run(client: &ClusterClient, json: bool) -> Result<()> {
     let view = ClusterView::load(client).await?;
-    let report = build(&view);
+    let mut report = build(&view);
+    report.health = health(client, &view).await;
     if json {
         return print_json(&report);
     }
@@ -134,7 +140,21 @@ fn build(view: &ClusterView) -> StatusReport {
         shards,
         operation: view.map.operation.clone(),
         finished: view.map.finished.iter().rev().take(5).cloned().collect(),
+        health: None,
     }
+}
+
+/// `GET /meta/health` from the metadata leader (the node the others name
+/// first, then any that answers).
+async fn health(client: &ClusterClient, view: &ClusterView) -> Option<ClusterHealth> {
+    let leader = view.leader(META_GROUP).and_then(|l| view.map.addr(l));
+    let others = view.map.nodes.values().map(|n| n.addr.as_str());
+    for addr in leader.into_iter().chain(others) {
+        if let Ok(h) = client.get_json::<ClusterHealth>(addr, "/meta/health").await {
+            return Some(h);
+        }
+    }
+    None
 }
 
 fn shard_row(view: &ClusterView, shard: ShardId) -> ShardRow {
@@ -202,11 +222,35 @@ fn print_text(report: &StatusReport) {
         ));
     }
     out("");
-    let rows: Vec<Vec<String>> = report.nodes.iter().map(node_cells).collect();
+    let rows: Vec<Vec<String>> = report
+        .nodes
+        .iter()
+        .map(|n| node_cells(n, report.health.as_ref()))
+        .collect();
     print_table(
-        &["NODE", "ADDR", "STATE", "REACHABLE", "REPLICAS", "LEADS"],
+        &[
+            "NODE",
+            "ADDR",
+            "STATE",
+            "REACHABLE",
+            "REPLICAS",
+            "LEADS",
+            "LAST REPORT",
+            "DISK",
+        ],
         &rows,
     );
+    if let Some(h) = &report.health {
+        out(format!(
+            "control plane: node {} leads for {:.0} s; nodes are down after {:.0} s of silence",
+            h.leader,
+            h.leading_ms as f64 / 1000.0,
+            h.down_after_ms as f64 / 1000.0
+        ));
+        for d in h.decisions.iter().rev().take(5) {
+            out(format!("  decided: {}", d.what));
+        }
+    }
     for n in &report.nodes {
         if let (Some(e), false) = (&n.error, n.state == NodeState::Removed) {
             out(format!("node {} is unreachable: {e}", n.id));
@@ -228,7 +272,15 @@ fn print_text(report: &StatusReport) {
     );
 }
 
-fn node_cells(n: &NodeRow) -> Vec<String> {
+fn node_cells(n: &NodeRow, health: Option<&ClusterHealth>) -> Vec<String> {
+    let seen = health.and_then(|h| h.nodes.get(&n.id));
+    let last = match seen.and_then(|s| s.last_report_ms) {
+        Some(ms) => format!("{:.1} s ago", ms as f64 / 1000.0),
+        None => "-".to_string(),
+    };
+    let disk = seen
+        .map(|s| format!("{:.1} MB", s.disk_bytes as f64 / 1e6))
+        .unwrap_or_else(|| "-".to_string());
     let reachable = match &n.error {
         _ if n.state == NodeState::Removed => "-".to_string(),
         None => "yes".to_string(),
@@ -241,6 +293,8 @@ fn node_cells(n: &NodeRow) -> Vec<String> {
         reachable,
         n.replicas.to_string(),
         n.leaders.to_string(),
+        last,
+        disk,
     ]
 }
 
