@@ -178,6 +178,7 @@ pub mod changes;
 pub mod config;
 pub mod error;
 pub mod faults;
+pub mod gateways;
 pub mod group;
 pub mod handover;
 pub mod http;

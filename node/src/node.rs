@@ -56,6 +56,8 @@ pub struct Node {
     birth_lock: tokio::sync::Mutex<()>,
     /// What this node's runs of splits and merges did.
     reshape_stats: crate::reshape::Stats,
+    /// Gateways that reported while this node led the metadata group.
+    gateways: crate::gateways::GatewayRegistry,
 }
 
 impl Node {
@@ -83,6 +85,7 @@ impl Node {
             births: Arc::new(crate::birth::NodeBirths(weak.clone())),
             birth_lock: tokio::sync::Mutex::new(()),
             reshape_stats: Default::default(),
+            gateways: Default::default(),
             raft_config,
             config,
             id: OnceLock::new(),
@@ -161,6 +164,12 @@ impl Node {
     /// Calls refused for their credential (for `/metrics`).
     pub fn refusals(&self) -> &crate::http::access::Refusals {
         &self.refusals
+    }
+
+    /// The live gateway registry (read only where this node leads the
+    /// metadata group).
+    pub fn gateways(&self) -> &crate::gateways::GatewayRegistry {
+        &self.gateways
     }
 
     /// This node's id, once it has one.

@@ -6,6 +6,7 @@
 
 pub mod access;
 mod admin;
+mod gateways;
 mod meta;
 mod raft;
 pub mod ready;
@@ -185,6 +186,8 @@ async fn route(
         },
         ["meta", "map"] if get => meta::map(node, req).await,
         ["meta", "shards", shard] if get => meta::shard(node, shard),
+        ["meta", "gateways"] if get => gateways::get(node),
+        ["meta", "gateways"] if post => gateways::post(node, req),
         ["shards", group, action] => shard::handle(node, group_id(group)?, action, req).await,
         _ => Err(Error::NotFound(format!("{} {path}", req.method))),
     }
