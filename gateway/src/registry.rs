@@ -55,7 +55,7 @@ use crate::ws::limits::Limits;
 pub const CACHE_FOR: Duration = Duration::from_secs(1);
 
 /// Longest wait for one node while reading the registry for
-/// `/config.json` (the page waits for it).
+/// `/config.json` (the page waits for it); twice this for the whole read.
 const READ_LIMIT: Duration = Duration::from_millis(1000);
 
 /// Where the endpoints of a [`ClientConfig`] come from.
@@ -268,9 +268,11 @@ impl Registry {
         let list_fresh = cache.list.as_ref().is_some_and(|(at, _)| fresh(*at));
         if !recently_tried && !list_fresh {
             cache.tried = Some(now);
-            match self.call(None, READ_LIMIT).await {
-                Ok(list) => cache.list = Some((Instant::now(), list.gateways)),
-                Err(e) => tracing::debug!(error = %e, "reading the gateway registry"),
+            // Bounded as a whole too: the page waits for this answer.
+            match tokio::time::timeout(READ_LIMIT * 2, self.call(None, READ_LIMIT)).await {
+                Ok(Ok(list)) => cache.list = Some((Instant::now(), list.gateways)),
+                Ok(Err(e)) => tracing::debug!(error = %e, "reading the gateway registry"),
+                Err(_) => tracing::debug!("reading the gateway registry timed out"),
             }
         }
         let stale_after = self.config.register_interval() * 3;
