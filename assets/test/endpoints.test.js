@@ -13,6 +13,21 @@ test("config parsing falls back to /ws", () => {
   assert.deepEqual(endpointsFromConfig({ endpoints: [3, "", "/ws2"] }), ["/ws2"]);
 });
 
+test("a registry-built config.json (source, per-gateway load) gives its endpoints", () => {
+  // The gateways' /config.json from the live registry (gateway/src/registry.rs):
+  // the page uses `endpoints` and takes each gateway's load from its Hello.
+  const config = {
+    endpoints: ["ws://g1:8081/ws", "ws://g2:8082/ws"],
+    source: "registry",
+    gateways: [
+      { endpoint: "ws://g1:8081/ws", connections: 12, load: 1 },
+      { endpoint: "ws://g2:8082/ws", connections: 0, load: 0 },
+    ],
+  };
+  assert.deepEqual(endpointsFromConfig(config), ["ws://g1:8081/ws", "ws://g2:8082/ws"]);
+  assert.deepEqual(endpointsFromConfig({ endpoints: ["/ws"], source: "default", gateways: [] }), ["/ws"]);
+});
+
 test("relative endpoints use the page's origin and scheme", () => {
   assert.equal(resolveEndpoint("/ws", "http://127.0.0.1:18090/#5"), "ws://127.0.0.1:18090/ws");
   assert.equal(resolveEndpoint("/ws", "https://example.org/x"), "wss://example.org/ws");

@@ -1,4 +1,4 @@
-//! The page's static files and `/config.json`, for a gateway that runs
+//! The page's static files, for a gateway that runs
 //! without Caddy in front (`raftctl up` without Caddy installed).
 //!
 //! Caddy is the intended front: it serves `assets/` with compression and
@@ -14,7 +14,6 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
 use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue};
 use warp::{Filter, Reply};
@@ -33,27 +32,6 @@ pub const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("referrer-policy", "no-referrer"),
     ("x-frame-options", "DENY"),
 ];
-
-/// The body of `GET /config.json`: what the page needs before it opens a
-/// websocket.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClientConfig {
-    /// WebSocket URLs of the gateways the page may pick from, absolute
-    /// (`ws://host:port/ws`) or relative to the page's origin (`/ws`).
-    pub endpoints: Vec<String>,
-}
-
-impl ClientConfig {
-    /// The configured endpoints, or the page's own origin when none are.
-    pub fn new(endpoints: &[String]) -> Self {
-        let endpoints = if endpoints.is_empty() {
-            vec!["/ws".to_string()]
-        } else {
-            endpoints.to_vec()
-        };
-        Self { endpoints }
-    }
-}
 
 /// Whether `path` (the URL path, with its leading `/`) is for the other
 /// routes or hidden, rather than a static file.
@@ -164,13 +142,6 @@ mod tests {
             });
             assert!(in_caddy, "the Caddyfile lacks `{name} {value}`");
         }
-    }
-
-    #[test]
-    fn endpoints_default_to_the_page_origin() {
-        assert_eq!(ClientConfig::new(&[]).endpoints, vec!["/ws"]);
-        let two = ["ws://a/ws".to_string(), "ws://b/ws".to_string()];
-        assert_eq!(ClientConfig::new(&two).endpoints, two.to_vec());
     }
 
     #[tokio::test]

@@ -180,8 +180,21 @@ pub struct GatewayConfig {
     /// unset behind Caddy, which serves them itself.
     pub assets_dir: Option<PathBuf>,
     /// WebSocket URLs the page may pick a gateway from, served as
-    /// `/config.json` (empty: just `/ws` on the page's own origin).
+    /// `/config.json`. When set, this static list wins; when empty, the
+    /// page gets the live registry's gateways ([`crate::registry`]), and
+    /// `/ws` on its own origin when the registry lists none.
     pub client_endpoints: Vec<String>,
+    /// This gateway's websocket URL as browsers reach it (`ws://` or
+    /// `wss://`, e.g. `wss://gw1.example/ws`). When set, the gateway
+    /// reports itself to the metadata leader every
+    /// [`Self::register_interval_ms`] and so appears in every gateway's
+    /// `/config.json` and in `raftctl status`; unset, it serves as usual
+    /// but is not listed ([`crate::registry`]).
+    pub public_endpoint: Option<String>,
+    /// How often this gateway reports to the metadata leader (its
+    /// endpoint, connections and load), in ms. Keep it well under the
+    /// nodes' `gateway_down_after_ms` (6000).
+    pub register_interval_ms: u64,
     /// Addresses of reverse proxies (Caddy) whose `X-Forwarded-For` and
     /// `X-Forwarded-Host` are believed: websockets and HTTP writes from one
     /// of them are limited per the client address it names, not per the
@@ -238,6 +251,8 @@ impl Default for GatewayConfig {
             nojs_page_boxes: 1000,
             assets_dir: None,
             client_endpoints: Vec::new(),
+            public_endpoint: None,
+            register_interval_ms: 2_000,
             trusted_proxies: Vec::new(),
             log_format: LogFormat::Text,
         }
@@ -386,6 +401,23 @@ impl GatewayConfig {
                 "client_endpoints entry {e:?} is neither a ws:// or wss:// URL nor a path"
             )));
         }
+        if let Some(e) = &self.public_endpoint {
+            let report = checkraft_proto::GatewayReport {
+                gateway_id: self.id,
+                endpoint: e.clone(),
+                connections: 0,
+                max_connections: 0,
+                load_permille: 0,
+            };
+            report
+                .validate()
+                .map_err(|why| Error::Config(format!("public_endpoint: {why}")))?;
+        }
+        if self.register_interval_ms == 0 {
+            return Err(Error::Config(
+                "register_interval_ms must be positive".into(),
+            ));
+        }
         if !(1..=100_000).contains(&self.nojs_page_boxes) {
             return Err(Error::Config(
                 "nojs_page_boxes must be between 1 and 100000".into(),
@@ -417,6 +449,11 @@ impl GatewayConfig {
     /// [`Self::stale_replica_ms`] as a duration.
     pub fn stale_replica(&self) -> Duration {
         Duration::from_millis(self.stale_replica_ms.max(1))
+    }
+
+    /// [`Self::register_interval_ms`] as a duration.
+    pub fn register_interval(&self) -> Duration {
+        Duration::from_millis(self.register_interval_ms)
     }
 
     /// [`Self::stream_idle_ms`] as a duration.
@@ -506,6 +543,28 @@ mod tests {
             ..Default::default()
         };
         assert!(no_rate.validate().is_err());
+    }
+
+    #[test]
+    fn public_endpoint_must_be_a_websocket_url() {
+        for bad in ["http://gw/ws", "/ws", "ws://"] {
+            let config = GatewayConfig {
+                public_endpoint: Some(bad.into()),
+                ..Default::default()
+            };
+            let e = config.validate().unwrap_err().to_string();
+            assert!(e.contains("public_endpoint"), "{bad:?}: {e}");
+        }
+        let good = GatewayConfig {
+            public_endpoint: Some("wss://gw1.example/ws".into()),
+            ..Default::default()
+        };
+        good.validate().unwrap();
+        let never = GatewayConfig {
+            register_interval_ms: 0,
+            ..Default::default()
+        };
+        assert!(never.validate().is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::map::MapFollower;
 use crate::metrics::Metrics;
 use crate::node_client::NodeClient;
+use crate::registry::Registry;
 use crate::shards::{ShardHandle, Shards};
 use crate::subscription::Subscriber;
 use crate::writer::NodeWriter;
@@ -80,6 +81,9 @@ pub struct Gateway {
     pub shards: Arc<Shards>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
+    /// The live gateway registry: this gateway's reports and the list
+    /// `/config.json` serves.
+    pub registry: Arc<Registry>,
     writer: Arc<NodeWriter>,
     batchers: Mutex<HashMap<ShardId, Batcher>>,
     stream_http: NodeClient,
@@ -109,6 +113,7 @@ impl Gateway {
             metrics.clone(),
         ));
         let shards = Arc::new(Shards::default());
+        let registry = Arc::new(Registry::new(config.clone(), http.clone(), map.clone()));
         let writer = Arc::new(NodeWriter::new(
             config.clone(),
             http,
@@ -120,6 +125,7 @@ impl Gateway {
             map,
             shards,
             metrics,
+            registry,
             writer,
             batchers: Mutex::new(HashMap::new()),
             stream_http,

@@ -321,7 +321,7 @@ async fn route(
             Ok(json(StatusCode::OK, &BoxBody::from(view)))
         }
         ["config.json"] if get => {
-            let config = crate::assets::ClientConfig::new(&gateway.config.client_endpoints);
+            let config = gateway.registry.client_config().await;
             let mut response = json(StatusCode::OK, &config);
             response
                 .headers_mut()

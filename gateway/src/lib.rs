@@ -63,7 +63,14 @@
 //!    paths from one of `page_origins` get CORS headers (allow-origin,
 //!    exposed `ETag`/`X-Checkraft-Seq`, `Timing-Allow-Origin`), other
 //!    origins and writes none.
-//! 7. **Guard** ([`guard`]): the client's address (the forwarded one from
+//! 7. **Registry** ([`registry`]): a gateway with a `public_endpoint`
+//!    reports it, its websocket connections and its load (connections in
+//!    permille of `ws_max_connections`, as in `Hello`) to the metadata
+//!    leader (`POST /meta/gateways`) every `register_interval_ms` (2000),
+//!    following 421s to the leader. `/config.json` lists the gateways the
+//!    leader saw within its `gateway_down_after_ms`, so starting or
+//!    stopping a gateway needs no configuration change elsewhere.
+//! 8. **Guard** ([`guard`]): the client's address (the forwarded one from
 //!    `trusted_proxies`), the websocket `Origin` rule (the gateway's own
 //!    origin, i.e. Origin host = `Host` or trusted `X-Forwarded-Host`, or
 //!    one of `page_origins`; else 403), and the per-address token bucket
@@ -114,7 +121,7 @@
 //! | `GET /ws` | WebSocket upgrade | the binary protocol of `docs/protocol.md`; 403 for an `Origin` that is neither the gateway's own (its `host[:port]` = `Host`, or `X-Forwarded-Host` from a trusted proxy) nor in `page_origins` (no `Origin`: allowed); close 1002 malformed, 1008 policy, 1009 too big, 1013 at capacity, 1001 shutdown |
 //! | `GET /nojs?page=N` | or `?box=I` (jump) | 200 HTML form of page `N` (`nojs_page_boxes` boxes, default 1000): each box a `<button name="set" value="I:1">` (`I:0` when checked), prev/next links, a jump-to-box field; `?box=I` answers 303 to `/nojs?page=P#box-I`; 400 HTML page for a bad `page`/`box`, 404 past the grid, 503 not loaded. No JavaScript; `Cache-Control: no-store`, `X-Content-Type-Options: nosniff`, script-free `Content-Security-Policy` ([`nojs`]) |
 //! | `POST /nojs/set` | form `set=I:1\|0&page=N` | after commit: 303 to `/nojs?page=N#box-I`; HTML error pages (with a link back): 400 malformed form or index, 409 rejected, 429 over the per-address write limit (shared with `PUT /api/boxes`), 503 unavailable |
-//! | `GET /config.json` | | `{"endpoints": [ws URL, ...]}`: the websocket endpoints the page picks from (`client_endpoints`, default `["/ws"]`, the page's own origin) |
+//! | `GET /config.json` | | `{"endpoints": [ws URL, ...], "source", "gateways": [{"endpoint","connections","load"}, ...]}`: the websocket endpoints the page picks from: `client_endpoints` when set (`source: "static"`), else the registered healthy gateways with their load (`"registry"`, read from the metadata leader at most once a second), else `["/ws"]`, the page's own origin (`"default"`); [`registry`] |
 //! | `GET /`, `GET /index.html` | optional `Cookie: checkraft-view=COLSxROWS` | the page with the top of the grid rendered from current state in the script's markup, and those chunks' bitsets in a data block ([`ssr`]); the bare page while the state is not loaded |
 //! | `GET /js/…`, … | | the page's static files from `assets_dir` when it is set (no Caddy in front), with the Caddyfile's security headers ([`assets`]) |
 //! | `GET /health` | | 200 `ok` once the map and every shard's state are loaded; else 503 with the reason |
@@ -125,7 +132,8 @@
 //! [`config::GatewayConfig`]: defaults, a TOML file (`--config`),
 //! `CHECKRAFT_GATEWAY_<FIELD>` environment variables, then the flags
 //! `--listen`, `--cluster`, `--id`, `--log-format`. Logs follow `RUST_LOG`,
-//! as text or JSON lines ([`logging`]).
+//! as text or JSON lines ([`logging`]). The registry's settings:
+//! `public_endpoint` (unset: not listed) and `register_interval_ms` (2000).
 //!
 //! ## Caveats
 //! - A gateway holds every shard's bitmap: memory grows with the grid (at
@@ -142,6 +150,9 @@
 //! - Between the commit of a write and its event on this gateway's stream,
 //!   another gateway may still serve the older chunk; the ETag moves on
 //!   as soon as its stream delivers the event.
+//! - The registry is the metadata leader's memory: after a leader change
+//!   `/config.json` lists fewer gateways (or `/ws`) until every gateway
+//!   has reported once, within one `register_interval_ms`.
 //! - A chunk that changes and changes back gets its old ETag again: the
 //!   tag names content, not history (a client holding that content may
 //!   keep it).
@@ -164,6 +175,7 @@ pub mod node_client;
 pub mod nojs;
 pub mod overview;
 pub mod ready;
+pub mod registry;
 pub mod server;
 pub mod shards;
 pub mod socket;

@@ -94,7 +94,7 @@ impl MapFollower {
     }
 
     /// Nodes to ask: the seeds, then the last map's live nodes.
-    fn candidates(&self) -> Vec<String> {
+    pub fn candidates(&self) -> Vec<String> {
         let mut out = self.config.cluster.clone();
         if let Some(map) = self.current() {
             for node in map.nodes.values() {

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use checkraft_auth::{SendSigned, Signer};
-use checkraft_proto::{LeaderView, ShardId};
+use checkraft_proto::{LeaderView, ShardId, WriteOutcome};
+
+/// Most `421` forwards [`NodeClient::to_meta_leader`] follows.
+const MAX_FORWARDS: usize = 4;
 
 /// A `reqwest::Client` and the signer of its calls.
 #[derive(Debug, Clone)]
@@ -56,5 +59,54 @@ impl NodeClient {
         let url = format!("http://{addr}/shards/{shard}/leader");
         let request = self.get(url).timeout(limit).send_signed(self.signer());
         request.await.ok()?.json().await.ok()
+    }
+
+    /// Sends the request `build` makes for a node address (signed, each
+    /// attempt bounded by `limit`) to the metadata group's leader: to each
+    /// of `candidates` in turn (put the last known leader first), following
+    /// a `421` [`WriteOutcome::ForwardToLeader`] to the leader it names,
+    /// and skipping nodes that fail or answer 503 (no leader known).
+    /// Returns the address that answered otherwise, with its answer (which
+    /// may be an error status); an error when none did.
+    pub async fn to_meta_leader(
+        &self,
+        candidates: Vec<String>,
+        limit: Duration,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> anyhow::Result<(String, reqwest::Response)> {
+        let mut queue = candidates;
+        let mut forwards = 0;
+        let mut last = anyhow::anyhow!("no node to ask");
+        let mut next = 0;
+        while next < queue.len() {
+            let addr = queue[next].clone();
+            next += 1;
+            let resp = match build(&addr).timeout(limit).send_signed(self.signer()).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    last = anyhow::anyhow!("{addr}: {e}");
+                    continue;
+                }
+            };
+            match resp.status().as_u16() {
+                421 => {
+                    let outcome = resp.json::<WriteOutcome>().await;
+                    if let Ok(WriteOutcome::ForwardToLeader {
+                        leader_addr: Some(leader),
+                        ..
+                    }) = outcome
+                    {
+                        if forwards < MAX_FORWARDS && leader != addr {
+                            forwards += 1;
+                            queue.insert(next, leader.clone());
+                        }
+                        last = anyhow::anyhow!("{addr}: forwarded to {leader}");
+                    }
+                }
+                503 => last = anyhow::anyhow!("{addr}: no metadata leader known (503)"),
+                _ => return Ok((addr, resp)),
+            }
+        }
+        Err(last)
     }
 }

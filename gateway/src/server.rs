@@ -39,6 +39,12 @@ pub async fn serve_with(
     started(gateway.clone());
     let hub = ws::Hub::new(gateway.clone(), stop_rx.clone());
     hub.start();
+    tokio::spawn(
+        gateway
+            .registry
+            .clone()
+            .report_loop(hub.limits.clone(), stop_rx.clone()),
+    );
     let routes = ready::filter(gateway.clone())
         .or(ws::filter(hub.clone()))
         .unify()

@@ -25,13 +25,34 @@ impl GatewayProcess {
     /// `env` (`CHECKRAFT_GATEWAY_*` overrides), and waits until its
     /// `/health` answers 200 (map and every shard state loaded).
     pub async fn start(cluster: &Cluster, id: u64, env: &[(&str, &str)]) -> Self {
+        let addr = format!("127.0.0.1:{}", crate::free_port());
+        Self::start_at(cluster, id, addr, env).await
+    }
+
+    /// Like [`Self::start`], with `public_endpoint` set to its own
+    /// [`Self::public_endpoint`], so that it registers with the metadata
+    /// leader and is listed in every gateway's `/config.json`.
+    pub async fn start_registered(cluster: &Cluster, id: u64, env: &[(&str, &str)]) -> Self {
+        let addr = format!("127.0.0.1:{}", crate::free_port());
+        let endpoint = format!("ws://{addr}/ws");
+        let mut env = env.to_vec();
+        env.push(("CHECKRAFT_GATEWAY_PUBLIC_ENDPOINT", &endpoint));
+        Self::start_at(cluster, id, addr, &env).await
+    }
+
+    /// Its websocket URL, `ws://ADDR/ws` (what [`Self::start_registered`]
+    /// registers).
+    pub fn public_endpoint(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    async fn start_at(cluster: &Cluster, id: u64, addr: String, env: &[(&str, &str)]) -> Self {
         let binary = bin_dir().join("checkraft-gateway");
         assert!(
             binary.exists(),
             "{} is missing: build it first (integration/run-tests does)",
             binary.display()
         );
-        let addr = format!("127.0.0.1:{}", crate::free_port());
         let log = cluster.dir().join(format!("gateway-{id}.log"));
         let out = File::options()
             .create(true)
@@ -228,6 +249,19 @@ impl GatewayClient {
             .put(self.url(&format!("/api/boxes/{index}")))
             .json(&serde_json::json!({ "checked": checked }));
         Self::json_reply(rb).await
+    }
+
+    /// `GET /config.json`: the page's endpoint list and where it comes
+    /// from.
+    pub async fn client_config(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(self
+            .http
+            .get(self.url("/config.json"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
     }
 
     /// `GET /api/stats`.

@@ -67,6 +67,11 @@ pub struct NodeConfig {
     pub write_timeout_ms: u64,
     /// Interval of leadership reports to the metadata group, in ms.
     pub report_ms: u64,
+    /// The metadata leader lists a gateway in `GET /meta/gateways` while
+    /// its last report is at most this old, in ms (gateways report every
+    /// `register_interval_ms`, 2000 by default; see
+    /// [`crate::gateways`]).
+    pub gateway_down_after_ms: u64,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Largest number of sets in one write batch.
@@ -120,6 +125,7 @@ impl Default for NodeConfig {
             progress_ms: 1000,
             write_timeout_ms: 10_000,
             report_ms: 1000,
+            gateway_down_after_ms: 6_000,
             max_body_bytes: 16 << 20,
             max_batch_sets: 65_536,
             cache_mb: 64,
@@ -280,6 +286,11 @@ impl NodeConfig {
     /// [`Self::storage_failure_grace_ms`] as a duration.
     pub fn storage_failure_grace(&self) -> Duration {
         Duration::from_millis(self.storage_failure_grace_ms)
+    }
+
+    /// [`Self::gateway_down_after_ms`] as a duration.
+    pub fn gateway_down_after(&self) -> Duration {
+        Duration::from_millis(self.gateway_down_after_ms)
     }
 
     /// [`Self::progress_ms`] as a duration.

@@ -102,6 +102,15 @@
 //! only records intent and watches. `docs/control-plane.md` has the
 //! design.
 //!
+//! The metadata leader also keeps the live gateway registry
+//! ([`gateways`]), in memory and outside the raft log: gateways with a
+//! `public_endpoint` report their endpoint, connection count and load
+//! every `register_interval_ms` (`POST /meta/gateways`), and `GET
+//! /meta/gateways` lists those heard from within `gateway_down_after_ms`
+//! (default 6000). Other nodes answer both with 421 naming the leader. A
+//! new metadata leader starts with an empty registry, full again within
+//! one report interval.
+//!
 //! ## Who may call (trust boundaries)
 //! Every call between cluster processes is signed (`checkraft-auth`): nodes
 //! sign with the cluster secret, gateways with the gateway secret, and the
@@ -158,6 +167,8 @@
 //! | `GET /shards/{g}/changes?from=SEQ` | | stream of frames (see [`checkraft_proto::codec`]) |
 //! | `GET /meta/map?since=V&wait_ms=MS` | | JSON [`checkraft_proto::ShardMap`] from this node's metadata replica; with `since`, waits (≤ 60 s) until the version exceeds V; 503 if the node hosts no metadata replica |
 //! | `GET /meta/shards/{id}` | | JSON [`checkraft_proto::ShardLocation`]: the shard, its replicas' addresses, the map version |
+//! | `POST /meta/gateways` | JSON [`checkraft_proto::GatewayReport`] (a gateway's report) | JSON [`checkraft_proto::GatewayList`] after recording it; 400 malformed (bad JSON, endpoint not `ws://`/`wss://`, load over 1000); 409 registry full (1024); on a node that does not lead the metadata group 421 [`checkraft_proto::WriteOutcome`] `forward_to_leader` (503 no leader known) |
+//! | `GET /meta/gateways` | | JSON [`checkraft_proto::GatewayList`]: the gateways that reported within `gateway_down_after_ms`, with connections, load and the age of their last report; 421/503 as above off the leader |
 //! | `POST /admin/meta` | JSON [`checkraft_proto::MetaCommand`] | JSON [`checkraft_proto::WriteOutcome`]: 200 `meta_applied`, 409 refused, 421 forward to the meta leader |
 //! | `POST /admin/node/id` | JSON [`checkraft_proto::AssignId`] | `{}`; 409 if the node already has another id |
 //! | `POST /admin/leadership/handover` | | JSON [`checkraft_proto::Handover`]: each group this node led moved to a caught-up voter, or kept with the reason (also done on SIGTERM, see [`handover`]) |
@@ -199,6 +210,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod faults;
+pub mod gateways;
 pub mod group;
 pub mod handover;
 pub mod http;

@@ -58,6 +58,8 @@ pub struct Node {
     operation_stats: crate::control::stats::Stats,
     /// The nodes' reports, while this node leads the metadata group.
     liveness: crate::control::liveness::Liveness,
+    /// Gateways that reported while this node led the metadata group.
+    gateways: crate::gateways::GatewayRegistry,
 }
 
 impl Node {
@@ -86,6 +88,7 @@ impl Node {
             birth_lock: tokio::sync::Mutex::new(()),
             operation_stats: Default::default(),
             liveness: Default::default(),
+            gateways: Default::default(),
             raft_config,
             config,
             id: OnceLock::new(),
@@ -171,6 +174,12 @@ impl Node {
     /// Calls refused for their credential (for `/metrics`).
     pub fn refusals(&self) -> &crate::http::access::Refusals {
         &self.refusals
+    }
+
+    /// The live gateway registry (read only where this node leads the
+    /// metadata group).
+    pub fn gateways(&self) -> &crate::gateways::GatewayRegistry {
+        &self.gateways
     }
 
     /// This node's id, once it has one.

@@ -12,6 +12,8 @@
 //! - [`meta`]: the metadata group's state ([`ShardMap`]) and commands.
 //! - [`change`]: the events of a shard's change stream ([`ChangeEvent`]).
 //! - [`api`]: request and response bodies of the node's HTTP API.
+//! - [`gateway_registry`]: gateways' reports to the metadata leader and
+//!   the registry it answers (`/meta/gateways`).
 //! - [`raft`]: the openraft type configuration ([`TypeConfig`]).
 //! - [`ws`]: the gateway ↔ client WebSocket protocol of `docs/protocol.md`
 //!   (a hand-written byte codec, pinned by `testdata/protocol-vectors.json`).
@@ -34,6 +36,7 @@ pub mod change;
 pub mod codec;
 pub mod command;
 pub mod control;
+pub mod gateway_registry;
 pub mod meta;
 pub mod raft;
 pub mod types;
@@ -46,6 +49,7 @@ pub use command::{
     Absorb, Command, CommandResponse, Freeze, Rejection, Restore, SetBatch, Split, Thaw,
 };
 pub use control::{ClusterHealth, Decision, NodeHealth, NodeReport, TransferLeader};
+pub use gateway_registry::{GatewayList, GatewayReport, RegisteredGateway};
 pub use meta::{
     AssignId, FinishedOperation, Grid, MetaCommand, MetaOutcome, NodeRecord, NodeState, Operation,
     OperationKind, ShardLocation, ShardMap, ShardRecord, META_GROUP,

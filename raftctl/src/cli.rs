@@ -47,7 +47,8 @@ pub enum Command {
     /// initialized cluster.
     Init(InitArgs),
     /// Show nodes, and shards with range, epoch, leader, replicas, applied
-    /// index and lag.
+    /// index and lag, and the registered gateways with their connections,
+    /// load and last report.
     Status,
     /// Add or remove nodes.
     #[command(subcommand)]

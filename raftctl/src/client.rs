@@ -193,6 +193,37 @@ impl ClusterClient {
         ))
     }
 
+    /// `GET` a JSON body from the metadata leader (`/meta/gateways`),
+    /// starting at the entry node and following `421 ForwardToLeader`
+    /// answers; retries briefly while no leader is known (503).
+    pub async fn get_json_from_meta_leader<R: DeserializeOwned>(&self, path: &str) -> Result<R> {
+        let mut target = self.entry.clone();
+        for _ in 0..ATTEMPTS / 4 {
+            let resp = self
+                .send(reqwest::Method::GET, &target, path, &Body::None)
+                .await?;
+            match resp.status().as_u16() {
+                421 => {
+                    let bytes = resp.bytes().await?;
+                    match serde_json::from_slice::<WriteOutcome>(&bytes) {
+                        Ok(WriteOutcome::ForwardToLeader {
+                            leader_addr: Some(leader),
+                            ..
+                        }) => target = leader,
+                        _ => tokio::time::sleep(RETRY_PAUSE).await,
+                    }
+                }
+                503 => tokio::time::sleep(RETRY_PAUSE).await,
+                _ => {
+                    let body = Self::check(&target, path, resp).await?;
+                    return serde_json::from_slice(&body)
+                        .with_context(|| format!("decoding {target}{path}"));
+                }
+            }
+        }
+        Err(anyhow!("{path}: the metadata leader did not answer"))
+    }
+
     /// Proposes a metadata command at the meta leader.
     pub async fn propose_meta(&self, command: &MetaCommand) -> Result<MetaOutcome> {
         let body = Body::Json(serde_json::to_vec(command)?);

@@ -8,8 +8,11 @@
 //! `cluster-secret` and `gateway-secret`, created on first use), initializes
 //! the cluster on first start (a data dir that already holds one keeps
 //! it), then starts `--gateways` `checkraft-gateway`s on `--gateway-port`
-//! and the ports after it (logs `<data-dir>/gateway-<id>.log`), each
-//! offering every gateway's websocket URL in `/config.json`. When `caddy`
+//! and the ports after it (logs `<data-dir>/gateway-<id>.log`). Each has
+//! its own `ws://` URL as `public_endpoint`, so it registers with the
+//! metadata leader and every gateway offers all of them in `/config.json`
+//! (the live registry; `up` waits, bounded, until gateway 1 lists them
+//! all). When `caddy`
 //! is on `PATH` (and not `--no-caddy`), Caddy runs the repository's
 //! `Caddyfile` on `--http-port`: it serves `assets/` and proxies to the
 //! gateways, which trust its `X-Forwarded-For`. Without Caddy the gateways
@@ -152,7 +155,6 @@ async fn start(
         .iter()
         .map(|a| format!("ws://{a}/ws"))
         .collect();
-    let endpoints = serde_json::to_string(&endpoints)?;
     let assets = front.assets.display().to_string();
     // The page (Caddy's, or the first gateway's with --no-caddy) opens
     // websockets to the gateways' own ws:// URLs from /config.json: a
@@ -166,17 +168,17 @@ async fn start(
         format!("http://127.0.0.1:{page_port}"),
         format!("http://localhost:{page_port}"),
     ])?;
-    let mut env = vec![
-        ("CHECKRAFT_GATEWAY_CLIENT_ENDPOINTS", endpoints.as_str()),
-        ("CHECKRAFT_GATEWAY_PAGE_ORIGINS", page_origins.as_str()),
-    ];
+    let mut env = vec![("CHECKRAFT_GATEWAY_PAGE_ORIGINS", page_origins.as_str())];
     if front.caddy.is_some() {
         env.push(("CHECKRAFT_GATEWAY_TRUSTED_PROXIES", "[\"127.0.0.1\"]"));
     } else {
         env.push(("CHECKRAFT_GATEWAY_ASSETS_DIR", assets.as_str()));
     }
-    for (i, addr) in gateway_addrs.iter().enumerate() {
+    for (i, (addr, endpoint)) in gateway_addrs.iter().zip(&endpoints).enumerate() {
         let id = i as u64 + 1;
+        // Each registers its own URL; /config.json lists the registry's.
+        let mut env = env.clone();
+        env.push(("CHECKRAFT_GATEWAY_PUBLIC_ENDPOINT", endpoint.as_str()));
         nodes.spawn_gateway(
             gateway_binary,
             id,
@@ -224,6 +226,9 @@ async fn start(
         )?;
     }
     nodes.wait_healthy().await?;
+    if let Some(first) = gateway_addrs.first() {
+        wait_registered(first, &endpoints).await;
+    }
     let page = if front.caddy.is_some() {
         &http_addr
     } else {
@@ -299,6 +304,44 @@ async fn ensure_initialized(
 /// hosting the metadata group gets time to elect a leader and serve it;
 /// `None` means a fresh cluster (or an interrupted `init`, which
 /// `init_cluster` resumes).
+/// Waits (at most 10 s) until the gateway at `gateway` lists every one of
+/// `endpoints` in its `/config.json`, i.e. every gateway has registered
+/// with the metadata leader; warns and goes on when they do not.
+async fn wait_registered(gateway: &str, endpoints: &[String]) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("reqwest client with static settings");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut listed = Vec::new();
+    while Instant::now() < deadline {
+        let answer = http
+            .get(format!("http://{gateway}/config.json"))
+            .send()
+            .await;
+        if let Ok(resp) = answer {
+            if let Ok(config) = resp.json::<serde_json::Value>().await {
+                listed = config["endpoints"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|e| e.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if endpoints.iter().all(|e| listed.contains(e)) {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!(
+        "warning: the gateway registry lists {listed:?}, not every gateway yet ({endpoints:?}); \
+         the page offers those for now"
+    );
+}
+
 async fn existing_map(client: &ClusterClient) -> Result<Option<ShardMap>> {
     let status = client.node_status(&client.entry).await?;
     if !status.groups.contains_key(&META_GROUP) {

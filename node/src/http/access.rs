@@ -157,13 +157,14 @@ mod tests {
     #[test]
     fn the_table_in_the_module_docs_holds() {
         use Caller::*;
-        let cases: [(&[&str], [bool; 4]); 9] = [
+        let cases: [(&[&str], [bool; 4]); 10] = [
             (&["health"], [true, true, true, true]),
             (&["ready"], [true, true, true, true]),
             (&["metrics"], [true, true, true, true]),
             (&["shards", "1", "write"], [false, true, true, true]),
             (&["shards", "1", "changes"], [false, true, true, true]),
             (&["meta", "map"], [false, true, true, true]),
+            (&["meta", "gateways"], [false, true, true, true]),
             (&["shards", "1", "restore"], [false, false, true, true]),
             (&["admin", "groups"], [false, false, true, true]),
             (&["raft", "1", "append"], [false, false, false, true]),

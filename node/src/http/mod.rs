@@ -7,6 +7,7 @@
 pub mod access;
 mod admin;
 mod control;
+mod gateways;
 mod meta;
 mod raft;
 pub mod ready;
@@ -188,6 +189,8 @@ async fn route(
         ["meta", "report"] if post => control::report(node, req),
         ["meta", "health"] if get => control::health(node),
         ["meta", "shards", shard] if get => meta::shard(node, shard),
+        ["meta", "gateways"] if get => gateways::get(node),
+        ["meta", "gateways"] if post => gateways::post(node, req),
         ["shards", group, action] => shard::handle(node, group_id(group)?, action, req).await,
         _ => Err(Error::NotFound(format!("{} {path}", req.method))),
     }

@@ -6,12 +6,18 @@
 //! leader, replicas, applied index per replica, lag), the map version and
 //! any operation in progress, as tables or as one JSON document. From the
 //! metadata leader (`GET /meta/health`) it adds each node's last report
-//! and disk use, and the control plane's recent decisions.
+//! and disk use, and the control plane's recent decisions. The
+//! gateways come from the metadata leader's live registry (`GET
+//! /meta/gateways`): endpoint, connections, load and the age of the last
+//! report; a registry that cannot be read is shown as such, not an error.
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use checkraft_proto::{ClusterHealth, Grid, NodeId, NodeState, Operation, ShardId, META_GROUP};
+use checkraft_proto::{
+    ClusterHealth, GatewayList, Grid, NodeId, NodeState, Operation, RegisteredGateway, ShardId,
+    META_GROUP,
+};
 use serde::Serialize;
 
 use super::cluster::{
@@ -33,6 +39,12 @@ struct StatusReport {
     /// What the metadata leader knows of the nodes (last reports, write
     /// rates, its recent decisions); `None` when no leader answered.
     health: Option<ClusterHealth>,
+    /// The gateways registered with the metadata leader (reported within
+    /// its `gateway_down_after_ms`).
+    gateways: Vec<RegisteredGateway>,
+    /// Why the gateway registry could not be read, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateways_error: Option<String>,
 }
 
 /// The metadata group.
@@ -86,7 +98,17 @@ struct ShardRow {
 pub async fn run(client: &ClusterClient, json: bool) -> Result<()> {
     let view = ClusterView::load(client).await?;
     let mut report = build(&view);
-    report.health = health(client, &view).await;
+    report.health = client
+        .get_json_from_meta_leader::<ClusterHealth>("/meta/health")
+        .await
+        .ok();
+    match client
+        .get_json_from_meta_leader::<GatewayList>("/meta/gateways")
+        .await
+    {
+        Ok(list) => report.gateways = list.gateways,
+        Err(e) => report.gateways_error = Some(format!("{e:#}")),
+    }
     if json {
         return print_json(&report);
     }
@@ -141,20 +163,9 @@ fn build(view: &ClusterView) -> StatusReport {
         operation: view.map.operation.clone(),
         finished: view.map.finished.iter().rev().take(5).cloned().collect(),
         health: None,
+        gateways: Vec::new(),
+        gateways_error: None,
     }
-}
-
-/// `GET /meta/health` from the metadata leader (the node the others name
-/// first, then any that answers).
-async fn health(client: &ClusterClient, view: &ClusterView) -> Option<ClusterHealth> {
-    let leader = view.leader(META_GROUP).and_then(|l| view.map.addr(l));
-    let others = view.map.nodes.values().map(|n| n.addr.as_str());
-    for addr in leader.into_iter().chain(others) {
-        if let Ok(h) = client.get_json::<ClusterHealth>(addr, "/meta/health").await {
-            return Some(h);
-        }
-    }
-    None
 }
 
 fn shard_row(view: &ClusterView, shard: ShardId) -> ShardRow {
@@ -270,6 +281,34 @@ fn print_text(report: &StatusReport) {
         ],
         &rows,
     );
+    out("");
+    print_gateways(report);
+}
+
+fn print_gateways(report: &StatusReport) {
+    if let Some(e) = &report.gateways_error {
+        out(format!("gateways: the registry could not be read: {e}"));
+        return;
+    }
+    if report.gateways.is_empty() {
+        out("gateways: none registered (gateways without public_endpoint are not listed)");
+        return;
+    }
+    let rows: Vec<Vec<String>> = report.gateways.iter().map(gateway_cells).collect();
+    print_table(
+        &["GATEWAY", "ENDPOINT", "CONNECTIONS", "LOAD", "LAST REPORT"],
+        &rows,
+    );
+}
+
+fn gateway_cells(g: &RegisteredGateway) -> Vec<String> {
+    vec![
+        g.gateway_id.to_string(),
+        g.endpoint.clone(),
+        format!("{}/{}", g.connections, g.max_connections),
+        format!("{:.1}%", f64::from(g.load_permille) / 10.0),
+        format!("{:.1} s ago", g.last_report_ms as f64 / 1000.0),
+    ]
 }
 
 fn node_cells(n: &NodeRow, health: Option<&ClusterHealth>) -> Vec<String> {
@@ -442,5 +481,28 @@ mod tests {
         assert_eq!(json["shards"][0]["applied"]["1"], 10);
         assert_eq!(json["nodes"][2]["state"], "up");
         assert_eq!(json["version"], 7);
+        assert_eq!(json["gateways"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn gateway_rows_show_load_and_age() {
+        let g = RegisteredGateway {
+            gateway_id: 2,
+            endpoint: "ws://127.0.0.1:8082/ws".into(),
+            connections: 15,
+            max_connections: 20_000,
+            load_permille: 7,
+            last_report_ms: 1_250,
+        };
+        assert_eq!(
+            gateway_cells(&g),
+            vec![
+                "2",
+                "ws://127.0.0.1:8082/ws",
+                "15/20000",
+                "0.7%",
+                "1.2 s ago"
+            ]
+        );
     }
 }
