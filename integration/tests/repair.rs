@@ -485,3 +485,47 @@ async fn rebalance() {
     replicas_agree(&after).await;
     println!("{} acknowledged writes, none lost", acked.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_shard_is_split_by_itself() {
+    tokio::time::timeout(Duration::from_secs(240), hot_split())
+        .await
+        .expect("hot-split test exceeded its bound");
+}
+
+async fn hot_split() {
+    let mut env = env();
+    env.push(("CHECKRAFT_NODE_SPLIT_WRITES_PER_SECOND", "20"));
+    env.push(("CHECKRAFT_NODE_SPLIT_HOLD_MS", "2000"));
+    let cluster = Cluster::start(3, &env).await;
+    let out = raftctl_init(&cluster, TOKEN, u64::from(BOXES), 2).await;
+    assert!(out.ok, "init failed: {}", out.stderr);
+    let entries: Vec<String> = cluster.members().into_values().collect();
+    let writer = Writer::start(entries.clone(), 5);
+    let map = eventually(Duration::from_secs(120), "a split by load", || {
+        let entries = entries.clone();
+        async move {
+            let map = map_from(&entries).await?;
+            let split = map
+                .finished
+                .iter()
+                .any(|f| f.ok && matches!(f.operation.kind, OperationKind::Split { .. }));
+            (split && map.shards.len() > 2).then_some(map)
+        }
+    })
+    .await;
+    let first = map
+        .finished
+        .iter()
+        .find(|f| matches!(f.operation.kind, OperationKind::Split { .. }))
+        .unwrap();
+    println!(
+        "{} shards; first split by load: {}",
+        map.shards.len(),
+        first.outcome
+    );
+    writer.more(100, "writes after the split").await;
+    let acked = writer.stop().await;
+    nothing_lost(entries, &acked).await;
+    println!("{} acknowledged writes, none lost", acked.len());
+}

@@ -47,6 +47,8 @@ const ROUND: Duration = Duration::from_millis(200);
 /// A report at most this old (or three report intervals, if longer)
 /// makes a node fresh: it may take replicas and leaderships.
 const FRESH_FLOOR: Duration = Duration::from_secs(2);
+/// How long leaders must stay uneven before the first one moves.
+const LEAD_HOLD: Duration = Duration::from_secs(15);
 /// Pause after a leadership move before the next one (it takes an
 /// election round trip, and the next report, to show).
 const LEAD_PAUSE: Duration = Duration::from_secs(3);
@@ -64,6 +66,8 @@ struct Rounds {
     hot_since: HashMap<ShardId, Instant>,
     /// No leadership move before this.
     lead_pause_until: Option<Instant>,
+    /// Since when leaders have been uneven (with nothing more urgent).
+    lead_imbalance_since: Option<Instant>,
 }
 
 /// Runs the control plane while this node leads the metadata group.
@@ -249,13 +253,21 @@ async fn decide(
         rebalance: node.config.rebalance && !lagging,
     };
     let Some(mut action) = schedule::plan(&facts) else {
+        rounds.lead_imbalance_since = None;
         return;
     };
     if let Action::Lead { .. } = action {
-        if rounds.lead_pause_until.is_some_and(|t| now < t) {
+        // Leaders move only once the imbalance has lasted, so that a node
+        // back from a short absence does not make its groups change leader
+        // at once (and twice), and then one at a time.
+        let since = *rounds.lead_imbalance_since.get_or_insert(now);
+        if now.duration_since(since) < LEAD_HOLD || rounds.lead_pause_until.is_some_and(|t| now < t)
+        {
             return;
         }
         rounds.lead_pause_until = Some(now + LEAD_PAUSE);
+    } else {
+        rounds.lead_imbalance_since = None;
     }
     if let Action::Split { shard, .. } = &mut action {
         rounds.hot_since.remove(shard);
