@@ -12,6 +12,7 @@
 //! - [`meta`]: the metadata group's state ([`ShardMap`]) and commands.
 //! - [`change`]: the events of a shard's change stream ([`ChangeEvent`]).
 //! - [`api`]: request and response bodies of the node's HTTP API.
+//! - [`backups`]: the scheduled backups a node lists ([`BackupList`]).
 //! - [`raft`]: the openraft type configuration ([`TypeConfig`]).
 //! - [`ws`]: the gateway ↔ client WebSocket protocol of `docs/protocol.md`
 //!   (a hand-written byte codec, pinned by `testdata/protocol-vectors.json`).
@@ -30,6 +31,7 @@
 //! Go and JavaScript and has no endianness ambiguity.
 
 pub mod api;
+pub mod backups;
 pub mod change;
 pub mod codec;
 pub mod command;
@@ -39,6 +41,7 @@ pub mod types;
 pub mod ws;
 
 pub use api::*;
+pub use backups::{BackupEntry, BackupList};
 pub use change::ChangeEvent;
 pub use codec::CodecError;
 pub use command::{
