@@ -173,6 +173,7 @@
 //!   leader runs split and merge operations ([`reshape`]); see
 //!   `docs/resharding.md`.
 
+pub mod backup_schedule;
 pub mod birth;
 pub mod changes;
 pub mod config;

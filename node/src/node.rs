@@ -56,6 +56,8 @@ pub struct Node {
     birth_lock: tokio::sync::Mutex<()>,
     /// What this node's runs of splits and merges did.
     reshape_stats: crate::reshape::Stats,
+    /// What this node's scheduled backups did.
+    backup_stats: crate::backup_schedule::Stats,
 }
 
 impl Node {
@@ -83,6 +85,7 @@ impl Node {
             births: Arc::new(crate::birth::NodeBirths(weak.clone())),
             birth_lock: tokio::sync::Mutex::new(()),
             reshape_stats: Default::default(),
+            backup_stats: Default::default(),
             raft_config,
             config,
             id: OnceLock::new(),
@@ -109,6 +112,8 @@ impl Node {
         }
         tokio::spawn(report_leadership(Arc::downgrade(&node)));
         tokio::spawn(crate::reshape::drive(Arc::downgrade(&node)));
+        let backups = crate::backup_schedule::drive(Arc::downgrade(&node));
+        tokio::spawn(tracing::Instrument::instrument(backups, node.span.clone()));
         Ok(node)
     }
 
@@ -146,6 +151,11 @@ impl Node {
     /// What this node's runs of splits and merges did (`/metrics`).
     pub fn reshape_stats(&self) -> &crate::reshape::Stats {
         &self.reshape_stats
+    }
+
+    /// What this node's scheduled backups did (`/metrics`).
+    pub fn backup_stats(&self) -> &crate::backup_schedule::Stats {
+        &self.backup_stats
     }
 
     /// The shared peer clients (signed calls to other nodes).
