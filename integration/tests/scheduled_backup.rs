@@ -216,6 +216,8 @@ async fn appears_verifies_restores() {
     let restored = router.read_all().await.unwrap();
     assert_eq!(restored.cardinality(), expected.cardinality());
     assert_eq!(restored, expected, "the restored grid differs");
+    // Its leader checks every second; give it a few.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         files(&backups),
         kept,
