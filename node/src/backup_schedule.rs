@@ -6,9 +6,11 @@
 //!
 //! 1. **When.** A backup is due `backup_interval_ms` after the newest
 //!    scheduled backup already in `backup_dir` (its name holds its start
-//!    time), so a new leader does not write one at once; and no sooner
-//!    than that after this node's own last attempt, so a failing backup is
-//!    retried once per interval, not in a loop.
+//!    time), so a new leader does not write one at once. After a failed
+//!    attempt this node waits the interval or a minute, whichever is
+//!    shorter, before it tries again, so a failing backup is retried
+//!    steadily, not in a loop, and a transient failure (an election) does
+//!    not cost a whole interval.
 //! 2. **Take.** [`checkraft_backup::take`] snapshots every shard of the
 //!    current map at a replica (the leader first), over the nodes' HTTP
 //!    API, each call signed with the cluster secret (`PeerNodes`).
@@ -59,6 +61,8 @@ use crate::node::Node;
 
 /// How often each node checks whether a backup is due, at most.
 const TICK: Duration = Duration::from_secs(1);
+/// Longest wait before retrying a failed backup.
+const RETRY: Duration = Duration::from_secs(60);
 /// One status call's limit.
 const STATUS_LIMIT: Duration = Duration::from_secs(3);
 /// One snapshot call's limit (building and downloading a large shard).
@@ -126,30 +130,29 @@ pub async fn drive(node: Weak<Node>) {
         return;
     };
     tracing::info!(dir = %dir.display(), ?interval, keep, "scheduled backups on");
-    let mut last_attempt: Option<Instant> = None;
+    // After a failure: no attempt before this.
+    let mut retry_at: Option<Instant> = None;
     loop {
         tokio::time::sleep(TICK.min(interval)).await;
         let Some(node) = node.upgrade() else { return };
         let Some(map) = initialized_map_if_leader(&node) else {
             continue;
         };
-        if last_attempt.is_some_and(|t| t.elapsed() < interval) {
+        if retry_at.is_some_and(|t| Instant::now() < t) || !due(&dir, interval) {
             continue;
         }
-        if !due(&dir, interval) {
-            continue;
-        }
-        last_attempt = Some(Instant::now());
         let stats = node.backup_stats();
         match run_once(&node, map, &dir, keep).await {
             Ok((name, created_ms, boxes)) => {
                 tracing::info!(dir = %dir.display(), %name, boxes, "scheduled backup written and verified");
                 stats.succeeded(created_ms);
+                retry_at = None;
             }
             Err(e) => {
                 let why = e.to_string();
-                tracing::error!(dir = %dir.display(), error = %why, "scheduled backup failed; the node keeps serving, next attempt in one interval");
+                tracing::error!(dir = %dir.display(), error = %why, "scheduled backup failed; the node keeps serving and retries");
                 stats.failed(why);
+                retry_at = Some(Instant::now() + interval.min(RETRY));
             }
         }
     }

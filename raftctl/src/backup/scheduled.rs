@@ -135,6 +135,15 @@ pub async fn fetch(client: &ClusterClient, name: &str) -> Result<Backup> {
 
 impl fmt::Display for Listing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = String::new();
+        self.lines(&mut text)?;
+        f.write_str(text.trim_end())
+    }
+}
+
+impl Listing {
+    /// The text form, one line each.
+    fn lines(&self, f: &mut impl fmt::Write) -> fmt::Result {
         if self.backups.is_empty() {
             writeln!(f, "no scheduled backups")?;
         } else {
