@@ -149,7 +149,7 @@ impl Listing {
         } else {
             writeln!(
                 f,
-                "{:<27} {:<24} {:>12} {:>7} {:>12}  nodes",
+                "{:<27} {:<24} {:>12} {:>7} {:>12}  NODES",
                 "NAME", "STARTED (UTC)", "BYTES", "SHARDS", "GRID BOXES"
             )?;
         }
