@@ -15,12 +15,9 @@
 //! | `ws` | [`targets::ws`]: `ClientMessage::decode` (gateway) and `ServerMessage::decode` (clients); a decoded message must re-encode to the same bytes | every message type from the real encoders + `testdata/protocol-vectors.json` |
 //! | `http` | [`targets::http`]: the node's JSON bodies (`SetBatch`, `CreateGroup`, `MetaCommand`, `AddLearner`, `ChangeMembership`, `RemoveNode`, `AssignId`) and the JSON a gateway or `raftctl` parses from a node (`ShardMap`, `WriteOutcome`); then the endpoint logic (shard `apply`, metadata `apply`, descriptor validation); JSON round trip | real bodies of each type |
 //! | `raft` | [`targets::raft`]: bincode `AppendEntriesRequest<TypeConfig>`, `VoteRequest<TypeConfig>`, `InstallSnapshot`, `TransferLeaderRequest<TypeConfig>`, the `Restore` body, and the raft responses a node decodes from peers; then entries applied, snapshots loaded, restore bitmaps decoded | real requests with every entry kind, real snapshots, real restore bodies |
-//! | `backup` | [`targets::backup`]: `raftctl`'s backup reader (`format::read` + `check`), raw and with checksums recomputed so mutations reach the bodies; write-back round trip | files from the real writer, 1–8 shards |
+//! | `backup` | [`targets::backup`]: the backup reader of `checkraft-backup` (`format::read` + `check`), raw and with checksums recomputed so mutations reach the bodies; write-back round trip | files from the real writer, 1–8 shards |
 //! | `snapshot` | [`targets::snapshot`]: `ShardState::from_snapshot_bytes` (bincode `ShardSnapshot` + croaring `try_deserialize::<Portable>`), `StoredSnapshot`, `SnapshotDownload`, `ShardRead`, metadata snapshots, raw `Portable` bitmaps; bitmap and snapshot round trips | real snapshots of every container kind |
 //! | `frames` | [`targets::frames`]: the change stream's `FrameReader::next_frame::<ChangeEvent>`, whole and split into 1–64-byte chunks (same result required), then the gateway's `ShardState::apply` | real streams: snapshot, changes, progress |
-//!
-//! `raftctl` is a binary-only crate, so the backup target compiles the
-//! parser's own source files ([`raftctl_backup`]).
 //!
 //! ## Running
 //! Short (what CI runs, in debug, a few seconds per target):
@@ -84,7 +81,6 @@ pub mod engine;
 pub mod feedback;
 pub mod mem;
 pub mod mutate;
-pub mod raftctl_backup;
 pub mod rng;
 pub mod samples;
 pub mod signals;

@@ -88,7 +88,7 @@ fn frames() {
 /// fuzz nothing but the first error path).
 #[test]
 fn seeds_decode() {
-    use checkraft_fuzz::raftctl_backup::format;
+    use checkraft_backup::format;
     for seed in (by_name("backup").unwrap().seeds)() {
         format::read(seed.as_slice()).expect("backup seeds are valid files");
     }
@@ -116,7 +116,7 @@ fn seeds_decode() {
 /// back into one whose checksums match, so mutations reach the decoders.
 #[test]
 fn backup_fixup_reaches_the_bodies() {
-    use checkraft_fuzz::raftctl_backup::format;
+    use checkraft_backup::format;
     use checkraft_fuzz::targets::backup::fix_checksums;
     let seed = (by_name("backup").unwrap().seeds)()[1].clone();
     let mut bad = seed.clone();

@@ -103,6 +103,17 @@ pub struct NodeConfig {
     /// Log lines as `text` (human-readable) or `json` (one object per
     /// line); see [`crate::logging`].
     pub log_format: LogFormat,
+    /// Where the metadata leader writes scheduled grid backups (see
+    /// [`crate::backup_schedule`]); `None` turns them off. Give every node
+    /// the same path (shared storage) or accept that each leader keeps its
+    /// own.
+    pub backup_dir: Option<PathBuf>,
+    /// Interval of scheduled backups, in ms, from the newest one in
+    /// `backup_dir`. At least 1000.
+    pub backup_interval_ms: u64,
+    /// Scheduled backups kept in `backup_dir`; older ones are deleted. At
+    /// least 1.
+    pub backup_keep: usize,
 }
 
 impl Default for NodeConfig {
@@ -136,6 +147,9 @@ impl Default for NodeConfig {
             split_writes_per_second: 0,
             split_hold_ms: 60_000,
             log_format: LogFormat::Text,
+            backup_dir: None,
+            backup_interval_ms: 3_600_000,
+            backup_keep: 24,
         }
     }
 }
@@ -220,6 +234,11 @@ impl NodeConfig {
                  only after several reports in a row went missing",
                 self.down_after_ms, self.report_ms
             )));
+        }
+        if self.backup_interval_ms < 1000 || self.backup_keep == 0 {
+            return Err(Error::Config(
+                "backup_interval_ms must be at least 1000 and backup_keep at least 1".into(),
+            ));
         }
         Ok(())
     }

@@ -111,6 +111,18 @@
 //! new metadata leader starts with an empty registry, full again within
 //! one report interval.
 //!
+//! ## Scheduled backups
+//! With [`config::NodeConfig::backup_dir`] set, the metadata leader writes
+//! a grid backup (the format of `raftctl backup`, crate
+//! `checkraft-backup`) there every
+//! [`config::NodeConfig::backup_interval_ms`], measured from the newest
+//! one in the directory: each shard's snapshot from a replica over the
+//! nodes' signed HTTP API, written atomically as
+//! `grid-YYYYMMDDTHHMMSSZ.ckb`, read back through every check, and only
+//! the newest [`config::NodeConfig::backup_keep`] kept. A failure (full
+//! disk, unwritable directory) is logged and counted, never fatal
+//! ([`backup_schedule`]).
+//!
 //! ## Who may call (trust boundaries)
 //! Every call between cluster processes is signed (`checkraft-auth`): nodes
 //! sign with the cluster secret, gateways with the gateway secret, and the
@@ -131,7 +143,8 @@
 //! `GET /metrics` ([`metrics`]) exports Prometheus metrics: per shard
 //! (label `shard`) the raft term, leadership, commit and applied index,
 //! `seq`, entries and sets applied, snapshots and their size; per process
-//! the group-commit flush latency and batch size. Per-shard gauges are read
+//! the group-commit flush latency and batch size, splits and merges run,
+//! and scheduled backups written or failed. Per-shard gauges are read
 //! from each group's raft metrics at scrape time.
 //!
 //! ## HTTP API
@@ -178,6 +191,8 @@
 //! | `GET /meta/health` | | JSON [`checkraft_proto::ClusterHealth`] from the metadata leader (421 elsewhere): each node's last report, write rates, recent decisions |
 //! | `POST /admin/groups/{g}/remove-node` | JSON [`checkraft_proto::RemoveNode`] | JSON [`checkraft_proto::MembershipChanged`]; leader only (else 409) |
 //! | `DELETE /admin/groups/{g}` | | `{}`: stops this node's replica and deletes its data |
+//! | `GET /admin/backups` | | JSON [`checkraft_proto::BackupList`]: the scheduled backups in this node's `backup_dir`, its schedule and last failure |
+//! | `GET /admin/backups/{name}` | | the backup file (`application/octet-stream`); 400 for a name that is not `grid-YYYYMMDDTHHMMSSZ.ckb`, 404 if absent or backups are off |
 //!
 //! `/admin/*` and restores require `Authorization: Bearer <admin_token>`
 //! ([`config::NodeConfig::admin_token`]) or a node's signature; see
@@ -204,6 +219,7 @@
 //!   waits `down_after_ms` before it calls anyone down, and one operation
 //!   runs at a time, so a big cluster rebalances one replica at a time.
 
+pub mod backup_schedule;
 pub mod birth;
 pub mod changes;
 pub mod config;

@@ -311,6 +311,7 @@ pub fn render_samples(
     refusals: (u64, u64),
     failed_groups: usize,
     operations: &crate::control::stats::Stats,
+    backups: &crate::backup_schedule::Stats,
 ) -> String {
     let mut registry = Registry::with_prefix(PREFIX);
     registry.register_collector(Box::new(ProcessCollector {
@@ -346,6 +347,16 @@ pub fn render_samples(
         "Duration of each operation this node finished, from when it took it up",
         operations.seconds.clone(),
     );
+    registry.register(
+        "backups",
+        "Scheduled backups this node attempted as metadata leader, by outcome",
+        backups.backups.clone(),
+    );
+    registry.register(
+        "backup_last_success_timestamp_seconds",
+        "When this node's last successful scheduled backup started (Unix seconds; 0: none)",
+        backups.last_success.clone(),
+    );
     let mut groups = groups;
     groups.sort_by_key(|g| g.shard);
     registry.register_collector(Box::new(GroupCollector { groups }));
@@ -372,6 +383,7 @@ pub fn render(node: &Node) -> String {
         node.refusals().counts(),
         node.failed_groups().len(),
         node.operation_stats(),
+        node.backup_stats(),
     )
 }
 
@@ -429,6 +441,7 @@ mod tests {
                     .inc();
                 stats
             },
+            &crate::backup_schedule::Stats::default(),
         );
         for line in [
             "checkraft_node_groups 2",
@@ -439,6 +452,9 @@ mod tests {
             "checkraft_node_flush_entries_total 9",
             "checkraft_node_flush_batch_entries_count 1",
             "checkraft_node_operations_total{kind=\"split\",outcome=\"done\"} 1",
+            "checkraft_node_backups_total{outcome=\"ok\"} 0",
+            "checkraft_node_backups_total{outcome=\"failed\"} 0",
+            "checkraft_node_backup_last_success_timestamp_seconds 0",
             "checkraft_node_flush_batch_entries_sum 9.0",
             "checkraft_node_shard_checked_boxes{shard=\"7\"} 33",
             "checkraft_node_shard_checked_boxes{shard=\"0\"} 0",

@@ -60,6 +60,8 @@ pub struct Node {
     liveness: crate::control::liveness::Liveness,
     /// Gateways that reported while this node led the metadata group.
     gateways: crate::gateways::GatewayRegistry,
+    /// What this node's scheduled backups did.
+    backup_stats: crate::backup_schedule::Stats,
 }
 
 impl Node {
@@ -89,6 +91,7 @@ impl Node {
             operation_stats: Default::default(),
             liveness: Default::default(),
             gateways: Default::default(),
+            backup_stats: Default::default(),
             raft_config,
             config,
             id: OnceLock::new(),
@@ -116,6 +119,8 @@ impl Node {
         tokio::spawn(report_leadership(Arc::downgrade(&node)));
         tokio::spawn(crate::control::drive(Arc::downgrade(&node)));
         tokio::spawn(crate::control::report::run(Arc::downgrade(&node)));
+        let backups = crate::backup_schedule::drive(Arc::downgrade(&node));
+        tokio::spawn(tracing::Instrument::instrument(backups, node.span.clone()));
         Ok(node)
     }
 
@@ -159,6 +164,11 @@ impl Node {
     /// group).
     pub fn liveness(&self) -> &crate::control::liveness::Liveness {
         &self.liveness
+    }
+
+    /// What this node's scheduled backups did (`/metrics`).
+    pub fn backup_stats(&self) -> &crate::backup_schedule::Stats {
+        &self.backup_stats
     }
 
     /// The shared peer clients (signed calls to other nodes).

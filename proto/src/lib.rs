@@ -14,6 +14,7 @@
 //! - [`api`]: request and response bodies of the node's HTTP API.
 //! - [`gateway_registry`]: gateways' reports to the metadata leader and
 //!   the registry it answers (`/meta/gateways`).
+//! - [`backups`]: the scheduled backups a node lists ([`BackupList`]).
 //! - [`raft`]: the openraft type configuration ([`TypeConfig`]).
 //! - [`ws`]: the gateway ↔ client WebSocket protocol of `docs/protocol.md`
 //!   (a hand-written byte codec, pinned by `testdata/protocol-vectors.json`).
@@ -32,6 +33,7 @@
 //! Go and JavaScript and has no endianness ambiguity.
 
 pub mod api;
+pub mod backups;
 pub mod change;
 pub mod codec;
 pub mod command;
@@ -43,6 +45,7 @@ pub mod types;
 pub mod ws;
 
 pub use api::*;
+pub use backups::{BackupEntry, BackupList};
 pub use change::ChangeEvent;
 pub use codec::CodecError;
 pub use command::{

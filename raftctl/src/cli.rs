@@ -76,16 +76,23 @@ pub enum Command {
         target: String,
     },
     /// Write one file holding a snapshot of every shard plus the shard map,
-    /// with checksums and a format version.
+    /// with checksums and a format version (`--out FILE`); or list the
+    /// scheduled backups the nodes keep in their `backup_dir` (`list`).
+    #[command(args_conflicts_with_subcommands = true)]
     Backup {
         /// Where to write the backup.
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
+        /// `list`: the scheduled backups, merged over every node.
+        #[command(subcommand)]
+        action: Option<BackupCommand>,
     },
     /// Set every shard's state from a backup, online, through raft. Works
     /// into a cluster with a different shard layout by mapping ranges.
     Restore {
-        /// The backup file.
+        /// The backup file, or the name of a scheduled backup
+        /// (`grid-YYYYMMDDTHHMMSSZ.ckb`, see `backup list`), downloaded from
+        /// a node that holds it when no such file exists here.
         #[arg(long)]
         from: PathBuf,
     },
@@ -106,6 +113,14 @@ pub enum Command {
     /// One load-generator process of `bench` (internal).
     #[command(hide = true)]
     BenchWorker(crate::bench::WorkerArgs),
+}
+
+/// `raftctl backup list`.
+#[derive(Subcommand, Debug)]
+pub enum BackupCommand {
+    /// List the scheduled backups (name, start time, size, shards, grid
+    /// size, the nodes holding it) and each node's schedule.
+    List,
 }
 
 /// `raftctl init`.

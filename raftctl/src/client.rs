@@ -115,6 +115,14 @@ impl ClusterClient {
         codec::decode(&body).with_context(|| format!("decoding {addr}{path}"))
     }
 
+    /// `GET` a raw body from node `addr`.
+    pub async fn get_bytes(&self, addr: &str, path: &str) -> Result<bytes::Bytes> {
+        let resp = self
+            .send(reqwest::Method::GET, addr, path, &Body::None)
+            .await?;
+        Self::check(addr, path, resp).await
+    }
+
     /// `POST` a JSON body to node `addr` and decode a JSON answer.
     pub async fn post_json<B: Serialize, R: DeserializeOwned>(
         &self,

@@ -21,7 +21,12 @@
 //! - [`client`]: [`client::ClusterClient`], the HTTP client every command
 //!   uses.
 //! - [`commands`]: one module per command family.
-//! - [`backup`]: the backup file format, `backup`, `restore`, `verify`.
+//! - [`backup`]: `backup`, `backup list`, `restore`, `verify`: the
+//!   command-line glue (progress bars, summaries, the restore's mapping
+//!   and upload) around the `checkraft-backup` crate, which holds the file
+//!   format, its checks and taking a backup. Scheduled backups are written
+//!   by the metadata leader (the node's `backup_schedule`); this tool lists
+//!   them (`GET /admin/backups` on every node) and restores one by name.
 //! - [`up`]: the one-command local cluster; [`keeper`] restarts its
 //!   processes when they die; [`control`] is its socket for `node
 //!   stop|start`, and [`watch`] prints what the cluster does meanwhile.

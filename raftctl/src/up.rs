@@ -32,6 +32,12 @@
 //! Of the global options only `--json` applies (it prints the
 //! `cluster.json` content instead of prose): the nodes are local, and the
 //! token is always the data dir's.
+//!
+//! Scheduled backups are on: every node gets `backup_dir =
+//! <data-dir>/backups` (one directory, shared by all nodes, so whichever
+//! node leads the metadata group writes there) and a backup every
+//! [`BACKUP_INTERVAL_MS`] (5 minutes), keeping the default 24. `raftctl
+//! backup list` shows them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -49,6 +55,10 @@ use crate::control::ControlSocket;
 use crate::credentials::{Credentials, TOKEN_FILE};
 use crate::keeper::Keeper;
 use crate::supervisor::{find_binary, on_path, ChildProcess, ProcessInfo, Supervisor};
+
+/// The scheduled backup interval of a local cluster, in ms: short enough
+/// to see backups appear, long enough not to fill the disk (24 are kept).
+pub const BACKUP_INTERVAL_MS: &str = "300000";
 
 /// Most replicas a shard gets (fewer with fewer nodes).
 const MAX_REPLICAS: u16 = 3;
@@ -143,8 +153,20 @@ async fn start(
             )
         })?;
     }
+    let backup_dir = data.path().join("backups").display().to_string();
+    let backup_env = [
+        ("CHECKRAFT_NODE_BACKUP_DIR", backup_dir.as_str()),
+        ("CHECKRAFT_NODE_BACKUP_INTERVAL_MS", BACKUP_INTERVAL_MS),
+    ];
     for (id, addr) in &specs {
-        nodes.spawn_node(node_binary, *id, addr, data.path(), credentials, &[])?;
+        nodes.spawn_node(
+            node_binary,
+            *id,
+            addr,
+            data.path(),
+            credentials,
+            &backup_env,
+        )?;
     }
     nodes.wait_healthy().await?;
     let client = ClusterClient::new(&specs[0].1, Some(credentials.admin_token.clone()));

@@ -1,7 +1,7 @@
-//! `backup`: the backup-file parser of `raftctl verify` and `raftctl
-//! restore` (`raftctl/src/backup/format.rs` `read`, with every check of
-//! `check.rs`), compiled from raftctl's own source (see
-//! [`crate::raftctl_backup`]).
+//! `backup`: the backup-file parser of `raftctl verify`, `raftctl
+//! restore` and the node's scheduled backups
+//! ([`checkraft_backup::format::read`], with every check of
+//! [`checkraft_backup::check`]).
 //!
 //! Every input is parsed twice: as it is, which exercises the magic, the
 //! version, the length limits, truncation and the crc32s; and with its
@@ -16,14 +16,14 @@ use std::collections::BTreeMap;
 use checkraft_proto::{Grid, NodeRecord, NodeState, ShardDescriptor, ShardMap, ShardRecord};
 
 use super::Target;
-use crate::raftctl_backup::contents::{Backup, ShardBackup};
-use crate::raftctl_backup::format;
 use crate::{feedback, samples};
+use checkraft_backup::format;
+use checkraft_backup::{Backup, ShardBackup};
 
 /// The target.
 pub const TARGET: Target = Target {
     name: "backup",
-    about: "raftctl backup files: format::read as is, and with checksums fixed up",
+    about: "backup files: format::read as is, and with checksums fixed up",
     run,
     seeds,
     dict: &[
@@ -56,7 +56,7 @@ fn parse(tag: &str, data: &[u8]) {
     }
     if let Ok(backup) = read {
         let mut again = Vec::new();
-        format::write(&mut again, &backup).expect("writing to a Vec");
+        format::write(&mut again, &backup, "fuzz").expect("writing to a Vec");
         let back = format::read(again.as_slice()).expect("a parsed backup writes back readable");
         assert_eq!(back, backup, "a parsed backup does not round-trip");
     }
@@ -169,8 +169,12 @@ pub fn seeds() -> Vec<Vec<u8>> {
         .enumerate()
         .map(|(i, &(boxes, n))| {
             let mut out = Vec::new();
-            format::write(&mut out, &backup(boxes, n, 1_700_000_000_000 + i as u64))
-                .expect("writing a valid backup to a Vec");
+            format::write(
+                &mut out,
+                &backup(boxes, n, 1_700_000_000_000 + i as u64),
+                "fuzz",
+            )
+            .expect("writing a valid backup to a Vec");
             out
         })
         .collect()

@@ -6,6 +6,7 @@
 
 pub mod access;
 mod admin;
+mod backups;
 mod control;
 mod gateways;
 mod meta;
@@ -177,6 +178,8 @@ async fn route(
             ["meta"] if post => admin::propose_meta(node, req).await,
             ["node", "id"] if post => admin::assign_id(node, req).await,
             ["leadership", "handover"] if post => admin::handover(node).await,
+            ["backups"] if get => backups::list(node).await,
+            ["backups", name] if get => backups::download(node, name).await,
             ["groups", group] if req.method == Method::DELETE => {
                 admin::delete_group(node, group_id(group)?).await
             }

@@ -15,7 +15,8 @@ use croaring::{Bitmap, Portable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::contents::samples;
+use checkraft_backup::contents::samples;
+
 use crate::client::ClusterClient;
 
 const LOG_ID: &str = r#"{"leader_id":{"term":1,"node_id":1},"index":9}"#;

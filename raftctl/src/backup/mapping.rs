@@ -8,10 +8,9 @@
 //! [`check_preserved`] proves that every checked box landed somewhere.
 
 use anyhow::{bail, Result};
+use checkraft_backup::{Backup, ShardBackup};
 use checkraft_proto::{Grid, ShardDescriptor};
 use croaring::Bitmap;
-
-use super::contents::{Backup, ShardBackup};
 
 /// Refuses a backup with checked boxes at indices the target grid lacks.
 pub fn check_fits(backup: &Backup, grid: &Grid) -> Result<()> {
@@ -100,8 +99,8 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    use super::super::contents::samples;
     use super::*;
+    use checkraft_backup::contents::samples;
 
     /// Maps a random 3-shard backup onto a random `n`-shard layout of a
     /// grid of `target_boxes` and checks every box of both grids.

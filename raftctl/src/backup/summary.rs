@@ -8,8 +8,9 @@ use anyhow::Result;
 use checkraft_proto::Grid;
 use serde::Serialize;
 
-use super::contents::Backup;
-use super::format::VERSION;
+use checkraft_backup::dir::utc;
+use checkraft_backup::format::VERSION;
+use checkraft_backup::Backup;
 
 /// Prints `value` as JSON or as text.
 pub fn print<T: Serialize + fmt::Display>(value: &T, json: bool) -> Result<()> {
@@ -216,49 +217,5 @@ fn count(n: u64, what: &str) -> String {
         (1, _) => format!("1 {what}"),
         (_, true) => format!("{n} {what}es"),
         (_, false) => format!("{n} {what}s"),
-    }
-}
-
-/// `ms` since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (y, m, d) = civil_from_days(secs / 86_400);
-    let t = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t / 3600,
-        t / 60 % 60,
-        t % 60,
-        ms % 1000
-    )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01, using 400-year
-/// eras of 146097 days and years starting in March (so leap days fall at
-/// the end of a year).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468; // days since 0000-03-01
-    let era = z / 146_097;
-    let doe = z % 146_097; // day of era, [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of the March-based year
-    let mp = (5 * doy + 2) / 153; // month from March, [0, 11]
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = era * 400 + yoe + u64::from(month <= 2);
-    (year, month, day)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_formats_known_instants() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(utc(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(utc(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
-        assert_eq!(utc(4_107_542_400_000), "2100-03-01T00:00:00.000Z");
     }
 }

@@ -9,9 +9,10 @@ use croaring::Bitmap;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::contents::samples;
 use super::fake_cluster::FakeCluster;
 use super::*;
+use checkraft_backup::contents::samples;
+use checkraft_backup::file;
 
 fn d(shard: u64, start: u64, end: u64, epoch: u64) -> ShardDescriptor {
     ShardDescriptor {

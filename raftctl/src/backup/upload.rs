@@ -7,8 +7,9 @@ use checkraft_proto::{
 };
 use croaring::{Bitmap, Portable};
 
-use super::check::show;
-use super::route::Routes;
+use checkraft_backup::check::show;
+use checkraft_backup::Routes;
+
 use crate::client::ClusterClient;
 
 /// Records the restore in the map; returns the operation's id.

@@ -75,7 +75,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             operation::abort(&client, id, g.json).await
         }
         Command::Snapshot { target } => snapshot::run(&client, &target, g.json).await,
-        Command::Backup { out } => crate::backup::backup(&client, &out, g.json).await,
+        Command::Backup { out, action } => {
+            crate::backup::command(&client, out.as_deref(), action, g.json).await
+        }
         Command::Restore { from } => crate::backup::restore(&client, &from, g.json).await,
         Command::Verify { .. } | Command::Up(_) | Command::Bench(_) | Command::BenchWorker(_) => {
             unreachable!("handled above")

@@ -7,20 +7,20 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{anyhow, bail, Context, Result};
+use crate::error::{invalid, Context, Error, Result};
 use checkraft_proto::{Grid, ShardDescriptor, ShardMap, MAX_BOX_END};
 use croaring::Bitmap;
 
-use super::contents::{Backup, ShardBackup};
-use super::format::{decode_bitmap, Header, ShardSection};
+use crate::contents::{Backup, ShardBackup};
+use crate::format::{decode_bitmap, Header, ShardSection};
 
 /// Checks decoded parts and assembles the [`Backup`].
 pub fn backup(header: Header, sections: Vec<ShardSection>) -> Result<Backup> {
     let grid = grid(&header.map)?;
     if let Some(op) = &header.map.operation {
         // The writer always clears it; a file carrying one was not written
-        // by `raftctl backup` (found by fuzzing).
-        bail!(
+        // by this crate (found by fuzzing).
+        invalid!(
             "the backup's map records an operation in progress (#{}), which backups never hold",
             op.id
         );
@@ -31,7 +31,7 @@ pub fn backup(header: Header, sections: Vec<ShardSection>) -> Result<Backup> {
             .iter()
             .find(|r| !header.map.nodes.contains_key(r))
         {
-            bail!(
+            invalid!(
                 "the backup's map places shard {} on node {r}, which is not in its node registry",
                 record.descriptor.shard
             );
@@ -59,28 +59,28 @@ pub fn layout(shards: &[ShardDescriptor], boxes: u64) -> Result<()> {
     for pair in shards.windows(2) {
         let (prev, d) = (&pair[0], &pair[1]);
         if d.start < prev.start {
-            bail!(
+            invalid!(
                 "shard ranges are not sorted: {} comes after {}",
                 show(d),
                 show(prev)
             );
         }
         if d.start < prev.end {
-            bail!("shard ranges overlap: {} and {}", show(prev), show(d));
+            invalid!("shard ranges overlap: {} and {}", show(prev), show(d));
         }
     }
     let mut covered = 0;
     for d in shards {
         if d.start > covered {
-            bail!("no shard covers boxes [{covered}, {})", d.start);
+            invalid!("no shard covers boxes [{covered}, {})", d.start);
         }
         covered = d.end;
     }
     if covered < boxes {
-        bail!("no shard covers boxes [{covered}, {boxes}) of the {boxes}-box grid");
+        invalid!("no shard covers boxes [{covered}, {boxes}) of the {boxes}-box grid");
     }
     if covered > boxes {
-        bail!("shards extend to box {covered}, past the {boxes}-box grid");
+        invalid!("shards extend to box {covered}, past the {boxes}-box grid");
     }
     Ok(())
 }
@@ -89,7 +89,7 @@ pub fn layout(shards: &[ShardDescriptor], boxes: u64) -> Result<()> {
 pub fn within(bitmap: &Bitmap, d: &ShardDescriptor) -> Result<()> {
     for index in [bitmap.minimum(), bitmap.maximum()].into_iter().flatten() {
         if !d.contains(index) {
-            bail!("box {index} lies outside {}", show(d));
+            invalid!("box {index} lies outside {}", show(d));
         }
     }
     Ok(())
@@ -102,9 +102,11 @@ pub fn show(d: &ShardDescriptor) -> String {
 
 /// The backed-up map's grid, which must exist and fit the index space.
 fn grid(map: &ShardMap) -> Result<Grid> {
-    let grid = map.grid.context("the backup's shard map has no grid")?;
+    let grid = map
+        .grid
+        .ok_or_else(|| Error::Invalid("the backup's shard map has no grid".into()))?;
     if grid.boxes == 0 || grid.boxes > MAX_BOX_END {
-        bail!(
+        invalid!(
             "the backup's grid has an impossible size of {} boxes",
             grid.boxes
         );
@@ -117,14 +119,14 @@ fn shard(s: ShardSection, map: &ShardMap) -> Result<ShardBackup> {
     let d = s.descriptor;
     let id = d.shard;
     d.validate()
-        .map_err(|e| anyhow!("shard {id}: invalid descriptor: {e}"))?;
+        .map_err(|e| Error::Invalid(format!("shard {id}: invalid descriptor: {e}")))?;
     let record = map
         .shards
         .get(&id)
-        .with_context(|| format!("shard {id} is not in the backup's map"))?;
+        .ok_or_else(|| Error::Invalid(format!("shard {id} is not in the backup's map")))?;
     let m = &record.descriptor;
     if (m.shard, m.start, m.end, m.epoch) != (id, d.start, d.end, d.epoch) {
-        bail!(
+        invalid!(
             "{} does not match the backup's map, which has {}",
             show(&d),
             show(m)
@@ -146,7 +148,7 @@ fn unique_ids(shards: &[ShardBackup]) -> Result<()> {
     let mut seen = BTreeSet::new();
     for s in shards {
         if !seen.insert(s.descriptor.shard) {
-            bail!("shard {} appears twice", s.descriptor.shard);
+            invalid!("shard {} appears twice", s.descriptor.shard);
         }
     }
     Ok(())
@@ -159,9 +161,9 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    use super::super::contents::samples;
-    use super::super::format;
     use super::*;
+    use crate::contents::samples;
+    use crate::format;
 
     fn d(shard: u64, start: u64, end: u64) -> ShardDescriptor {
         ShardDescriptor {

@@ -1,7 +1,7 @@
 //! What a backup holds, in memory: [`Backup`] and its [`ShardBackup`]s.
 //!
 //! A `Backup` read from a file has passed every check of
-//! [`super::check`]; one built by `backup` is checked by reading its file
+//! [`crate::check`]; one built by [`crate::take`] is checked by reading its file
 //! back before the file takes its final name.
 
 use checkraft_proto::{Grid, ShardDescriptor, ShardMap};
@@ -42,7 +42,7 @@ impl Backup {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "samples"))]
 pub mod samples {
     //! Backups with random contents, for the tests of every file.
 

@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Result};
 use checkraft_proto::{NodeId, NodeState, NodeStatus, ShardMap, ShardRecord};
 
-use crate::client::ClusterClient;
+use crate::error::{Error, Result};
+use crate::nodes::Nodes;
 
 /// What the reachable nodes said about themselves.
 #[derive(Debug, Default)]
@@ -20,17 +20,16 @@ pub struct Routes {
 
 impl Routes {
     /// Asks every node of `map` (but removed ones) for its status, at once.
-    pub async fn probe(client: &ClusterClient, map: &ShardMap) -> Self {
+    pub async fn probe(client: &impl Nodes, map: &ShardMap) -> Self {
         let nodes = map.nodes.values().filter(|n| n.state != NodeState::Removed);
-        let calls = nodes.map(|n| async move { (n.id, client.node_status(&n.addr).await) });
+        let calls = nodes.map(|n| async move { (n.id, client.status(&n.addr).await) });
         let mut statuses = BTreeMap::new();
         for (id, answer) in futures::future::join_all(calls).await {
             match answer {
                 Ok(status) => {
                     statuses.insert(id, status);
                 }
-                Err(e) => {
-                    let error = format!("{e:#}");
+                Err(error) => {
                     tracing::warn!(node = id, %error, "node unreachable; trying it last");
                 }
             }
@@ -56,7 +55,9 @@ impl Routes {
         }
         nodes.sort_by_key(|n| !self.statuses.contains_key(n));
         if nodes.is_empty() {
-            bail!("shard {id}: the map knows no address for any of its replicas");
+            return Err(Error::Cluster(format!(
+                "shard {id}: the map knows no address for any of its replicas"
+            )));
         }
         Ok(nodes
             .iter()

@@ -1,5 +1,5 @@
-//! The byte layout of a backup file (specified in the [module
-//! docs](super)): magic, version, crc32-protected sections, final crc32.
+//! The byte layout of a backup file (specified in the [crate
+//! docs](crate)): magic, version, crc32-protected sections, final crc32.
 //!
 //! [`write`](fn@write) turns a [`Backup`] into bytes; [`read`] turns bytes back into
 //! a checked [`Backup`], refusing anything malformed with an error that
@@ -8,13 +8,13 @@
 
 use std::io::{Read, Write};
 
-use anyhow::{anyhow, bail, Context, Result};
 use checkraft_proto::{codec, ShardDescriptor, ShardMap};
 use croaring::{Bitmap, Portable};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::check;
-use super::contents::{Backup, ShardBackup};
+use crate::check;
+use crate::contents::{Backup, ShardBackup};
+use crate::error::{invalid, Context, Error, Result};
 
 /// The first eight bytes of every backup file.
 pub const MAGIC: &[u8; 8] = b"CKRFTBK\0";
@@ -51,11 +51,12 @@ pub struct ShardSection {
     pub bitmap: Vec<u8>,
 }
 
-/// Writes `backup` to `out`; returns the number of bytes written.
-pub fn write(out: impl Write, backup: &Backup) -> Result<u64> {
+/// Writes `backup` to `out`, naming `tool` (e.g. `raftctl 0.1.0`) as
+/// its writer; returns the number of bytes written.
+pub fn write(out: impl Write, backup: &Backup, tool: &str) -> Result<u64> {
     let header = Header {
         created_ms: backup.created_ms,
-        tool: concat!("raftctl ", env!("CARGO_PKG_VERSION")).to_string(),
+        tool: tool.to_string(),
         map: ShardMap {
             operation: None,
             ..backup.map.clone()
@@ -84,7 +85,9 @@ pub fn write_parts(out: impl Write, header: &Header, shards: &[ShardSection]) ->
     }
     let crc = w.hasher.clone().finalize();
     w.put(&crc.to_le_bytes())?;
-    w.inner.flush()?;
+    w.inner
+        .flush()
+        .map_err(|e| Error::io("writing the file", e))?;
     Ok(w.written)
 }
 
@@ -106,6 +109,19 @@ pub fn read(input: impl Read) -> Result<Backup> {
     check::backup(header, shards)
 }
 
+/// Reads only the magic, the version and the header section (checksum
+/// included): cheap, for listing backups. It does not check the rest of
+/// the file; [`read`] does.
+pub fn read_header(input: impl Read) -> Result<Header> {
+    let mut r = CrcReader {
+        inner: input,
+        hasher: crc32fast::Hasher::new(),
+        offset: 0,
+    };
+    read_preamble(&mut r)?;
+    r.section("the header", MAX_HEADER)
+}
+
 /// Encodes one shard for the file.
 fn to_section(s: &ShardBackup) -> ShardSection {
     let mut bitmap = s.bitmap.clone();
@@ -122,21 +138,23 @@ fn to_section(s: &ShardBackup) -> ShardSection {
 /// Decodes untrusted `Portable` bytes, or explains that they do not.
 pub fn decode_bitmap(bytes: &[u8]) -> Result<Bitmap> {
     Bitmap::try_deserialize::<Portable>(bytes)
-        .ok_or_else(|| anyhow!("not valid croaring Portable bytes"))
+        .ok_or_else(|| Error::Invalid("not valid croaring Portable bytes".into()))
 }
 
 /// Magic and version.
 fn read_preamble(r: &mut CrcReader<impl Read>) -> Result<()> {
     let magic = r.take(MAGIC.len())?;
     if magic.len() < MAGIC.len() || magic.as_slice() != MAGIC {
-        bail!(
+        invalid!(
             "not a checkraft backup: the file does not start with {:?}",
             String::from_utf8_lossy(MAGIC)
         );
     }
     let version = r.u32("the format version")?;
     if version != VERSION {
-        bail!("unsupported backup format version {version} (this raftctl reads version {VERSION})");
+        invalid!(
+            "unsupported backup format version {version} (this reader knows version {VERSION})"
+        );
     }
     Ok(())
 }
@@ -146,14 +164,14 @@ fn read_trailer(r: &mut CrcReader<impl Read>) -> Result<()> {
     let computed = r.hasher.clone().finalize();
     let stored = r.u32("the final checksum")?;
     if stored != computed {
-        bail!(
+        invalid!(
             "final checksum mismatch (stored {stored:08x}, computed {computed:08x}): \
              the file is corrupt"
         );
     }
     let extra = r.take(1)?;
     if !extra.is_empty() {
-        bail!(
+        invalid!(
             "unexpected bytes after the final checksum at offset {}: the file is corrupt",
             r.offset - 1
         );
@@ -170,7 +188,9 @@ struct CrcWriter<W> {
 
 impl<W: Write> CrcWriter<W> {
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        self.inner.write_all(bytes)?;
+        self.inner
+            .write_all(bytes)
+            .map_err(|e| Error::io("writing the file", e))?;
         self.hasher.update(bytes);
         self.written += bytes.len() as u64;
         Ok(())
@@ -180,7 +200,7 @@ impl<W: Write> CrcWriter<W> {
     fn section(&mut self, body: &[u8], max: u32) -> Result<()> {
         let len = u32::try_from(body.len()).ok().filter(|&l| l <= max);
         let Some(len) = len else {
-            bail!(
+            invalid!(
                 "a section of {} bytes exceeds the format's limit of {max}",
                 body.len()
             );
@@ -207,7 +227,7 @@ impl<R: Read> CrcReader<R> {
         (&mut self.inner)
             .take(n as u64)
             .read_to_end(&mut buf)
-            .context("reading the file")?;
+            .map_err(|e| Error::io("reading the file", e))?;
         self.hasher.update(&buf);
         self.offset += buf.len() as u64;
         Ok(buf)
@@ -217,7 +237,7 @@ impl<R: Read> CrcReader<R> {
     fn exact(&mut self, n: usize, what: &str) -> Result<Vec<u8>> {
         let buf = self.take(n)?;
         if buf.len() < n {
-            bail!(
+            invalid!(
                 "truncated: the file ends at offset {} inside {what} ({} of {n} bytes present)",
                 self.offset,
                 buf.len()
@@ -237,7 +257,7 @@ impl<R: Read> CrcReader<R> {
         let len_bytes = self.exact(4, what)?;
         let len = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
         if len > max {
-            bail!(
+            invalid!(
                 "{what} at offset {start} declares {len} bytes, over the limit of {max}: \
                  the file is corrupt"
             );
@@ -246,12 +266,13 @@ impl<R: Read> CrcReader<R> {
         let stored = self.u32(what)?;
         let computed = section_crc(&len_bytes, &body);
         if stored != computed {
-            bail!(
+            invalid!(
                 "checksum mismatch in {what} at offset {start} \
                  (stored {stored:08x}, computed {computed:08x}): the file is corrupt"
             );
         }
-        codec::decode(&body).map_err(|e| anyhow!("{what} at offset {start} does not decode: {e}"))
+        codec::decode(&body)
+            .map_err(|e| Error::Invalid(format!("{what} at offset {start} does not decode: {e}")))
     }
 }
 
@@ -268,8 +289,8 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    use super::super::contents::samples;
     use super::*;
+    use crate::contents::samples;
 
     fn sample() -> Backup {
         let mut rng = StdRng::seed_from_u64(7);
@@ -279,7 +300,7 @@ mod tests {
 
     fn bytes_of(b: &Backup) -> Vec<u8> {
         let mut out = Vec::new();
-        let n = write(&mut out, b).unwrap();
+        let n = write(&mut out, b, "test").unwrap();
         assert_eq!(n, out.len() as u64);
         out
     }
@@ -312,6 +333,12 @@ mod tests {
         let back = read(bytes_of(&b).as_slice()).unwrap();
         assert_eq!(back, b);
         assert!(back.boxes_checked() > 0);
+        let header = read_header(bytes_of(&b).as_slice()).unwrap();
+        assert_eq!(
+            (header.created_ms, header.tool.as_str()),
+            (b.created_ms, "test")
+        );
+        assert_eq!(header.map, b.map);
     }
 
     #[test]

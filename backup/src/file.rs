@@ -8,29 +8,34 @@ use std::fs::{self, File};
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-
-use super::contents::Backup;
-use super::format;
+use crate::contents::Backup;
+use crate::error::{invalid, Context, Error, Result};
+use crate::format;
 
 /// Reads and checks the backup at `path`; also returns its size in bytes.
 pub fn load(path: &Path) -> Result<(Backup, u64)> {
-    let f = File::open(path).with_context(|| format!("opening backup {}", path.display()))?;
+    let f =
+        File::open(path).map_err(|e| Error::io(format!("opening backup {}", path.display()), e))?;
     let bytes = f
         .metadata()
-        .with_context(|| format!("reading {}", path.display()))?
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
         .len();
     let backup = format::read(BufReader::new(f))
         .with_context(|| format!("{} is not a valid backup", path.display()))?;
     Ok((backup, bytes))
 }
 
-/// Writes `backup` to `path` atomically; returns its size in bytes.
-pub fn save(path: &Path, backup: &Backup) -> Result<u64> {
+/// Writes `backup` to `path` atomically, naming `tool` as its writer;
+/// returns its size in bytes.
+pub fn save(path: &Path, backup: &Backup, tool: &str) -> Result<u64> {
     let tmp = tmp_path(path);
-    let saved = write_verified(&tmp, backup).and_then(|bytes| {
-        fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    let saved = write_verified(&tmp, backup, tool).and_then(|bytes| {
+        fs::rename(&tmp, path).map_err(|e| {
+            Error::io(
+                format!("renaming {} to {}", tmp.display(), path.display()),
+                e,
+            )
+        })?;
         Ok(bytes)
     });
     if saved.is_err() {
@@ -42,20 +47,19 @@ pub fn save(path: &Path, backup: &Backup) -> Result<u64> {
 }
 
 /// Writes and fsyncs `tmp`, then checks that it reads back as `backup`.
-fn write_verified(tmp: &Path, backup: &Backup) -> Result<u64> {
-    let f = File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+fn write_verified(tmp: &Path, backup: &Backup, tool: &str) -> Result<u64> {
+    let f = File::create(tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
     let mut w = BufWriter::new(f);
-    let bytes =
-        format::write(&mut w, backup).with_context(|| format!("writing {}", tmp.display()))?;
+    let bytes = format::write(&mut w, backup, tool)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     let f = w
         .into_inner()
-        .map_err(|e| e.into_error())
-        .with_context(|| format!("writing {}", tmp.display()))?;
+        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e.into_error()))?;
     f.sync_all()
-        .with_context(|| format!("syncing {}", tmp.display()))?;
+        .map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
     let (read_back, _) = load(tmp).context("reading the new backup back")?;
     if read_back != *backup {
-        bail!("{} does not read back as what was written", tmp.display());
+        invalid!("{} does not read back as what was written", tmp.display());
     }
     Ok(bytes)
 }
@@ -67,15 +71,15 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Makes the rename durable.
-fn sync_dir(path: &Path) -> Result<()> {
+/// Makes a rename or removal in `path`'s directory durable.
+pub fn sync_dir(path: &Path) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing directory {}", dir.display()))
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
 }
 
 #[cfg(test)]
@@ -83,8 +87,8 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    use super::super::contents::samples;
     use super::*;
+    use crate::contents::samples;
 
     #[test]
     fn save_then_load_and_no_tmp_left() {
@@ -93,7 +97,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let layout = samples::layout(&mut rng, 3000, 3);
         let backup = samples::backup(&mut rng, 3000, &layout);
-        let bytes = save(&path, &backup).unwrap();
+        let bytes = save(&path, &backup, "test").unwrap();
         assert_eq!(load(&path).unwrap(), (backup, bytes));
         assert!(!tmp_path(&path).exists());
         assert_eq!(tmp_path(&path).file_name().unwrap(), "b.ckb.tmp");
@@ -107,7 +111,7 @@ mod tests {
         let layout = samples::layout(&mut rng, 3000, 3);
         let mut backup = samples::backup(&mut rng, 3000, &layout);
         backup.shards.swap(0, 1);
-        let e = format!("{:#}", save(&path, &backup).unwrap_err());
+        let e = format!("{:#}", save(&path, &backup, "test").unwrap_err());
         assert!(e.contains("not sorted"), "{e}");
         assert!(!path.exists() && !tmp_path(&path).exists());
     }
