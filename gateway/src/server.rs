@@ -39,11 +39,13 @@ pub async fn serve_with(
     started(gateway.clone());
     let hub = ws::Hub::new(gateway.clone(), stop_rx.clone());
     hub.start();
+    // Spawned tasks do not inherit the span: give it back (gateway_id).
     tokio::spawn(
         gateway
             .registry
             .clone()
-            .report_loop(hub.limits.clone(), stop_rx.clone()),
+            .report_loop(hub.limits.clone(), stop_rx.clone())
+            .in_current_span(),
     );
     let routes = ready::filter(gateway.clone())
         .or(ws::filter(hub.clone()))

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use checkraft_proto::{SetBatch, ShardMap, ShardRecord, WriteOutcome};
+use checkraft_proto::{Rejection, SetBatch, ShardMap, ShardRecord, WriteOutcome};
 use croaring::{Bitmap, Portable};
 
 use crate::client::NodeClient;
@@ -90,6 +90,17 @@ impl Router {
             for addr in self.candidates(&record) {
                 match NodeClient::new(&addr).write(shard, &batch).await {
                     Ok(WriteOutcome::Applied { .. }) => return true,
+                    // The shard split or merged since the map was read:
+                    // nothing was applied; the caller writes again.
+                    Ok(WriteOutcome::Rejected {
+                        rejection:
+                            Rejection::StaleEpoch { .. }
+                            | Rejection::Moved { .. }
+                            | Rejection::Frozen { .. },
+                    }) => {
+                        let _ = self.refresh().await;
+                        return false;
+                    }
                     Ok(WriteOutcome::Rejected { rejection }) => {
                         panic!("shard {shard} rejected a valid batch: {rejection}")
                     }

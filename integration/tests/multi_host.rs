@@ -237,6 +237,10 @@ async fn test(run: &mut Run) {
             TEST_GATEWAY_SECRET.into(),
         ),
         ("CHECKRAFT_NODE_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+        // The final check compares the replicas the map names at the end:
+        // the control plane must not move them meanwhile (rebalancing
+        // has its own test, `repair`).
+        ("CHECKRAFT_NODE_REBALANCE".into(), "false".into()),
     ];
     for (id, adv) in &advertised[..3] {
         let host = format!("n{id}");

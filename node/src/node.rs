@@ -117,8 +117,10 @@ impl Node {
             None => tracing::warn!("no node id yet: waiting for `raftctl node add` to assign one"),
         }
         tokio::spawn(report_leadership(Arc::downgrade(&node)));
-        tokio::spawn(crate::control::drive(Arc::downgrade(&node)));
-        tokio::spawn(crate::control::report::run(Arc::downgrade(&node)));
+        let control = crate::control::drive(Arc::downgrade(&node));
+        tokio::spawn(tracing::Instrument::instrument(control, node.span.clone()));
+        let report = crate::control::report::run(Arc::downgrade(&node));
+        tokio::spawn(tracing::Instrument::instrument(report, node.span.clone()));
         let backups = crate::backup_schedule::drive(Arc::downgrade(&node));
         tokio::spawn(tracing::Instrument::instrument(backups, node.span.clone()));
         Ok(node)
