@@ -347,16 +347,20 @@ impl ShardGroup {
         Ok(membership_changed(resp.log_id, resp.membership.as_ref()))
     }
 
-    /// Removes `node` from the group (voter or learner) in one membership
-    /// change. Refuses to remove the last voter.
-    pub async fn remove_node(&self, node: u64) -> Result<MembershipChanged> {
-        let membership = self
-            .raft
+    /// The group's current membership, as this replica knows it.
+    pub fn membership(&self) -> openraft::Membership<u64, BasicNode> {
+        self.raft
             .metrics()
             .borrow_watched()
             .membership_config
             .membership()
-            .clone();
+            .clone()
+    }
+
+    /// Removes `node` from the group (voter or learner) in one membership
+    /// change. Refuses to remove the last voter.
+    pub async fn remove_node(&self, node: u64) -> Result<MembershipChanged> {
+        let membership = self.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let change = if voters.contains(&node) {
             if voters.len() == 1 {

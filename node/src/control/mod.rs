@@ -36,7 +36,6 @@ use checkraft_proto::{
     GroupId, MetaCommand, NodeId, NodeReport, NodeState, OperationKind, ShardId, ShardMap,
     META_GROUP,
 };
-use openraft::async_runtime::WatchReceiver;
 
 use crate::node::Node;
 use crate::reshape::{self, meta_ok, Finished};
@@ -235,13 +234,7 @@ async fn decide(
     let Ok(meta) = node.group(META_GROUP) else {
         return;
     };
-    let membership = meta
-        .raft
-        .metrics()
-        .borrow_watched()
-        .membership_config
-        .membership()
-        .clone();
+    let membership = meta.membership();
     let facts = Facts {
         map,
         reports,
@@ -375,14 +368,7 @@ async fn act(node: &Node, map: &ShardMap, action: &Action) -> crate::error::Resu
                 .addr(*n)
                 .ok_or_else(|| crate::error::Error::NotFound(format!("node {n}'s address")))?;
             let meta = node.group(META_GROUP)?;
-            let member = meta
-                .raft
-                .metrics()
-                .borrow_watched()
-                .membership_config
-                .membership()
-                .get_node(n)
-                .is_some();
+            let member = meta.membership().get_node(n).is_some();
             if !member {
                 meta.add_learner(checkraft_proto::AddLearner {
                     node_id: *n,

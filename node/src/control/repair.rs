@@ -11,7 +11,6 @@ use std::collections::BTreeSet;
 use checkraft_proto::{
     ChangeMembership, MetaCommand, NodeId, NodeState, Operation, ShardId, ShardMap, META_GROUP,
 };
-use openraft::async_runtime::WatchReceiver;
 
 use super::moves::{move_replica, Moved};
 use crate::error::{Error, Result};
@@ -81,13 +80,7 @@ async fn leave_meta(node: &Node, gone: NodeId, live: &BTreeSet<NodeId>) -> Resul
             "the metadata leader is the node leaving; handing over".into(),
         ));
     }
-    let membership = meta
-        .raft
-        .metrics()
-        .borrow_watched()
-        .membership_config
-        .membership()
-        .clone();
+    let membership = meta.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     if voters.contains(&gone) {
         let Some(r) = membership
