@@ -159,10 +159,10 @@ pub fn plan(f: &Facts) -> Option<Action> {
         return Some(Action::DeleteStale(node, groups));
     }
     // 4. Returned nodes come back once clean.
+    // (Replicas the map still places there, for want of a free node
+    // during the repair, simply catch up through raft.)
     if let Some(id) = live.iter().find(|id| {
-        state(map, **id) == Some(NodeState::Down)
-            && !f.stale.iter().any(|(n, _)| n == *id)
-            && !map.shards.values().any(|s| s.replicas.contains(id))
+        state(map, **id) == Some(NodeState::Down) && !f.stale.iter().any(|(n, _)| n == *id)
     }) {
         return Some(Action::Readmit(*id));
     }
@@ -362,6 +362,15 @@ mod tests {
         assert_eq!(plan(&f), Some(Action::DeleteStale(3, vec![10])));
         f.reports.get_mut(&3).unwrap().groups.clear();
         f.stale.clear();
+        assert_eq!(plan(&f), Some(Action::Readmit(3)));
+    }
+
+    #[test]
+    fn a_returned_node_that_kept_its_replicas_is_taken_back() {
+        // Three nodes: node 3's replicas had nowhere to go while it was
+        // down, so the map still places them there.
+        let m = map(&[(1, UP), (2, UP), (3, DOWN)], &[(10, &[1, 2, 3])]);
+        let f = facts(&m, &[(1, &[10]), (2, &[]), (3, &[])], &[]);
         assert_eq!(plan(&f), Some(Action::Readmit(3)));
     }
 
