@@ -195,20 +195,26 @@ async fn test(caddy: bool) {
     );
     let hidden = reqwest::get(format!("{page}/package.json")).await.unwrap();
     assert_eq!(hidden.status(), 404, "development files stay hidden");
-    let config: serde_json::Value = reqwest::get(format!("{page}/config.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .expect("config.json is JSON");
     let endpoints: Vec<String> = (0..gateways)
         .map(|i| format!("ws://127.0.0.1:{}/ws", gateway_port + i))
         .collect();
-    assert_eq!(
-        config["endpoints"],
-        serde_json::json!(endpoints),
-        "{config}"
-    );
+    // The registry is soft state: a gateway's /config.json may lag a
+    // report interval (and its 1 s cache) behind the other's.
+    let want = serde_json::json!(endpoints);
+    let config = eventually(
+        Duration::from_secs(15),
+        "/config.json to list every gateway",
+        || {
+            let url = format!("{page}/config.json");
+            let want = want.clone();
+            async move {
+                let config: serde_json::Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+                (config["endpoints"] == want).then_some(config)
+            }
+        },
+    )
+    .await;
+    assert_eq!(config["source"], "registry", "{config}");
 
     // Origins: the page's (either spelling) may open websockets at the
     // page's own /ws (through Caddy, which passes Host through) and at
