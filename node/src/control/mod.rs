@@ -236,6 +236,7 @@ async fn decide(
     };
     let membership = meta.membership();
     let facts = Facts {
+        unclean: stale_now.iter().map(|(n, _)| *n).collect(),
         map,
         reports,
         silent,

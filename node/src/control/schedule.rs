@@ -41,6 +41,8 @@ pub struct Facts<'a> {
     pub meta_learners: BTreeSet<NodeId>,
     /// Replicas that have looked stale for [`STALE_GRACE`].
     pub stale: BTreeSet<(NodeId, GroupId)>,
+    /// Nodes with a replica that looks stale now (for any time).
+    pub unclean: BTreeSet<NodeId>,
     /// Shards written too fast for long enough (load-based split).
     pub hot: BTreeSet<ShardId>,
     /// Even out replicas and leaders (off while an Up node's reports
@@ -161,9 +163,10 @@ pub fn plan(f: &Facts) -> Option<Action> {
     // 4. Returned nodes come back once clean.
     // (Replicas the map still places there, for want of a free node
     // during the repair, simply catch up through raft.)
-    if let Some(id) = live.iter().find(|id| {
-        state(map, **id) == Some(NodeState::Down) && !f.stale.iter().any(|(n, _)| n == *id)
-    }) {
+    if let Some(id) = live
+        .iter()
+        .find(|id| state(map, **id) == Some(NodeState::Down) && !f.unclean.contains(id))
+    {
         return Some(Action::Readmit(*id));
     }
     if !f.rebalance || !f.silent.is_empty() {
@@ -311,9 +314,11 @@ mod tests {
             .iter()
             .map(|(id, l)| (*id, report(m, *id, l)))
             .collect();
+        let stale = stale_replicas(m, &reports);
         Facts {
             map: m,
-            stale: stale_replicas(m, &reports),
+            unclean: stale.iter().map(|(n, _)| *n).collect(),
+            stale,
             reports,
             silent: silent.iter().copied().collect(),
             meta_voters: BTreeSet::from([1, 2, 3]),
@@ -359,9 +364,13 @@ mod tests {
         old.node_id = 3;
         f.reports.insert(3, old);
         f.stale = stale_replicas(&m, &f.reports);
+        f.unclean.insert(3);
         assert_eq!(plan(&f), Some(Action::DeleteStale(3, vec![10])));
-        f.reports.get_mut(&3).unwrap().groups.clear();
+        // Not back while a copy looks stale, even before the grace.
         f.stale.clear();
+        assert_eq!(plan(&f), None);
+        f.reports.get_mut(&3).unwrap().groups.clear();
+        f.unclean.clear();
         assert_eq!(plan(&f), Some(Action::Readmit(3)));
     }
 
