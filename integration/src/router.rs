@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use checkraft_client::{shard_candidates, Budget, Call, NodeApi};
-use checkraft_proto::{SetBatch, ShardMap, WriteOutcome};
+use checkraft_proto::{Rejection, SetBatch, ShardMap, WriteOutcome};
 use croaring::{Bitmap, Portable};
 
 use crate::client::peer_api;
@@ -57,8 +57,9 @@ impl Router {
     }
 
     /// Writes `sets` (grouped by shard) and returns the sets that were
-    /// acknowledged. Unacknowledged ones (no leader within the retries)
-    /// are left out.
+    /// acknowledged. Unacknowledged ones (no leader within the retries, or
+    /// refused for a stale epoch because the map lagged a reshape) are
+    /// left out.
     pub async fn write(&mut self, sets: &[(u32, bool)]) -> Result<Vec<(u32, bool)>> {
         let mut by_shard: BTreeMap<u64, Vec<(u32, bool)>> = BTreeMap::new();
         for &(i, c) in sets {
@@ -97,6 +98,12 @@ impl Router {
                 .outcome_at_leader(&what, &candidates, call, &WRITE_PASS);
             match routed.await {
                 Ok(WriteOutcome::Applied { .. }) => return true,
+                // The map lags a split or merge that just moved the shard to
+                // a new epoch: nothing was written, so the sets stay
+                // unacknowledged (the caller re-reads the map).
+                Ok(WriteOutcome::Rejected {
+                    rejection: Rejection::StaleEpoch { .. },
+                }) => return false,
                 Ok(WriteOutcome::Rejected { rejection }) => {
                     panic!("shard {shard} rejected a valid batch: {rejection}")
                 }
