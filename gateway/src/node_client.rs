@@ -1,26 +1,32 @@
 //! [`NodeClient`]: the gateway's HTTP client of nodes. Every call it
 //! makes is signed as a gateway (`checkraft-auth`), so nodes can tell it
-//! from a stranger and limit it to the data plane.
+//! from a stranger and limit it to the data plane. Leader views and
+//! metadata-leader calls go through `checkraft-client`; the write hot path
+//! (`writer.rs`) builds its own signed requests with [`NodeClient::post`].
 
 use std::time::Duration;
 
-use checkraft_auth::{SendSigned, Signer};
-use checkraft_proto::{LeaderView, ShardId, WriteOutcome};
+use checkraft_auth::Signer;
+use checkraft_client::{Budget, Call, Credential, NodeApi};
+use checkraft_proto::{LeaderView, ShardId};
+use serde::de::DeserializeOwned;
 
-/// Most `421` forwards [`NodeClient::to_meta_leader`] follows.
-const MAX_FORWARDS: usize = 4;
+/// Routing to the metadata leader: each candidate once, following at most
+/// 4 `421` forwards, no pause.
+const TO_META_LEADER: Budget = Budget::ONCE;
 
 /// A `reqwest::Client` and the signer of its calls.
 #[derive(Debug, Clone)]
 pub struct NodeClient {
-    http: reqwest::Client,
-    signer: Signer,
+    api: NodeApi,
 }
 
 impl NodeClient {
     /// Calls through `http`, signed by `signer`.
     pub fn new(http: reqwest::Client, signer: Signer) -> Self {
-        Self { http, signer }
+        Self {
+            api: NodeApi::new(http, Credential::peer(signer)),
+        }
     }
 
     /// A client signing with a fixed test secret (unit tests only).
@@ -34,17 +40,17 @@ impl NodeClient {
     /// A GET request to `url`; send it with
     /// `checkraft_auth::SendSigned::send_signed(self.signer())`.
     pub fn get(&self, url: String) -> reqwest::RequestBuilder {
-        self.http.get(url)
+        self.api.http().get(url)
     }
 
     /// A POST request to `url` (send it as [`Self::get`] says).
     pub fn post(&self, url: String) -> reqwest::RequestBuilder {
-        self.http.post(url)
+        self.api.http().post(url)
     }
 
     /// The signer of this client's calls.
     pub fn signer(&self) -> &Signer {
-        &self.signer
+        self.api.credential().signer().expect("a gateway signs")
     }
 
     /// What the node at `addr` believes about `shard`'s leadership and
@@ -56,57 +62,33 @@ impl NodeClient {
         shard: ShardId,
         limit: Duration,
     ) -> Option<LeaderView> {
-        let url = format!("http://{addr}/shards/{shard}/leader");
-        let request = self.get(url).timeout(limit).send_signed(self.signer());
-        request.await.ok()?.json().await.ok()
+        let call = Call::get(format!("/shards/{shard}/leader")).timeout(limit);
+        self.api.json(addr, &call).await.ok()
     }
 
-    /// Sends the request `build` makes for a node address (signed, each
-    /// attempt bounded by `limit`) to the metadata group's leader: to each
-    /// of `candidates` in turn (put the last known leader first), following
-    /// a `421` [`WriteOutcome::ForwardToLeader`] to the leader it names,
-    /// and skipping nodes that fail or answer 503 (no leader known).
-    /// Returns the address that answered otherwise, with its answer (which
-    /// may be an error status); an error when none did.
-    pub async fn to_meta_leader(
+    /// Sends `call` (each attempt bounded by `limit`) to the metadata
+    /// group's leader with `checkraft-client`'s routing: to each of
+    /// `candidates` in turn (put the last known leader first), following a
+    /// `421` forward to the leader it names, and skipping nodes that fail
+    /// or answer 503 (no leader known). Returns the address that answered
+    /// and its decoded JSON answer; an error when none did, or when one
+    /// refused the call.
+    pub async fn to_meta_leader<R: DeserializeOwned>(
         &self,
         candidates: Vec<String>,
         limit: Duration,
-        build: impl Fn(&str) -> reqwest::RequestBuilder,
-    ) -> anyhow::Result<(String, reqwest::Response)> {
-        let mut queue = candidates;
-        let mut forwards = 0;
-        let mut last = anyhow::anyhow!("no node to ask");
-        let mut next = 0;
-        while next < queue.len() {
-            let addr = queue[next].clone();
-            next += 1;
-            let resp = match build(&addr).timeout(limit).send_signed(self.signer()).await {
-                Ok(resp) => resp,
-                Err(e) => {
-                    last = anyhow::anyhow!("{addr}: {e}");
-                    continue;
-                }
-            };
-            match resp.status().as_u16() {
-                421 => {
-                    let outcome = resp.json::<WriteOutcome>().await;
-                    if let Ok(WriteOutcome::ForwardToLeader {
-                        leader_addr: Some(leader),
-                        ..
-                    }) = outcome
-                    {
-                        if forwards < MAX_FORWARDS && leader != addr {
-                            forwards += 1;
-                            queue.insert(next, leader.clone());
-                        }
-                        last = anyhow::anyhow!("{addr}: forwarded to {leader}");
-                    }
-                }
-                503 => last = anyhow::anyhow!("{addr}: no metadata leader known (503)"),
-                _ => return Ok((addr, resp)),
-            }
-        }
-        Err(last)
+        call: Call,
+    ) -> anyhow::Result<(String, R)> {
+        let (api, call) = (&self.api, &call.timeout(limit));
+        let routed = api.route(
+            "metadata leader call",
+            &candidates,
+            &TO_META_LEADER,
+            |addr| async move {
+                let answer = api.json(&addr, call).await?;
+                Ok((addr, answer))
+            },
+        );
+        Ok(routed.await?)
     }
 }

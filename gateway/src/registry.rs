@@ -41,6 +41,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use checkraft_client::Call;
 use checkraft_proto::{GatewayList, GatewayReport, RegisteredGateway};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -183,23 +184,15 @@ impl Registry {
         report: Option<&GatewayReport>,
         limit: Duration,
     ) -> anyhow::Result<GatewayList> {
-        let (addr, resp) = self
+        let call = match report {
+            Some(r) => Call::post_json("/meta/gateways", r),
+            None => Call::get("/meta/gateways"),
+        };
+        let (addr, list): (String, GatewayList) = self
             .http
-            .to_meta_leader(self.candidates(), limit, |addr| {
-                let url = format!("http://{addr}/meta/gateways");
-                match report {
-                    Some(r) => self.http.post(url).json(r),
-                    None => self.http.get(url),
-                }
-            })
+            .to_meta_leader(self.candidates(), limit, call)
             .await
             .inspect_err(|_| *self.leader.lock().unwrap_or_else(|e| e.into_inner()) = None)?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            anyhow::bail!("{addr}: HTTP {status}: {}", body.trim());
-        }
-        let list: GatewayList = resp.json().await?;
         *self.leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
         Ok(list)
     }

@@ -4,45 +4,55 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use checkraft_auth::{Role, Secret, SendSigned, Signer};
-use checkraft_proto::codec::{self, FrameReader};
+use checkraft_client::{Call, Credential, NodeApi};
+use checkraft_proto::codec::FrameReader;
 use checkraft_proto::{
     AddLearner, ChangeEvent, ChangeMembership, CreateGroup, GroupCreated, GroupStatus,
     MembershipChanged, NodeStatus, SetBatch, ShardDescriptor, ShardRead, SnapshotInfo,
     WriteOutcome,
 };
 
+/// The typed node client of the tests: signed as a node with the test
+/// cluster secret, each request limited to 15 s.
+pub fn peer_api() -> NodeApi {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .expect("reqwest client");
+    let secret = Secret::new("cluster secret", crate::TEST_CLUSTER_SECRET).expect("long enough");
+    NodeApi::new(http, Credential::peer(Signer::new(Role::Node, secret)))
+}
+
 /// Client of one node.
 #[derive(Clone)]
 pub struct NodeClient {
     /// `127.0.0.1:PORT`.
     pub addr: String,
-    http: reqwest::Client,
-    token: Option<String>,
-    signer: Signer,
+    /// Data-plane and status calls: signed, no admin token.
+    api: NodeApi,
+    /// Admin calls: signed, with the admin token when one is set.
+    admin: NodeApi,
 }
 
 impl NodeClient {
     /// A client of the node at `addr`.
     pub fn new(addr: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .expect("reqwest client");
+        let api = peer_api();
         Self {
             addr: addr.to_string(),
-            http,
-            token: None,
-            signer: Signer::new(
-                Role::Node,
-                Secret::new("cluster secret", crate::TEST_CLUSTER_SECRET).expect("long enough"),
-            ),
+            admin: api.clone(),
+            api,
         }
     }
 
     /// The same client, sending `Authorization: Bearer token` on admin calls.
     pub fn with_token(mut self, token: &str) -> Self {
-        self.token = Some(token.to_string());
+        let credential = self.admin.credential().clone();
+        self.admin = NodeApi::new(
+            self.api.http().clone(),
+            credential.with_token(Some(token.to_string())),
+        );
         self
     }
 
@@ -54,34 +64,40 @@ impl NodeClient {
     /// The same client, signing with `signer` instead (for tests of
     /// wrong or gateway credentials).
     pub fn with_signer(mut self, signer: Signer) -> Self {
-        self.signer = signer;
+        let http = self.api.http().clone();
+        let api = self.api.credential().clone().with_signer(signer.clone());
+        let admin = self.admin.credential().clone().with_signer(signer);
+        self.api = NodeApi::new(http.clone(), api);
+        self.admin = NodeApi::new(http, admin);
         self
+    }
+
+    fn signer(&self) -> &Signer {
+        self.api.credential().signer().expect("test clients sign")
     }
 
     /// Sends a raw request built on [`Self::http`], signed like every call
     /// of this client.
     pub async fn send(&self, rb: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
-        rb.send_signed(&self.signer).await
+        rb.send_signed(self.signer()).await
     }
 
     /// The underlying HTTP client, for raw requests (unsigned unless sent
     /// with [`Self::send`]).
     pub fn http(&self) -> &reqwest::Client {
-        &self.http
+        self.api.http()
     }
 
-    fn admin(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.token {
-            Some(t) => rb.bearer_auth(t),
-            None => rb,
-        }
+    /// The typed client this one sends its calls with (no admin token).
+    pub fn api(&self) -> &NodeApi {
+        &self.api
     }
 
     /// `GET /metrics`: the Prometheus text (read it with
     /// [`crate::metric_sum`]).
     pub async fn scrape(&self) -> anyhow::Result<String> {
         Ok(self
-            .http
+            .http()
             .get(self.url("/metrics"))
             .send()
             .await?
@@ -91,19 +107,15 @@ impl NodeClient {
 
     /// True when `/health` answers 200.
     pub async fn health(&self) -> bool {
-        matches!(self.http.get(self.url("/health")).send_signed(&self.signer).await, Ok(r) if r.status().is_success())
+        self.api
+            .send(&self.addr, &Call::get("/health"))
+            .await
+            .is_ok()
     }
 
     /// `GET /status`.
     pub async fn status(&self) -> anyhow::Result<NodeStatus> {
-        Ok(self
-            .http
-            .get(self.url("/status"))
-            .send_signed(&self.signer)
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
+        Ok(self.api.json(&self.addr, &Call::get("/status")).await?)
     }
 
     /// `POST /admin/groups`.
@@ -118,13 +130,7 @@ impl NodeClient {
             members,
             initialize,
         };
-        let rb = self.admin(self.http.post(self.url("/admin/groups")).json(&body));
-        Ok(rb
-            .send_signed(&self.signer)
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
+        Ok(self.admin.create_group(&self.addr, &body, None).await?)
     }
 
     /// `POST /admin/groups/{id}/learners`; waits until the learner caught up.
@@ -138,17 +144,8 @@ impl NodeClient {
             node_id,
             addr: addr.to_string(),
         };
-        let rb = self.admin(
-            self.http
-                .post(self.url(&format!("/admin/groups/{group}/learners")))
-                .json(&body),
-        );
-        Ok(rb
-            .send_signed(&self.signer)
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
+        let call = Call::post_json(format!("/admin/groups/{group}/learners"), &body);
+        Ok(self.admin.json(&self.addr, &call).await?)
     }
 
     /// `POST /admin/groups/{id}/membership`.
@@ -161,56 +158,28 @@ impl NodeClient {
             voters: voters.iter().copied().collect(),
             retain: false,
         };
-        let rb = self.admin(
-            self.http
-                .post(self.url(&format!("/admin/groups/{group}/membership")))
-                .json(&body),
-        );
-        Ok(rb
-            .send_signed(&self.signer)
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
+        let call = Call::post_json(format!("/admin/groups/{group}/membership"), &body);
+        Ok(self.admin.json(&self.addr, &call).await?)
     }
 
     /// `POST /admin/groups/{id}/snapshot`.
     pub async fn snapshot(&self, group: u64) -> anyhow::Result<SnapshotInfo> {
-        let rb = self.admin(
-            self.http
-                .post(self.url(&format!("/admin/groups/{group}/snapshot"))),
-        );
-        Ok(rb
-            .send_signed(&self.signer)
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
+        let path = format!("/admin/groups/{group}/snapshot");
+        let call = Call::new(reqwest::Method::POST, path);
+        Ok(self.admin.json(&self.addr, &call).await?)
     }
 
     /// `GET /admin/groups/{id}/metrics`.
     pub async fn metrics(&self, group: u64) -> anyhow::Result<GroupStatus> {
-        let rb = self.admin(
-            self.http
-                .get(self.url(&format!("/admin/groups/{group}/metrics"))),
-        );
-        Ok(rb
-            .send_signed(&self.signer)
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
+        let call = Call::get(format!("/admin/groups/{group}/metrics"));
+        Ok(self.admin.json(&self.addr, &call).await?)
     }
 
     /// `POST /shards/{id}/write`. Returns the outcome for statuses that
     /// carry one (200, 409, 421, 503 without leader) and an error otherwise.
     pub async fn write(&self, group: u64, batch: &SetBatch) -> anyhow::Result<WriteOutcome> {
-        let resp = self
-            .http
-            .post(self.url(&format!("/shards/{group}/write")))
-            .json(batch)
-            .send_signed(&self.signer)
-            .await?;
+        let call = Call::post_json(format!("/shards/{group}/write"), batch);
+        let resp = self.api.response(&self.addr, &call).await?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await?;
         match serde_json::from_slice::<WriteOutcome>(&body) {
@@ -221,16 +190,8 @@ impl NodeClient {
 
     /// `GET /shards/{id}/read` of the whole shard.
     pub async fn read(&self, group: u64, linearizable: bool) -> anyhow::Result<ShardRead> {
-        let url = self.url(&format!("/shards/{group}/read?linearizable={linearizable}"));
-        let body = self
-            .http
-            .get(url)
-            .send_signed(&self.signer)
-            .await?
-            .error_for_status()?
-            .bytes()
-            .await?;
-        Ok(codec::decode(&body)?)
+        let call = Call::get(format!("/shards/{group}/read?linearizable={linearizable}"));
+        Ok(self.api.bincode(&self.addr, &call).await?)
     }
 
     /// `GET /shards/{id}/changes?from=SEQ`.
@@ -241,7 +202,7 @@ impl NodeClient {
             .build()?;
         let resp = http
             .get(self.url(&format!("/shards/{group}/changes?from={from}")))
-            .send_signed(&self.signer)
+            .send_signed(self.signer())
             .await?
             .error_for_status()?;
         Ok(ChangeStream {

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use checkraft_auth::{SendSigned, Signer};
+use checkraft_client::{Credential, NodeApi};
 use checkraft_proto::raft::{InstallSnapshot, Vote};
 use checkraft_proto::{codec, GroupId, TypeConfig};
 use openraft::error::{Fatal, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
@@ -44,6 +45,7 @@ use crate::state_machine::Snapshot;
 pub struct Peers {
     clients: Mutex<HashMap<String, reqwest::Client>>,
     signer: Signer,
+    api: NodeApi,
 }
 
 impl Peers {
@@ -51,8 +53,15 @@ impl Peers {
     pub fn new(signer: Signer) -> Self {
         Self {
             clients: Mutex::new(HashMap::new()),
+            api: NodeApi::new(peer_client(), Credential::peer(signer.clone())),
             signer,
         }
+    }
+
+    /// The typed client of other nodes' API (control plane and reshape
+    /// calls), signed like raft RPCs; one connection pool for all peers.
+    pub fn api(&self) -> &NodeApi {
+        &self.api
     }
 
     /// The signer of node-to-node calls.
@@ -65,16 +74,19 @@ impl Peers {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         clients
             .entry(addr.to_string())
-            .or_insert_with(|| {
-                reqwest::Client::builder()
-                    .tcp_nodelay(true)
-                    .connect_timeout(Duration::from_millis(500))
-                    .pool_idle_timeout(Duration::from_secs(30))
-                    .build()
-                    .expect("reqwest client with static settings")
-            })
+            .or_insert_with(peer_client)
             .clone()
     }
+}
+
+/// A client with the settings of every node-to-node call.
+fn peer_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_millis(500))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .expect("reqwest client with static settings")
 }
 
 /// openraft's network factory for one group.

@@ -1,19 +1,16 @@
-//! The control plane's calls to other nodes' admin API, signed as a node:
-//! one group's membership ([`Members`]), and the membership changes a
-//! replica move is made of (create a replica, add a learner, swap voters,
-//! remove a member, campaign, delete a replica).
+//! The control plane's calls to other nodes' admin API, signed as a node
+//! through `checkraft-client`: one group's membership ([`Members`]), and
+//! the membership changes a replica move is made of (create a replica, add
+//! a learner, swap voters, remove a member, campaign, delete a replica).
+//! Each membership change goes to the leader once (no routing retries):
+//! the scheduler retries a failed step on its next pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use checkraft_auth::SendSigned;
-use checkraft_proto::{
-    AddLearner, ChangeMembership, CreateGroup, GroupId, GroupStatus, NodeId, RemoveNode,
-    ShardDescriptor,
-};
-use reqwest::StatusCode;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use checkraft_client::Budget;
+pub use checkraft_client::Members;
+use checkraft_proto::{CreateGroup, GroupId, NodeId, ShardDescriptor};
 
 use crate::error::{Error, Result};
 use crate::node::Node;
@@ -23,116 +20,43 @@ const QUICK: Duration = Duration::from_secs(3);
 /// A membership change, which waits for a learner to catch up (a
 /// snapshot of a big shard) or for a joint configuration to commit.
 const SLOW: Duration = Duration::from_secs(60);
+/// One attempt at the leader only.
+const AT_LEADER: Budget = Budget {
+    rounds: 1,
+    forwards: 0,
+    pause: Duration::ZERO,
+    total: None,
+    attempt: None,
+};
 
-/// One raft group's membership and leader, as its leader sees it (or the
-/// first replica that answered, when it knows no leader).
-#[derive(Debug, Clone)]
-pub struct Members {
-    /// The group.
-    pub group: GroupId,
-    /// The leader, when known.
-    pub leader: Option<NodeId>,
-    /// Voters (both halves of a joint configuration).
-    pub voters: BTreeSet<NodeId>,
-    /// Learners.
-    pub learners: BTreeSet<NodeId>,
-    /// Every member's address.
-    pub addrs: BTreeMap<NodeId, String>,
+/// `m`'s members to call: the leader alone, or an error when none is known.
+fn leader_only(m: &Members) -> Result<Members> {
+    let leader = m
+        .leader_addr()
+        .ok_or_else(|| Error::Unavailable(format!("group {} has no leader", m.group)))?;
+    let mut only = m.clone();
+    only.addrs.retain(|_, a| a == leader);
+    Ok(only)
 }
 
-impl Members {
-    fn from_status(group: GroupId, s: GroupStatus) -> Self {
-        let m = s.raft.membership_config.membership();
-        Self {
-            group,
-            leader: s.raft.current_leader,
-            voters: m.voter_ids().collect(),
-            learners: m.learner_ids().collect(),
-            addrs: m.nodes().map(|(id, n)| (*id, n.addr.clone())).collect(),
+impl From<checkraft_client::Error> for Error {
+    fn from(e: checkraft_client::Error) -> Self {
+        match e {
+            checkraft_client::Error::NotFound { .. } => Error::NotFound(e.to_string()),
+            _ => Error::Unavailable(e.to_string()),
         }
-    }
-
-    /// True when `node` votes or learns.
-    pub fn has(&self, node: NodeId) -> bool {
-        self.voters.contains(&node) || self.learners.contains(&node)
-    }
-
-    /// The leader's address, when a leader is known.
-    pub fn leader_addr(&self) -> Result<&str> {
-        self.leader
-            .and_then(|l| self.addrs.get(&l))
-            .map(String::as_str)
-            .ok_or_else(|| Error::Unavailable(format!("group {} has no leader", self.group)))
     }
 }
 
 impl Node {
-    async fn call<B: Serialize, R: DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        addr: &str,
-        path: &str,
-        body: Option<&B>,
-        limit: Duration,
-    ) -> Result<R> {
-        let mut rb = self
-            .peers()
-            .client(addr)
-            .request(method, format!("http://{addr}{path}"))
-            .timeout(limit);
-        if let Some(body) = body {
-            rb = rb.json(body);
-        }
-        let resp = rb
-            .send_signed(self.peers().signer())
-            .await
-            .map_err(|e| Error::Unavailable(format!("{addr}{path}: {e}")))?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::Unavailable(format!("{addr}{path}: {e}")))?;
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&bytes).trim().to_string();
-            return Err(match status {
-                StatusCode::NOT_FOUND => Error::NotFound(format!("{addr}{path}: {text}")),
-                _ => Error::Unavailable(format!("{addr}{path}: HTTP {status}: {text}")),
-            });
-        }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Unavailable(format!("{addr}{path}: bad answer: {e}")))
-    }
-
     /// The membership of `group`, asked of `probes` in turn, and then of
     /// the leader they name.
     pub(crate) async fn members(&self, group: GroupId, probes: &[String]) -> Result<Members> {
-        let path = format!("/admin/groups/{group}/metrics");
-        let mut last = String::from("no replica address");
-        for addr in probes {
-            let status: GroupStatus = match self
-                .call(reqwest::Method::GET, addr, &path, None::<&()>, QUICK)
-                .await
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    last = e.to_string();
-                    continue;
-                }
-            };
-            let seen = Members::from_status(group, status);
-            match seen.leader.and_then(|l| seen.addrs.get(&l)) {
-                Some(leader) if leader != addr => {
-                    let led = self
-                        .call::<(), GroupStatus>(reqwest::Method::GET, leader, &path, None, QUICK)
-                        .await;
-                    return Ok(led.map(|s| Members::from_status(group, s)).unwrap_or(seen));
-                }
-                _ => return Ok(seen),
-            }
-        }
-        Err(Error::Unavailable(format!(
-            "no replica of group {group} answered (last: {last})"
-        )))
+        Ok(self
+            .peers()
+            .api()
+            .members(group, probes, Some(QUICK))
+            .await?)
     }
 
     /// Hosts an empty replica of `descriptor` on the node at `addr`, to
@@ -147,15 +71,9 @@ impl Node {
             members: BTreeMap::new(),
             initialize: false,
         };
-        self.call::<_, serde_json::Value>(
-            reqwest::Method::POST,
-            addr,
-            "/admin/groups",
-            Some(&body),
-            QUICK,
-        )
-        .await
-        .map(drop)
+        let api = self.peers().api();
+        api.create_group(addr, &body, Some(QUICK)).await?;
+        Ok(())
     }
 
     /// Adds `node` at `addr` as a learner, at the leader, and waits until
@@ -164,20 +82,11 @@ impl Node {
         if m.has(node) {
             return Ok(());
         }
-        let body = AddLearner {
-            node_id: node,
-            addr: addr.to_string(),
-        };
-        let path = format!("/admin/groups/{}/learners", m.group);
-        self.call::<_, serde_json::Value>(
-            reqwest::Method::POST,
-            m.leader_addr()?,
-            &path,
-            Some(&body),
-            SLOW,
-        )
-        .await
-        .map(drop)
+        let budget = AT_LEADER.per_attempt(SLOW);
+        let api = self.peers().api();
+        api.add_learner(&leader_only(m)?, node, addr, &budget)
+            .await?;
+        Ok(())
     }
 
     /// Makes `voters` the group's voters (joint consensus, at the leader;
@@ -186,20 +95,11 @@ impl Node {
         if &m.voters == voters {
             return Ok(());
         }
-        let body = ChangeMembership {
-            voters: voters.clone(),
-            retain: false,
-        };
-        let path = format!("/admin/groups/{}/membership", m.group);
-        self.call::<_, serde_json::Value>(
-            reqwest::Method::POST,
-            m.leader_addr()?,
-            &path,
-            Some(&body),
-            SLOW,
-        )
-        .await
-        .map(drop)
+        let budget = AT_LEADER.per_attempt(SLOW);
+        let api = self.peers().api();
+        api.change_membership(&leader_only(m)?, voters, &budget)
+            .await?;
+        Ok(())
     }
 
     /// Removes `node` from the group, at the leader. A no-op for a
@@ -208,29 +108,16 @@ impl Node {
         if !m.has(node) {
             return Ok(());
         }
-        let path = format!("/admin/groups/{}/remove-node", m.group);
-        self.call::<_, serde_json::Value>(
-            reqwest::Method::POST,
-            m.leader_addr()?,
-            &path,
-            Some(&RemoveNode { node_id: node }),
-            SLOW,
-        )
-        .await
-        .map(drop)
+        let budget = AT_LEADER.per_attempt(SLOW);
+        let api = self.peers().api();
+        api.remove_member(&leader_only(m)?, node, &budget).await?;
+        Ok(())
     }
 
     /// Asks the group's leader to hand leadership to `to`.
     pub(crate) async fn transfer_at(&self, m: &Members, to: NodeId) -> Result<()> {
-        let path = format!("/admin/groups/{}/transfer", m.group);
-        self.call::<_, serde_json::Value>(
-            reqwest::Method::POST,
-            m.leader_addr()?,
-            &path,
-            Some(&checkraft_proto::TransferLeader { node_id: to }),
-            QUICK,
-        )
-        .await
-        .map(drop)
+        let budget = AT_LEADER.per_attempt(QUICK);
+        let api = self.peers().api();
+        Ok(api.transfer_leader(&leader_only(m)?, to, &budget).await?)
     }
 }

@@ -124,10 +124,7 @@ async fn send(
     let path = format!("/shards/{shard}/restore");
     let mut failures = Vec::new();
     for addr in routes.candidates(map, record)? {
-        match client
-            .shard_call(&addr, &path, Some(body.clone()), None)
-            .await
-        {
+        match client.shard_call(&addr, &path, body.clone()).await {
             Ok(WriteOutcome::Applied { .. }) => return Ok(None),
             Ok(WriteOutcome::Rejected { rejection }) => return Ok(Some(rejection)),
             Ok(other) => bail!("unexpected answer from {addr}: {other:?}"),

@@ -1,6 +1,6 @@
 //! Shared I/O helpers of the cluster-management commands: a snapshot of
 //! the cluster ([`ClusterView`]: the shard map plus every node's
-//! `/status`), one raft group's membership ([`GroupInfo`]), the group
+//! `/status`), one raft group's membership (`checkraft_client::Members`), the group
 //! operations every command composes (create a replica, add a learner,
 //! change voters, remove a member, move leadership, delete a replica),
 //! bounded waiting, leader hints, and output (progress lines, tables,
@@ -13,10 +13,10 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use checkraft_client::{Budget, Members};
 use checkraft_proto::{
-    AddLearner, ChangeMembership, CreateGroup, GroupCreated, GroupId, GroupStatus,
-    MembershipChanged, MetaCommand, MetaOutcome, NodeId, NodeState, NodeStatus, OperationKind,
-    ShardDescriptor, ShardId, ShardMap, ShardRecord,
+    CreateGroup, GroupCreated, GroupId, MetaCommand, MetaOutcome, NodeId, NodeState, NodeStatus,
+    OperationKind, ShardDescriptor, ShardId, ShardMap, ShardRecord,
 };
 use serde::Serialize;
 
@@ -354,109 +354,60 @@ impl ClusterView {
 
 // ------------------------------------------------------------ one group
 
-/// One raft group's membership and leader, from a replica's metrics.
-#[derive(Debug, Clone)]
-pub struct GroupInfo {
-    /// The group.
-    pub group: GroupId,
-    /// The leader, when one is known.
-    pub leader: Option<NodeId>,
-    /// Voters (both halves of a joint configuration).
-    pub voters: BTreeSet<NodeId>,
-    /// Learners.
-    pub learners: BTreeSet<NodeId>,
-    /// Every member's address, from the raft membership.
-    pub addrs: BTreeMap<NodeId, String>,
+/// The membership of `group` as seen by the first of `probes` that
+/// answers, preferring the leader's own view (asked for directly when a
+/// follower names it).
+pub async fn fetch_members(
+    client: &ClusterClient,
+    group: GroupId,
+    probes: &[String],
+) -> Result<Members> {
+    client
+        .api()
+        .members(group, probes, None)
+        .await
+        .with_context(|| {
+            format!(
+                "no replica of group {group} answered /admin/groups/{group}/metrics (tried {})",
+                probes.join(", ")
+            )
+        })
 }
 
-impl GroupInfo {
-    fn from_status(group: GroupId, status: GroupStatus) -> Self {
-        let membership = status.raft.membership_config.membership();
-        Self {
-            group,
-            leader: status.raft.current_leader,
-            voters: membership.voter_ids().collect(),
-            learners: membership.learner_ids().collect(),
-            addrs: membership
-                .nodes()
-                .map(|(id, n)| (*id, n.addr.clone()))
-                .collect(),
-        }
-    }
+/// Like [`fetch_members`], waiting (bounded) until a leader is known.
+pub async fn fetch_led(
+    client: &ClusterClient,
+    group: GroupId,
+    probes: &[String],
+) -> Result<Members> {
+    wait_until(
+        &format!("group {group} to have a leader"),
+        LEADER_TIMEOUT,
+        || async {
+            let info = fetch_members(client, group, probes).await?;
+            Ok(info.leader.is_some().then_some(info))
+        },
+    )
+    .await
+}
 
-    /// True when `node` is a voter or a learner.
-    pub fn is_member(&self, node: NodeId) -> bool {
-        self.voters.contains(&node) || self.learners.contains(&node)
-    }
-
-    /// Member addresses with the leader's first: where leader-only calls go.
-    pub fn leader_first(&self) -> Vec<String> {
-        let leader = self.leader.and_then(|l| self.addrs.get(&l));
-        let others = self
-            .addrs
-            .iter()
-            .filter(|(id, _)| Some(**id) != self.leader)
-            .map(|(_, a)| a);
-        leader.into_iter().chain(others).cloned().collect()
-    }
-
-    /// The membership of `group` as seen by the first of `probes` that
-    /// answers, preferring the leader's own view (asked for directly when
-    /// a follower names it).
-    pub async fn fetch(client: &ClusterClient, group: GroupId, probes: &[String]) -> Result<Self> {
-        let path = format!("/admin/groups/{group}/metrics");
-        let mut last_error = None;
-        for addr in probes {
-            let status: GroupStatus = match client.get_json(addr, &path).await {
-                Ok(s) => s,
-                Err(e) => {
-                    last_error = Some(e);
-                    continue;
-                }
-            };
-            let info = Self::from_status(group, status);
-            let Some(leader) = info.leader else {
-                return Ok(info);
-            };
-            match info.addrs.get(&leader) {
-                Some(leader_addr) if leader_addr != addr => {
-                    let led = client.get_json::<GroupStatus>(leader_addr, &path).await;
-                    return Ok(led.map(|s| Self::from_status(group, s)).unwrap_or(info));
-                }
-                _ => return Ok(info),
-            }
-        }
-        let why = last_error.map(|e| format!(": {e:#}")).unwrap_or_default();
-        Err(anyhow!(
-            "no replica of group {group} answered {path} (tried {}){why}",
-            probes.join(", ")
-        ))
-    }
-
-    /// Like [`GroupInfo::fetch`], waiting (bounded) until a leader is known.
-    pub async fn fetch_led(
-        client: &ClusterClient,
-        group: GroupId,
-        probes: &[String],
-    ) -> Result<Self> {
-        wait_until(
-            &format!("group {group} to have a leader"),
-            LEADER_TIMEOUT,
-            || async {
-                let info = Self::fetch(client, group, probes).await?;
-                Ok(info.leader.is_some().then_some(info))
-            },
-        )
-        .await
-    }
-
-    /// The membership right now, from the same members (after a change).
-    pub async fn refetch(&self, client: &ClusterClient) -> Result<Self> {
-        Self::fetch_led(client, self.group, &self.leader_first()).await
-    }
+/// The membership of `info`'s group right now, from the same members
+/// (after a change).
+pub async fn refetch(client: &ClusterClient, info: &Members) -> Result<Members> {
+    fetch_led(client, info.group, &info.leader_first()).await
 }
 
 // ------------------------------------------------------ group operations
+
+/// How membership changes retry over a group's members (leader first): 10
+/// passes, 250 ms apart.
+const AT_LEADER: Budget = Budget {
+    rounds: 10,
+    forwards: 0,
+    pause: Duration::from_millis(250),
+    total: None,
+    attempt: None,
+};
 
 /// `POST /admin/groups` on `addr`: host `descriptor` there, initializing
 /// the raft group with `members` when given.
@@ -472,7 +423,8 @@ pub async fn create_replica(
         initialize: members.is_some(),
     };
     client
-        .post_json(addr, "/admin/groups", &body)
+        .api()
+        .create_group(addr, &body, None)
         .await
         .with_context(|| format!("creating group {} on {addr}", descriptor.shard))
 }
@@ -481,20 +433,13 @@ pub async fn create_replica(
 /// and waits until it caught up. A no-op for an existing member.
 pub async fn add_learner(
     client: &ClusterClient,
-    info: &GroupInfo,
+    info: &Members,
     node: NodeId,
     addr: &str,
 ) -> Result<()> {
-    if info.is_member(node) {
-        return Ok(());
-    }
-    let path = format!("/admin/groups/{}/learners", info.group);
-    let body = AddLearner {
-        node_id: node,
-        addr: addr.to_string(),
-    };
-    let _: MembershipChanged = client
-        .post_json_to_leader(&info.leader_first(), &path, &body)
+    client
+        .api()
+        .add_learner(info, node, addr, &AT_LEADER)
         .await
         .with_context(|| format!("adding node {node} as a learner of group {}", info.group))?;
     Ok(())
@@ -504,19 +449,12 @@ pub async fn add_learner(
 /// leader). A no-op when they already are.
 pub async fn set_voters(
     client: &ClusterClient,
-    info: &GroupInfo,
+    info: &Members,
     voters: &BTreeSet<NodeId>,
 ) -> Result<()> {
-    if &info.voters == voters {
-        return Ok(());
-    }
-    let path = format!("/admin/groups/{}/membership", info.group);
-    let body = ChangeMembership {
-        voters: voters.clone(),
-        retain: false,
-    };
-    let _: MembershipChanged = client
-        .post_json_to_leader(&info.leader_first(), &path, &body)
+    client
+        .api()
+        .change_membership(info, voters, &AT_LEADER)
         .await
         .with_context(|| {
             format!(
@@ -530,14 +468,10 @@ pub async fn set_voters(
 
 /// Removes `node` (voter or learner) from the group, at the leader. A
 /// no-op when it is not a member.
-pub async fn remove_member(client: &ClusterClient, info: &GroupInfo, node: NodeId) -> Result<()> {
-    if !info.is_member(node) {
-        return Ok(());
-    }
-    let path = format!("/admin/groups/{}/remove-node", info.group);
-    let body = serde_json::json!({ "node_id": node });
-    let _: MembershipChanged = client
-        .post_json_to_leader(&info.leader_first(), &path, &body)
+pub async fn remove_member(client: &ClusterClient, info: &Members, node: NodeId) -> Result<()> {
+    client
+        .api()
+        .remove_member(info, node, &AT_LEADER)
         .await
         .with_context(|| format!("removing node {node} from group {}", info.group))?;
     Ok(())
@@ -632,7 +566,7 @@ pub async fn wait_for_leader(
 /// Best effort: a failure only costs that election.
 pub async fn lead_elsewhere(
     client: &ClusterClient,
-    info: &GroupInfo,
+    info: &Members,
     node: NodeId,
     progress: &Progress,
 ) {

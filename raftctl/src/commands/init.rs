@@ -25,8 +25,8 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::cluster::{
-    add_learner, create_replica, move_leader, node_statuses, out, print_json, print_table,
-    refresh_leader_hints, reported_leader, via, wait_for_leader, wait_until, GroupInfo, Progress,
+    add_learner, create_replica, fetch_led, move_leader, node_statuses, out, print_json,
+    print_table, refresh_leader_hints, reported_leader, via, wait_for_leader, wait_until, Progress,
     LEADER_TIMEOUT, META_VOTERS,
 };
 use super::placement::{initial_shards, parse_nodes, validate_layout, NodeSpec};
@@ -267,7 +267,7 @@ async fn create_meta_group(
     )
     .await?;
     let addrs: Vec<String> = voters.iter().map(|(_, a)| a.clone()).collect();
-    let info = GroupInfo::fetch_led(client, META_GROUP, &addrs).await?;
+    let info = fetch_led(client, META_GROUP, &addrs).await?;
     for n in nodes.iter().skip(META_VOTERS) {
         progress.say(format!(
             "  node {} joins the metadata group as a learner",

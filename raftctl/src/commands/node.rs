@@ -19,8 +19,8 @@ use checkraft_proto::{
 };
 
 use super::cluster::{
-    add_learner, create_replica, initialized_map, node_status, out, print_json, propose, via,
-    ClusterView, GroupInfo, Progress,
+    add_learner, create_replica, fetch_led, initialized_map, node_status, out, print_json, propose,
+    via, ClusterView, Progress,
 };
 use super::intent::run_operation;
 use super::placement::check_addr;
@@ -63,8 +63,8 @@ pub async fn add(client: &ClusterClient, addr: &str, json: bool) -> Result<()> {
     let progress = Progress::new(json);
     let view = ClusterView::load(client).await?;
     let id = register(client, &view, addr, &progress).await?;
-    let meta = GroupInfo::fetch_led(client, META_GROUP, &view.group_addrs(META_GROUP)).await?;
-    if meta.is_member(id) {
+    let meta = fetch_led(client, META_GROUP, &view.group_addrs(META_GROUP)).await?;
+    if meta.has(id) {
         bail!("node at {addr} already has id {id} (and is part of the cluster)");
     }
     progress.say(format!(

@@ -17,9 +17,9 @@ use checkraft_proto::{NodeId, NodeState, ShardId};
 use serde::Serialize;
 
 use super::cluster::{
-    add_learner as join_as_learner, create_replica, drop_replica, id_list, lead_elsewhere, out,
-    print_json, record_replicas, refresh_leader_hints, remove_member, set_voters, state_name,
-    ClusterView, GroupInfo, Progress,
+    add_learner as join_as_learner, create_replica, drop_replica, fetch_led, id_list,
+    lead_elsewhere, out, print_json, record_replicas, refetch, refresh_leader_hints, remove_member,
+    set_voters, state_name, ClusterView, Progress,
 };
 use super::placement::replicas_after;
 use crate::client::ClusterClient;
@@ -44,8 +44,8 @@ pub async fn add_learner(
     let view = ClusterView::load(client).await?;
     let (record, addr) = (view.shard(shard)?, view.addr(node)?);
     require_up(&view, node)?;
-    let info = GroupInfo::fetch_led(client, shard, &view.group_addrs(shard)).await?;
-    if info.is_member(node) {
+    let info = fetch_led(client, shard, &view.group_addrs(shard)).await?;
+    if info.has(node) {
         progress.say(format!("node {node} is already a member of shard {shard}"));
     } else {
         progress.say(format!(
@@ -67,8 +67,8 @@ pub async fn promote(
     let progress = Progress::new(json);
     let view = ClusterView::load(client).await?;
     let record = view.shard(shard)?;
-    let info = GroupInfo::fetch_led(client, shard, &view.group_addrs(shard)).await?;
-    if !info.is_member(node) {
+    let info = fetch_led(client, shard, &view.group_addrs(shard)).await?;
+    if !info.has(node) {
         bail!(
             "node {node} is not a learner of shard {shard}: run \
              `raftctl shard add-learner {shard} {node}` first"
@@ -97,14 +97,14 @@ pub async fn remove(
     let progress = Progress::new(json);
     let view = ClusterView::load(client).await?;
     let record = view.shard(shard)?;
-    let info = GroupInfo::fetch_led(client, shard, &view.group_addrs(shard)).await?;
+    let info = fetch_led(client, shard, &view.group_addrs(shard)).await?;
     if info.voters.contains(&node) && info.voters.len() == 1 {
         bail!("refusing to remove node {node} from shard {shard}: it is the shard's last voter");
     }
-    if info.is_member(node) {
+    if info.has(node) {
         progress.say(format!("shard {shard}: removing node {node}"));
         lead_elsewhere(client, &info, node, &progress).await;
-        remove_member(client, &info.refetch(client).await?, node).await?;
+        remove_member(client, &refetch(client, &info).await?, node).await?;
     } else {
         progress.say(format!(
             "node {node} is not a member of shard {shard}; cleaning up"
@@ -136,8 +136,12 @@ fn require_up(view: &ClusterView, node: NodeId) -> Result<()> {
 }
 
 /// Prints the shard's membership as it is now.
-async fn finish(client: &ClusterClient, before: &GroupInfo, json: bool) -> Result<()> {
-    let info = before.refetch(client).await?;
+async fn finish(
+    client: &ClusterClient,
+    before: &checkraft_client::Members,
+    json: bool,
+) -> Result<()> {
+    let info = refetch(client, before).await?;
     let members = ShardMembers {
         shard: info.group,
         voters: info.voters,
