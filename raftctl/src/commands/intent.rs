@@ -19,6 +19,8 @@ use crate::client::ClusterClient;
 const STEP_LIMIT: Duration = Duration::from_secs(300);
 /// How many automatic operations in a row the tool waits out.
 const AUTOMATIC_WAITS: usize = 20;
+/// Pause before looking at the map again when it lags the leader's.
+const LAGGING_MAP_PAUSE: Duration = Duration::from_millis(250);
 
 /// Records `kind` and watches it to its end: its outcome, or an error when
 /// it was refused or rolled back.
@@ -53,6 +55,15 @@ pub async fn run_operation(
                             describe_operation(&op.kind)
                         ));
                         let _ = watch(client, op.id, map.version, &ProgressBar::hidden()).await;
+                        waited += 1;
+                        continue;
+                    }
+                    // Refused for an operation this node's copy of the map
+                    // does not show yet (it lags the leader's): look again.
+                    None if format!("{e:#}").contains("in progress")
+                        && waited < AUTOMATIC_WAITS =>
+                    {
+                        tokio::time::sleep(LAGGING_MAP_PAUSE).await;
                         waited += 1;
                         continue;
                     }
