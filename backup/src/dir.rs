@@ -31,17 +31,18 @@ pub struct Entry {
     pub bytes: u64,
 }
 
+/// A backup start time, `ms` since the Unix epoch, as a UTC date.
+fn datetime(ms: u64) -> chrono::DateTime<chrono::Utc> {
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or_default()
+}
+
 /// The name of a backup started at `ms` (ms since the Unix epoch).
 pub fn name_for(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (y, m, d) = civil_from_days(secs / 86_400);
-    let t = secs % 86_400;
-    format!(
-        "{PREFIX}{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z{EXTENSION}",
-        t / 3600,
-        t / 60 % 60,
-        t % 60
-    )
+    let stamp = datetime(ms).format("%Y%m%dT%H%M%SZ");
+    format!("{PREFIX}{stamp}{EXTENSION}")
 }
 
 /// The start time (ms, to the second) a scheduled backup's `name` encodes,
@@ -59,31 +60,15 @@ pub fn parse_name(name: &str) -> Result<u64> {
         .strip_prefix(PREFIX)
         .and_then(|s| s.strip_suffix(EXTENSION))
         .ok_or_else(bad)?;
-    let b = stamp.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+    if stamp.len() != 16 || !stamp.bytes().all(|c| c.is_ascii_alphanumeric()) {
         return Err(bad());
     }
-    let digits = |r: std::ops::Range<usize>| -> Option<u64> {
-        let s = &stamp[r];
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let parts = [0..4, 4..6, 6..8, 9..11, 11..13, 13..15].map(digits);
-    let [Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s)] = parts else {
-        return Err(bad());
-    };
-    if !(1970..=9999).contains(&y) || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
-        return Err(bad());
-    }
-    if h > 23 || mi > 59 || s > 59 {
-        return Err(bad());
-    }
-    let days = days_from_civil(y, mo, d);
-    let ms = ((days * 86_400) + h * 3600 + mi * 60 + s) * 1000;
-    // A day past the month's end (Feb 30) would name another date.
-    if name_for(ms) != name {
+    let parsed = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
+        .map_err(|_| bad())?
+        .and_utc();
+    let ms = u64::try_from(parsed.timestamp_millis()).map_err(|_| bad())?;
+    // Exactly the name this time gets: no other spelling of it.
+    if !(1970..=9999).contains(&chrono::Datelike::year(&parsed)) || name_for(ms) != name {
         return Err(bad());
     }
     Ok(ms)
@@ -146,43 +131,7 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Vec<String>> {
 
 /// `2026-11-30T16:15:00.123Z`.
 pub fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (y, m, d) = civil_from_days(secs / 86_400);
-    let t = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t / 3600,
-        t / 60 % 60,
-        t % 60,
-        ms % 1000
-    )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01, using 400-year
-/// eras of 146097 days and years starting in March (so leap days fall at
-/// the end of a year).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468; // days since 0000-03-01
-    let era = z / 146_097;
-    let doe = z % 146_097; // day of era, [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of the March-based year
-    let mp = (5 * doy + 2) / 153; // month from March, [0, 11]
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = era * 400 + yoe + u64::from(month <= 2);
-    (year, month, day)
-}
-
-/// The inverse of [`civil_from_days`], for dates from 1970 on.
-fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y / 400;
-    let yoe = y - era * 400; // [0, 399]
-    let mp = if m > 2 { m - 3 } else { m + 9 }; // month from March
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    datetime(ms).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 #[cfg(test)]
