@@ -122,6 +122,17 @@ impl Router {
         false
     }
 
+    /// The boxes of `acked` that are not set, reading every shard
+    /// linearizably from its leader ([`Router::read_all`]).
+    pub async fn missing(&mut self, acked: &[u32]) -> Result<Vec<u32>> {
+        let all = self.read_all().await?;
+        Ok(acked
+            .iter()
+            .copied()
+            .filter(|i| !all.contains(*i))
+            .collect())
+    }
+
     /// The union of every shard's boxes, each read linearizably from its
     /// leader.
     pub async fn read_all(&mut self) -> Result<Bitmap> {

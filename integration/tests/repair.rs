@@ -121,12 +121,7 @@ async fn meta_leader(cluster: &Cluster, ids: &[u64]) -> u64 {
 /// leader.
 async fn nothing_lost(entries: Vec<String>, acked: &[u32]) {
     let mut router = Router::new(entries).await.unwrap();
-    let all = router.read_all().await.unwrap();
-    let lost: Vec<u32> = acked
-        .iter()
-        .copied()
-        .filter(|i| !all.contains(*i))
-        .collect();
+    let lost = router.missing(acked).await.unwrap();
     assert!(
         lost.is_empty(),
         "{} of {} acknowledged writes lost, e.g. {:?}",

@@ -36,12 +36,12 @@
 //!   restart, reshard).
 //!
 //! ## Caveats
-//! - Multi-step commands (`node remove`, `restore`) are driven by this
-//!   tool; they record themselves in the map as an
-//!   [`checkraft_proto::Operation`] so that a rerun can see, resume or abort
-//!   an interrupted one. Splits and merges (`shard split|merge`,
-//!   `reshard`) are different: this tool only records them, and the
-//!   metadata leader runs them (`docs/resharding.md`).
+//! - `restore` is driven by this tool; it records itself in the map as an
+//!   [`checkraft_proto::Operation`] so that a rerun can see, resume or
+//!   abort an interrupted one. Node removal, splits and merges (`node
+//!   remove`, `shard split|merge`, `reshard`) are different: this tool
+//!   only records them and watches, and the metadata leader's control
+//!   plane runs them (`docs/control-plane.md`, `docs/resharding.md`).
 
 mod backup;
 mod bench;
