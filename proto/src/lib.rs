@@ -12,6 +12,8 @@
 //! - [`meta`]: the metadata group's state ([`ShardMap`]) and commands.
 //! - [`change`]: the events of a shard's change stream ([`ChangeEvent`]).
 //! - [`api`]: request and response bodies of the node's HTTP API.
+//! - [`control`]: nodes' heartbeats to the control plane ([`NodeReport`])
+//!   and what it tells operators ([`ClusterHealth`], `/meta/health`).
 //! - [`gateway_registry`]: gateways' reports to the metadata leader and
 //!   the registry it answers (`/meta/gateways`).
 //! - [`backups`]: the scheduled backups a node lists ([`BackupList`]).
