@@ -106,6 +106,18 @@ impl NodeApi {
         }
     }
 
+    /// One replica's view of `group` (`GET /admin/groups/{group}/metrics`
+    /// on the node at `addr`): no routing, one attempt within `limit`.
+    pub async fn group_status(
+        &self,
+        addr: &str,
+        group: GroupId,
+        limit: Duration,
+    ) -> Result<GroupStatus> {
+        let call = Call::get(format!("/admin/groups/{group}/metrics")).timeout(limit);
+        self.json(addr, &call).await
+    }
+
     /// `POST /admin/groups` on the node at `addr`: hosts a replica of
     /// `create.descriptor` there (initializing the raft group when
     /// `create.initialize`).

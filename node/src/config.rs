@@ -55,6 +55,12 @@ pub struct NodeConfig {
     /// off cannot raise its term while the others still hear from their
     /// leader, so its return does not depose that leader.
     pub pre_vote: bool,
+    /// How often a follower checks that the leaders of its groups still
+    /// accept connections, in ms; a leader whose port refuses them (its
+    /// process died) is succeeded at once, without waiting for its lease
+    /// and an election timeout (see [`crate::succession`]). 0 turns the
+    /// check off.
+    pub dead_leader_probe_ms: u64,
     /// Build a snapshot after this many log entries since the last one.
     pub snapshot_every: u64,
     /// Log entries kept behind a snapshot, for followers that lag a little.
@@ -130,6 +136,7 @@ impl Default for NodeConfig {
             election_min_ms: 800,
             election_max_ms: 1600,
             pre_vote: true,
+            dead_leader_probe_ms: 100,
             snapshot_every: 2000,
             keep_logs: 500,
             retained_changes: 4096,

@@ -56,7 +56,11 @@
 //! (`integration/tests/partition_heal.rs`). A node that stops on SIGTERM
 //! first hands each group it leads to a caught-up voter ([`handover`],
 //! the `transfer-leader` RPC), so a planned stop costs one election round
-//! trip instead of an election timeout.
+//! trip instead of an election timeout. An unplanned one is nearly as
+//! cheap when only the process died: followers probe their leaders'
+//! ports, and when one refuses connections the most caught-up survivor
+//! takes over at once, as if the dead leader had handed over
+//! ([`succession`]); a dead host still waits out the lease and a timer.
 //!
 //! ## Reads
 //! `GET /shards/{id}/read` serves the replica's applied state (any
@@ -243,6 +247,7 @@ pub mod state;
 pub mod state_machine;
 pub mod storage;
 pub mod subscription;
+pub mod succession;
 
 pub use config::NodeConfig;
 pub use error::{Error, Result};

@@ -121,6 +121,11 @@ impl Node {
         tokio::spawn(tracing::Instrument::instrument(control, node.span.clone()));
         let report = crate::control::report::run(Arc::downgrade(&node));
         tokio::spawn(tracing::Instrument::instrument(report, node.span.clone()));
+        let succession = crate::succession::watch(Arc::downgrade(&node));
+        tokio::spawn(tracing::Instrument::instrument(
+            succession,
+            node.span.clone(),
+        ));
         let backups = crate::backup_schedule::drive(Arc::downgrade(&node));
         tokio::spawn(tracing::Instrument::instrument(backups, node.span.clone()));
         Ok(node)
