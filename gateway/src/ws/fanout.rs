@@ -566,3 +566,60 @@ impl ShardFanout {
         self.hub.resync_range(first, end, ResyncReason::StateReset);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GatewayConfig;
+    use crate::gateway::Gateway;
+    use crate::map::test_map;
+    use crate::state::ShardState;
+
+    /// Lets the spawned tasks run without moving the (paused) clock.
+    async fn settle() {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_manager_starts_fanouts_when_the_registry_announces_them() {
+        let config = GatewayConfig {
+            gateway_secret: Some("a-gateway-secret-of-some-length".into()),
+            ..Default::default()
+        };
+        let gateway = Gateway::new(config).unwrap();
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let hub = Hub::new(gateway.clone(), shutdown);
+        let sources = Sources::new(
+            gateway.shards.clone(),
+            gateway.map.clone(),
+            gateway.metrics.clone(),
+            &gateway.config,
+        );
+        tokio::spawn(manager(hub, sources));
+        settle().await;
+
+        // A new shard: its task starts at the announcement, with no clock
+        // tick (a polling manager would wait for its next round).
+        let map = test_map(&["127.0.0.1:1"], 1, 1);
+        let created = gateway.shards.reconcile(&map, 16);
+        settle().await;
+        assert!(!created[0].claim_fanout(), "started at once");
+
+        // A split's child waits for its parent's task, then, past
+        // MERGE_WAIT, the manager starts it itself.
+        let child = ShardState::new(&map.shards[&1].descriptor);
+        let child = gateway.shards.adopt(child, 16);
+        settle().await;
+        assert!(child.awaits_parent().is_some(), "left to the parent");
+        tokio::time::sleep(MERGE_WAIT - Duration::from_millis(100)).await;
+        settle().await;
+        assert!(child.awaits_parent().is_some(), "still left to the parent");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        settle().await;
+        assert!(child.awaits_parent().is_none(), "taken over by the manager");
+        assert!(!child.claim_fanout());
+        stop.send_replace(true);
+    }
+}
