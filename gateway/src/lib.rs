@@ -43,7 +43,9 @@
 //! 5. **WebSockets** ([`ws`]): `GET /ws` is upgraded by hand so each
 //!    stream gets a 1 KiB read buffer and 4 KiB frame limit (warp's own
 //!    `ws()` costs ~130 KB per socket; ours measured ~3.4 KB per idle
-//!    connection at 15,000). One fan-out task per shard turns the shard's
+//!    connection at 15,000). One fan-out task per shard, started when the
+//!    shard registry announces the shard's handle
+//!    ([`shards::Shards::watch`]), turns the shard's
 //!    applied changes into per-chunk net `Update`s every tick (20 ms),
 //!    encodes each once, and queues the same bytes to that chunk's
 //!    subscribers only. A connection's task writes everything queued at
@@ -126,7 +128,7 @@
 //! | `GET /js/…`, … | | the page's static files from `assets_dir` when it is set (no Caddy in front), with the Caddyfile's security headers ([`assets`]) |
 //! | `GET /health` | | 200 `ok` once the map and every shard's state are loaded; else 503 with the reason |
 //! | `GET /ready` | | 200 `ready` when, besides, the map is initialized and names a leader for every shard (writes have somewhere to go); else 503 with every reason ([`ready`]); systemd's `READY=1` is sent at the same moment |
-//! | `GET /metrics` | | OpenMetrics text: connections, messages and bytes, subscriptions, send-queue depth, rejections and resyncs by reason, write and set latency histograms, shard streams; every name in `docs/metrics.md` |
+//! | `GET /metrics` | | OpenMetrics text: connections, messages and bytes, subscriptions, send-queue depth, changes held by coalescing, rejections and resyncs by reason, write and set latency histograms, shard streams; every name in `docs/metrics.md` |
 //!
 //! ## Configuration
 //! [`config::GatewayConfig`]: defaults, a TOML file (`--config`),

@@ -116,6 +116,18 @@ pub struct Metrics {
     /// Times a shard's fan-out fell behind the shard's update feed and
     /// restarted its chunks (each also sends `Resync{StateReset}`).
     pub ws_fanout_lags: Counter,
+    /// Box changes folded into the fan-out and not sent yet, waiting for
+    /// their chunk's tick (each fan-out task reports once per tick).
+    pub ws_pending_changes: Gauge,
+    /// Chunks with pending changes whose tick is longer than
+    /// `ws_fanout_tick_ms` (hot chunks being coalesced), once per tick.
+    pub ws_long_tick_chunks: Gauge,
+    /// For every Update the fan-out builds, how long its oldest change
+    /// waited for it, in seconds.
+    pub ws_update_hold: Histogram,
+    /// Updates held for connections over their byte budget, one per
+    /// connection and chunk (set at scrape time).
+    pub ws_budget_held_updates: Gauge,
     /// `Stats` frames broadcast (one per change, at most one per
     /// `ws_stats_interval_ms`), each to every connection.
     pub ws_stats_broadcasts: Counter,
@@ -223,6 +235,11 @@ impl Metrics {
         let ws_send_queue = Gauge::default();
         let ws_send_queue_max = Gauge::default();
         let ws_fanout_lags = Counter::default();
+        let ws_pending_changes = Gauge::default();
+        let ws_long_tick_chunks = Gauge::default();
+        // 5 ms .. ~10 s: the short tick up to past `ws_coalesce_max_ms`.
+        let ws_update_hold = Histogram::new(exponential_buckets(0.005, 2.0, 12));
+        let ws_budget_held_updates = Gauge::default();
         let ws_stats_broadcasts = Counter::default();
         let ws_flushes = Counter::default();
         let ws_set_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
@@ -287,6 +304,26 @@ impl Metrics {
             ws_fanout_lags.clone(),
         );
         registry.register(
+            "ws_pending_changes",
+            "Box changes in the fan-out not sent yet, waiting for their chunk's tick",
+            ws_pending_changes.clone(),
+        );
+        registry.register(
+            "ws_long_tick_chunks",
+            "Chunks with pending changes on a tick longer than ws_fanout_tick_ms (hot, coalescing)",
+            ws_long_tick_chunks.clone(),
+        );
+        registry.register(
+            "ws_update_hold_seconds",
+            "How long the oldest change of each Update waited for it in the fan-out",
+            ws_update_hold.clone(),
+        );
+        registry.register(
+            "ws_budget_held_updates",
+            "Updates held for websocket connections over their byte budget (one per connection and chunk)",
+            ws_budget_held_updates.clone(),
+        );
+        registry.register(
             "ws_stats_broadcasts",
             "Stats frames broadcast to every websocket connection (only when the counters changed)",
             ws_stats_broadcasts.clone(),
@@ -327,6 +364,10 @@ impl Metrics {
             ws_send_queue,
             ws_send_queue_max,
             ws_fanout_lags,
+            ws_pending_changes,
+            ws_long_tick_chunks,
+            ws_update_hold,
+            ws_budget_held_updates,
             ws_stats_broadcasts,
             ws_flushes,
             ws_set_latency,
@@ -418,6 +459,10 @@ mod tests {
             "checkraft_gateway_ws_send_queue_messages 0",
             "checkraft_gateway_ws_send_queue_max_messages 0",
             "checkraft_gateway_ws_fanout_lags_total 0",
+            "checkraft_gateway_ws_pending_changes 0",
+            "checkraft_gateway_ws_long_tick_chunks 0",
+            "checkraft_gateway_ws_update_hold_seconds_count 0",
+            "checkraft_gateway_ws_budget_held_updates 0",
             "checkraft_gateway_ws_stats_broadcasts_total 0",
             "checkraft_gateway_ws_flushes_total 0",
             "checkraft_gateway_ws_set_latency_seconds_count 0",

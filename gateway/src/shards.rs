@@ -5,6 +5,13 @@
 //! subscription for each new shard and stops those of shards that left the
 //! map. Readers take a handle's state under a short read lock; the
 //! subscription task is the only writer.
+//!
+//! The registry announces its own changes: every handle added (a new shard
+//! of the map, a split's child), replaced (a child adopted over the handle
+//! the map made) or removed bumps a generation number that
+//! [`Shards::watch`] hands out. Whoever keeps per-shard work (the
+//! websocket fan-out, `ws::fanout`) waits on it instead of polling, and
+//! reads the handles again when it moves.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -250,14 +257,46 @@ impl Drop for ShardHandle {
 }
 
 /// Every shard's handle, by id.
-#[derive(Default)]
 pub struct Shards {
     handles: RwLock<HashMap<ShardId, Arc<ShardHandle>>>,
     /// Wakes the reconcile loop when a stream changed a shard's range.
     range_changed: tokio::sync::Notify,
+    /// Bumped whenever a handle is added, replaced or removed.
+    ///
+    /// A `watch` of a generation rather than a broadcast of events: a
+    /// subscriber needs to know *that* the set changed and then reads it
+    /// ([`Shards::all`]), which tells it what was added or removed (a
+    /// replaced handle is a new `Arc`, with its own
+    /// [`ShardHandle::claim_fanout`]). A watch cannot lag or drop a
+    /// notice (a broadcast receiver that lags must rescan anyway), folds a
+    /// burst (a map with many new shards) into one wake-up, and needs no
+    /// receiver to exist when it is bumped.
+    generation: watch::Sender<u64>,
+}
+
+impl Default for Shards {
+    fn default() -> Self {
+        Self {
+            handles: RwLock::new(HashMap::new()),
+            range_changed: tokio::sync::Notify::new(),
+            generation: watch::channel(0).0,
+        }
+    }
 }
 
 impl Shards {
+    /// The registry's generation: it moves on every handle added,
+    /// replaced or removed (see [`Self::all`] for the new set). Bumps that
+    /// come close together may be seen as one.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Tells the watchers that the set of handles changed.
+    fn announce(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
     /// The loaded handle whose state holds box `index`, if any.
     pub fn covering(&self, index: u64) -> Option<Arc<ShardHandle>> {
         self.all().into_iter().find(|h| {
@@ -347,6 +386,8 @@ impl Shards {
             );
             old.stop();
         }
+        drop(handles);
+        self.announce();
         handle
     }
 
@@ -366,6 +407,7 @@ impl Shards {
             })
             .collect();
         let mut handles = self.handles.write().unwrap_or_else(|e| e.into_inner());
+        let mut removed = 0;
         handles.retain(|id, handle| {
             let listed = map.shards.contains_key(id);
             if listed {
@@ -377,6 +419,7 @@ impl Shards {
             if !keep {
                 tracing::info!(shard = id, "shard left the map; unsubscribing");
                 handle.stop();
+                removed += 1;
             }
             keep
         });
@@ -392,6 +435,10 @@ impl Shards {
                 created.push(handle);
             }
         }
+        drop(handles);
+        if removed > 0 || !created.is_empty() {
+            self.announce();
+        }
         created
     }
 
@@ -400,5 +447,46 @@ impl Shards {
         for handle in self.all() {
             handle.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::map::test_map;
+
+    #[test]
+    fn the_registry_announces_handles_added_replaced_and_removed() {
+        let shards = Shards::default();
+        let mut watch = shards.watch();
+        let map = test_map(&["127.0.0.1:1"], 3, 1);
+        assert!(!watch.has_changed().unwrap());
+
+        let created = shards.reconcile(&map, 16);
+        assert_eq!(created.len(), 1);
+        assert!(watch.has_changed().unwrap(), "added");
+        watch.borrow_and_update();
+
+        assert!(shards.reconcile(&map, 16).is_empty());
+        assert!(!watch.has_changed().unwrap(), "nothing changed");
+
+        // A split's child adopted over the handle the map made: a new
+        // handle, which the watchers must hear of.
+        let child = ShardState::new(&map.shards[&3].descriptor);
+        let adopted = shards.adopt(child, 16);
+        assert!(watch.has_changed().unwrap(), "replaced");
+        watch.borrow_and_update();
+        assert!(!Arc::ptr_eq(&adopted, &created[0]));
+        assert!(Arc::ptr_eq(&shards.get(3).unwrap(), &adopted));
+
+        // Listed by the map now: kept, no notice.
+        assert!(shards.reconcile(&map, 16).is_empty());
+        assert!(!watch.has_changed().unwrap());
+
+        let mut empty = map.clone();
+        empty.shards.clear();
+        shards.reconcile(&empty, 16);
+        assert!(watch.has_changed().unwrap(), "removed");
+        assert!(shards.all().is_empty());
     }
 }

@@ -10,7 +10,10 @@
 //! - [`fanout`]: one task per shard turns the shard's update feed into
 //!   per-chunk `Update`s, coalesced over each chunk's tick ([`pace`]:
 //!   `ws_fanout_tick_ms` while quiet, longer while hot), each encoded once
-//!   and queued to the connections subscribed to its chunk.
+//!   and queued to the connections subscribed to its chunk. It reads the
+//!   gateway through [`fanout::Sources`] (shard registry, map, pacing,
+//!   metrics), and starts a shard's task when the registry announces its
+//!   handle.
 //! - [`budget`]: each connection's bandwidth budget
 //!   (`ws_budget_bytes_per_second`); over it, its Updates are held and
 //!   merged per chunk until it is back under.
@@ -173,6 +176,12 @@ impl Outbox {
         self.lock().queue.len()
     }
 
+    /// Messages queued, and chunks with an Update held over budget.
+    fn depth(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.queue.len(), state.budget.held())
+    }
+
     /// Everything queued, plus the subscriptions to resync when the
     /// connection had fallen behind. A connection that fell behind gets no
     /// queued Update or Versions: the Resync of every subscription makes
@@ -332,7 +341,14 @@ impl Hub {
 
     /// Starts the fan-out and the periodic Stats and Versions.
     pub fn start(self: &Arc<Self>) {
-        tokio::spawn(fanout::manager(self.clone()));
+        let gateway = &self.gateway;
+        let sources = fanout::Sources::new(
+            gateway.shards.clone(),
+            gateway.map.clone(),
+            gateway.metrics.clone(),
+            &gateway.config,
+        );
+        tokio::spawn(fanout::manager(self.clone(), sources));
         tokio::spawn(self.clone().periodic());
     }
 

@@ -100,6 +100,12 @@ impl ChunkPace {
             .min(config.max_tick)
     }
 
+    /// Whether the chunk's tick is longer than the short one (it is hot,
+    /// or was and has not cooled down yet).
+    pub fn is_long(&self, config: &PaceConfig) -> bool {
+        self.tick(config) > config.tick
+    }
+
     /// Called when the chunk gets its first change since its last Update:
     /// a chunk whose rate decayed below an eighth of the budget is quiet
     /// again.
@@ -168,6 +174,7 @@ mod tests {
             }
         }
         assert_eq!(hot.tick(&config), config.max_tick, "hot: the longest tick");
+        assert!(hot.is_long(&config) && !quiet.is_long(&config));
         // The last 10 s: under the budget (at the short tick it would be
         // 1,500 B/s).
         assert!(hot_bytes < 20 * 50 + 30 * 40, "{hot_bytes} B in 20 s");
@@ -175,6 +182,7 @@ mod tests {
         let later = now + Duration::from_secs(30);
         hot.woke(&config, later);
         assert_eq!(hot.tick(&config), config.tick);
+        assert!(!hot.is_long(&config));
         assert!(hot.due(&config, later));
     }
 }
