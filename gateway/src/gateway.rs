@@ -304,17 +304,9 @@ impl Gateway {
                     .ok_or_else(|| Error::Unavailable(format!("no shard owns box {index}")))?;
                 by_shard.entry(shard).or_default().push((index, checked));
             }
-            let parts = by_shard.into_iter().map(|(shard, sets)| {
-                let batcher = self.batcher(shard);
-                async move {
-                    let outcome = batcher.submit(sets.clone()).await;
-                    if let (Ok(committed), Some(handle)) = (&outcome, self.shards.get(shard)) {
-                        // The subscription must reach this seq (see
-                        // `stale_replica_ms`).
-                        handle.note_committed(committed.seq);
-                    }
-                    (shard, sets, outcome)
-                }
+            let parts = by_shard.into_iter().map(|(shard, sets)| async move {
+                let outcome = self.submit(shard, sets.clone()).await;
+                (shard, sets, outcome)
             });
             todo = Vec::new();
             let retry = tokio::time::Instant::now() < deadline;
@@ -337,18 +329,46 @@ impl Gateway {
         Ok(done)
     }
 
+    /// Sends `sets` (all of `shard`) through its batcher; on commit, tells
+    /// the shard's subscription which seq it must reach (see
+    /// `stale_replica_ms`).
+    async fn submit(&self, shard: ShardId, sets: Vec<BoxSet>) -> Result<Committed> {
+        let committed = self.batcher(shard).submit(sets).await?;
+        if let Some(handle) = self.shards.get(shard) {
+            handle.note_committed(committed.seq);
+        }
+        Ok(committed)
+    }
+
     /// Sets box `index` and waits for the commit only: the shard's change
     /// number that committed it. What a websocket `Ack` reports; the
     /// client learns the new value from its `Update` (which may come
     /// later, when this gateway's change stream delivers it).
+    ///
+    /// [`Self::write`] for one set, without its per-call grouping (this
+    /// is the websocket's per-Set path): routed again while a split or
+    /// merge moves the box, until `write_timeout_ms`.
     pub async fn commit_box(&self, index: u64, checked: bool) -> Result<(ShardId, u64)> {
-        let map = self.current_map()?;
+        let mut map = self.current_map()?;
         Self::check_index(&Self::grid(&map)?, index)?;
         let box_index = u32::try_from(index)
             .map_err(|_| Error::BadRequest(format!("box {index} is out of range")))?;
-        let mut parts = self.write(vec![(box_index, checked)]).await?;
-        let (shard, _, outcome) = parts.pop().expect("one set makes one part");
-        Ok((shard, outcome?.seq))
+        let deadline = tokio::time::Instant::now() + self.config.write_timeout();
+        loop {
+            let shard = self
+                .shards
+                .route(&map, index)
+                .ok_or_else(|| Error::Unavailable(format!("no shard owns box {index}")))?;
+            match self.submit(shard, vec![(box_index, checked)]).await {
+                Err(Error::Moved(why)) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(shard, %why, sets = 1, "routing again");
+                    self.metrics.writes_rerouted.inc();
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    map = self.current_map()?;
+                }
+                outcome => return Ok((shard, outcome?.seq)),
+            }
+        }
     }
 
     /// Sets box `index` and waits for the commit; then waits (at most

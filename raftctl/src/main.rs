@@ -57,6 +57,11 @@ mod watch;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc malloc: cheaper per allocation on the hot
+/// paths (see `docs/benchmarks.md`, "Where the CPU goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();

@@ -6,6 +6,11 @@ use checkraft_node::config::{NodeConfig, Overrides};
 use checkraft_node::logging::{self, LogFormat};
 use clap::Parser;
 
+/// mimalloc instead of glibc malloc: cheaper per allocation on the hot
+/// paths (see `docs/benchmarks.md`, "Where the CPU goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A checkraft shard node: many raft-replicated bitmap shards over one sled
 /// database, served over HTTP.
 ///
