@@ -8,6 +8,10 @@
 //! carried gets the same outcome: `Ok` only once the batch is committed
 //! and applied.
 //!
+//! A caller either awaits the outcome ([`Batcher::submit`]) or hands over
+//! a function the batching task calls with it ([`Batcher::submit_then`]:
+//! no task or channel per caller, for the websocket's per-Set path).
+//!
 //! One batch per shard is in flight at a time, so a caller's later sets
 //! never overtake its earlier ones; sets that arrive meanwhile wait, and
 //! if they have waited a tick already they go out at once (group commit).
@@ -43,10 +47,21 @@ pub trait BatchSender: Send + Sync + 'static {
     fn send(&self, shard: ShardId, sets: Vec<BoxSet>) -> SendFuture;
 }
 
+/// What a caller gets when its batch is done.
+pub type Then = Box<dyn FnOnce(Result<Committed>) + Send>;
+
+/// Where a batch's outcome goes.
+enum Reply {
+    /// To a caller awaiting [`Batcher::submit`].
+    Wait(oneshot::Sender<Result<Committed>>),
+    /// Into a function the batching task calls ([`Batcher::submit_then`]).
+    Then(Then),
+}
+
 struct Pending {
     sets: Vec<BoxSet>,
     arrived: Instant,
-    reply: oneshot::Sender<Result<Committed>>,
+    reply: Reply,
 }
 
 /// The handle of one shard's batching task. Dropping every clone ends the
@@ -80,7 +95,7 @@ impl Batcher {
         let pending = Pending {
             sets,
             arrived: Instant::now(),
-            reply,
+            reply: Reply::Wait(reply),
         };
         self.tx
             .send(pending)
@@ -89,6 +104,33 @@ impl Batcher {
         outcome
             .await
             .map_err(|_| Error::Unavailable("the shard's batcher stopped".into()))?
+    }
+
+    /// Queues `sets` (all of this shard); the batching task calls `then`
+    /// with the outcome of the batch that carries them. No task and no
+    /// channel per caller: the websocket's per-Set path. When the queue
+    /// is full, `then` is handed back (the caller waits with
+    /// [`Self::submit`] instead); when the task stopped, `then` gets
+    /// `Unavailable` at once.
+    pub fn submit_then(&self, sets: Vec<BoxSet>, then: Then) -> std::result::Result<(), Then> {
+        let pending = Pending {
+            sets,
+            arrived: Instant::now(),
+            reply: Reply::Then(then),
+        };
+        match self.tx.try_send(pending) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(p)) => match p.reply {
+                Reply::Then(then) => Err(then),
+                Reply::Wait(_) => unreachable!("queued as Then"),
+            },
+            Err(mpsc::error::TrySendError::Closed(p)) => {
+                if let Reply::Then(then) = p.reply {
+                    then(Err(Error::Unavailable("the shard's batcher stopped".into())));
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -133,7 +175,12 @@ async fn run(
             tracing::debug!(shard, callers = batch.len(), error = %e, "write batch failed");
         }
         for p in batch {
-            let _ = p.reply.send(outcome.clone());
+            match p.reply {
+                Reply::Wait(tx) => {
+                    let _ = tx.send(outcome.clone());
+                }
+                Reply::Then(then) => then(outcome.clone()),
+            }
         }
     }
 }

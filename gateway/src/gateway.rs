@@ -371,6 +371,53 @@ impl Gateway {
         }
     }
 
+    /// [`Self::commit_box`] without a task per Set: `then` gets the
+    /// outcome, called by the shard's batching task when the batch is done
+    /// (the websocket's Set path; a task and a channel per Set were a
+    /// quarter of the gateway's CPU under write load). Only a Set refused
+    /// because a split or merge moved its box, or one that finds the
+    /// shard's queue full, is finished by a task (the first runs
+    /// [`Self::commit_box`] again, with its own `write_timeout_ms`).
+    pub fn commit_box_then<F>(self: &Arc<Self>, index: u64, checked: bool, then: F)
+    where
+        F: FnOnce(Result<(ShardId, u64)>) + Send + 'static,
+    {
+        let routed = self.current_map().and_then(|map| {
+            Self::check_index(&Self::grid(&map)?, index)?;
+            let box_index = u32::try_from(index)
+                .map_err(|_| Error::BadRequest(format!("box {index} is out of range")))?;
+            let shard = self
+                .shards
+                .route(&map, index)
+                .ok_or_else(|| Error::Unavailable(format!("no shard owns box {index}")))?;
+            Ok((shard, box_index))
+        });
+        let (shard, box_index) = match routed {
+            Ok(r) => r,
+            Err(e) => return then(Err(e)),
+        };
+        let gateway = self.clone();
+        let done: crate::batcher::Then = Box::new(move |outcome| match outcome {
+            Ok(committed) => {
+                if let Some(handle) = gateway.shards.get(shard) {
+                    handle.note_committed(committed.seq);
+                }
+                then(Ok((shard, committed.seq)))
+            }
+            Err(Error::Moved(why)) => {
+                tracing::debug!(shard, %why, sets = 1, "routing again");
+                gateway.metrics.writes_rerouted.inc();
+                tokio::spawn(async move { then(gateway.commit_box(index, checked).await) });
+            }
+            Err(e) => then(Err(e)),
+        });
+        let batcher = self.batcher(shard);
+        if let Err(done) = batcher.submit_then(vec![(box_index, checked)], done) {
+            // The queue is full: wait for room like any caller.
+            tokio::spawn(async move { done(batcher.submit(vec![(box_index, checked)]).await) });
+        }
+    }
+
     /// Sets box `index` and waits for the commit; then waits (at most
     /// `read_your_writes_ms`) until this gateway's state shows it. If it
     /// still does not, the write is committed but the answer is 503: a 200

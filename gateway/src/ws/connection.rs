@@ -362,10 +362,12 @@ impl Conn {
         }
         let outbox = self.outbox.clone();
         let started = Instant::now();
-        tokio::spawn(async move {
-            // Acknowledged on commit: the Update follows through this
-            // gateway's change stream, maybe after the Ack.
-            let reply = match gateway.commit_box(u64::from(index), checked).await {
+        let metrics = gateway.metrics.clone();
+        // Acknowledged on commit: the Update follows through this
+        // gateway's change stream, maybe after the Ack. No task per Set:
+        // the shard's batching task pushes the Ack (`commit_box_then`).
+        gateway.commit_box_then(u64::from(index), checked, move |outcome| {
+            let reply = match outcome {
                 Ok((_, seq)) => ack(request_id, AckStatus::Applied, seq),
                 Err(Error::BadRequest(_)) => ack(request_id, AckStatus::OutOfRange, 0),
                 Err(Error::Unavailable(_)) | Err(Error::Moved(_)) | Err(Error::Io(_)) => {
@@ -373,8 +375,7 @@ impl Conn {
                 }
                 Err(_) => ack(request_id, AckStatus::Invalid, 0),
             };
-            gateway
-                .metrics
+            metrics
                 .ws_set_latency
                 .observe(started.elapsed().as_secs_f64());
             outbox.push_reply(reply);
