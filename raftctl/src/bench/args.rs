@@ -35,7 +35,7 @@ pub enum Scenario {
     /// the original site's per-user write rate (0.001 Sets/s), half of the
     /// viewports in the first 16 chunks, realistic rate limits; reports
     /// per-connection costs and their projection to 2.5M connections on
-    /// one server ([`super::projection`]).
+    /// one server (see `docs/benchmarks.md`).
     C10m,
 }
 
