@@ -84,7 +84,7 @@ pub struct Server {
 /// are an assumption: a Hetzner AX-class dedicated server (8-core AMD
 /// Ryzen, 64 GB) costs about that.
 pub const SERVER: Server = Server {
-    name: "Hetzner AX-class dedicated server (assumed: 8 cores, 64 GiB, 1 Gbit/s)",
+    name: "a Hetzner AX-class dedicated server, assumed 8 cores, 64 GiB, 1 Gbit/s",
     cores: 8.0,
     ram_gib: 64.0,
     gbit_per_s: 1.0,
