@@ -1,5 +1,5 @@
 //! `raftctl bench` on tiny runs (`throughput`, `day`, `restart`,
-//! `reshard`): it starts its own cluster, drives it over the websocket
+//! `reshard`, `c10m`): it starts its own cluster, drives it over the websocket
 //! protocol, reports well-formed numbers in `report.json` (fields present,
 //! counts positive where they must be, latencies finite and ordered),
 //! writes its SVG charts, and stops by itself within its bound. Nothing
@@ -117,6 +117,10 @@ fn assert_common(report: &Value, scenario: &str, clients: u64) {
     assert!(report["errors"].is_object());
     assert!(report["machine"]["cpus"].as_u64().unwrap() > 0);
     assert!(report["command"].as_str().unwrap().contains("bench"));
+    // Issue 16: the load generator's CPU in every report.
+    assert!(num(report, "gateways.worker_cpu_cores") > 0.0, "{report:#}");
+    let share = num(report, "gateways.worker_cpu_share");
+    assert!(share > 0.0 && share <= 1.0, "{report:#}");
 }
 
 #[tokio::test]
@@ -270,6 +274,67 @@ async fn reshard_reports_steps_stretches_and_p99() {
     assert_latency(r, "change_ack");
     assert!(num(r, "p99_ratio") > 0.0);
     assert!(stdout.contains("Reshard: 4 → 8 → 4"), "{stdout}");
+}
+
+#[tokio::test]
+async fn c10m_projects_per_connection_costs() {
+    // 300 users over 2 gateways and 2 workers; the per-user rate of the
+    // real scenario (0.3 Sets/s here) would leave too few Sets in 4 s.
+    let (report, stdout) = bench(&[
+        "c10m",
+        "--clients",
+        "300",
+        "--gateways",
+        "2",
+        "--workers",
+        "2",
+        "--rate",
+        "30",
+        "--duration",
+        "4",
+        "--boxes",
+        "80000",
+        "--shards",
+        "4",
+        "--per-address",
+        "10",
+    ])
+    .await;
+    assert_common(&report, "c10m", 300);
+    assert_eq!(num(&report, "settings.hot_fraction"), 0.5);
+    assert_eq!(num(&report, "settings.hot_chunks"), 16.0);
+    assert_latency(&report, "sets.seen_latency");
+    let p = &report["projection"];
+    assert_eq!(num(p, "target_connections"), 2_500_000.0, "{report:#}");
+    assert_eq!(num(p, "measured.connections"), 300.0);
+    assert!(num(p, "measured.gateway_cpu_us_per_s") > 0.0, "{p:#}");
+    assert!(num(p, "measured.header_bytes_out") > 0.0, "{p:#}");
+    assert!(num(p, "measured.flushes_out") > 0.0, "{p:#}");
+    let w = &p["wire"];
+    assert!(num(w, "segments") > 0.0, "{p:#}");
+    assert!(
+        num(w, "outbound") > num(w, "payload") + num(w, "ws_headers"),
+        "TCP/IP overhead on top: {p:#}"
+    );
+    // RAM: a few hundred connections' growth is within the machine's
+    // noise (kernel memory is machine-wide), so only its presence.
+    num(p, "ram_gib.value");
+    for figure in [
+        "gateway_cores",
+        "outbound_gbit_per_s",
+        "inbound_gbit_per_s",
+        "click_to_visible_p99_ms",
+    ] {
+        assert!(num(p, &format!("{figure}.value")) > 0.0, "{figure}: {p:#}");
+        assert!(num(p, &format!("{figure}.budget")) > 0.0, "{figure}: {p:#}");
+        assert!(p[figure]["fits"].is_boolean(), "{figure}: {p:#}");
+    }
+    assert!(p["fits"].is_boolean());
+    assert!(
+        stdout.contains("### Projection to 2,500,000 connections on one server"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("load-generator CPU"), "{stdout}");
 }
 
 fn which(name: &str) -> bool {

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+/// `c10m`'s write rate per user, Sets per second: the original site's
+/// (about one click per user every 17 minutes).
+pub const C10M_SETS_PER_USER_PER_S: f64 = 0.001;
+
 /// The benchmark scenarios (see `docs/benchmarks.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -27,6 +31,12 @@ pub enum Scenario {
     /// Online resharding under load: `raftctl reshard` from `--shards` to
     /// `--reshard-to` shards and back, after a steady-state period.
     Reshard,
+    /// A slice of the C10M target this machine can hold: 200,000 users at
+    /// the original site's per-user write rate (0.001 Sets/s), half of the
+    /// viewports in the first 16 chunks, realistic rate limits; reports
+    /// per-connection costs and their projection to 2.5M connections on
+    /// one server (see `docs/benchmarks.md`).
+    C10m,
 }
 
 impl Scenario {
@@ -39,6 +49,7 @@ impl Scenario {
             Scenario::Failover => "failover",
             Scenario::Restart => "restart",
             Scenario::Reshard => "reshard",
+            Scenario::C10m => "c10m",
         }
     }
 }
@@ -231,9 +242,10 @@ impl Settings {
             Failover => 128,
             Restart => 256,
             Reshard => 1024,
+            C10m => 200_000,
         });
         let gateways = a.gateways.unwrap_or(match s {
-            Connections => clients.div_ceil(15_000).max(1) as u32,
+            Connections | C10m => clients.div_ceil(15_000).max(1) as u32,
             Day => clients.div_ceil(18_000).max(1) as u32,
             _ => 1,
         });
@@ -251,10 +263,12 @@ impl Settings {
                 Failover => Some(1000.0),
                 Restart => Some(20_000.0),
                 Reshard => Some(2000.0),
+                C10m => Some(clients as f64 * C10M_SETS_PER_USER_PER_S),
             },
         };
         let hot_fraction = a.hot_fraction.unwrap_or(match s {
             Throughput | Restart | Reshard => 0.0,
+            C10m => 0.5,
             _ => 0.8,
         });
         anyhow::ensure!(
@@ -318,6 +332,7 @@ impl Settings {
                     a.faults.warmup + f64::from(kills) * (restart_delay_s + a.faults.kill_every)
                 }
                 Reshard => 20.0,
+                C10m => 60.0,
             }),
             clients,
             gateways,
@@ -333,7 +348,10 @@ impl Settings {
             },
             viewport: a.viewport.unwrap_or(1),
             hot_fraction,
-            hot_chunks: a.hot_chunks.unwrap_or(4),
+            hot_chunks: a.hot_chunks.unwrap_or(match s {
+                C10m => 16,
+                _ => 4,
+            }),
             per_address: a.per_address,
             boxes: a.boxes.unwrap_or(match s {
                 Restart => 1 << 32,
@@ -379,7 +397,7 @@ fn scenario_gateway_env(
                 ("WS_IP_SETS_PER_SECOND", lifted.into()),
                 ("WS_IP_SETS_BURST", lifted.into()),
             ]),
-        Scenario::Day | Scenario::Connections => env.extend([
+        Scenario::Day | Scenario::Connections | Scenario::C10m => env.extend([
             ("WS_SETS_PER_SECOND", "7".into()),
             ("WS_SETS_BURST", "10".into()),
             ("WS_IP_SETS_PER_SECOND", "7".into()),

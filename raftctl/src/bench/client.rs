@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::latency::now_ns;
+use super::projection::ws_header_len;
 use super::shared::Shared;
 
 /// How long a TCP connect plus upgrade may take.
@@ -270,6 +271,9 @@ impl Client {
         };
         c.frames.fetch_add(1, Relaxed);
         c.bytes_in.fetch_add(bytes.len() as u64, Relaxed);
+        // Server frames are unmasked and, from the gateway, unfragmented.
+        c.header_bytes_in
+            .fetch_add(ws_header_len(bytes.len() as u64), Relaxed);
         let now = now_ns();
         match ServerMessage::decode(&bytes) {
             Ok(ServerMessage::Ack {

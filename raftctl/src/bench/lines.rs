@@ -56,6 +56,10 @@ pub struct Counts {
     pub frames: u64,
     /// Websocket payload bytes received.
     pub bytes_in: u64,
+    /// Websocket header bytes of those messages (2, 4 or 10 each by their
+    /// payload length; see [`super::projection::ws_header_len`]).
+    #[serde(default)]
+    pub header_bytes_in: u64,
     /// Connections that ended while they should have stayed open.
     pub dropped: u64,
 }
@@ -74,6 +78,7 @@ impl Counts {
             updates: self.updates - earlier.updates,
             frames: self.frames - earlier.frames,
             bytes_in: self.bytes_in - earlier.bytes_in,
+            header_bytes_in: self.header_bytes_in - earlier.header_bytes_in,
             dropped: self.dropped - earlier.dropped,
         }
     }
@@ -90,6 +95,7 @@ impl Counts {
         self.updates += o.updates;
         self.frames += o.frames;
         self.bytes_in += o.bytes_in;
+        self.header_bytes_in += o.header_bytes_in;
         self.dropped += o.dropped;
     }
 }

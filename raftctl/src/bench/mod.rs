@@ -2,7 +2,7 @@
 //! websocket protocol
 //!
 //! Each scenario is one command (`raftctl bench throughput|day|
-//! connections|failover|restart|reshard`, documented with results in
+//! connections|failover|restart|reshard|c10m`, documented with results in
 //! `docs/benchmarks.md`). A run:
 //!
 //! 1. starts its own cluster in a temp dir ([`launcher`]): three
@@ -10,7 +10,7 @@
 //!    as shorter raft timeouts), `init_cluster`, then the gateways with
 //!    the scenario's explicit settings ([`args::Settings::gateway_env`]:
 //!    rate limits lifted for `throughput`/`failover`/`restart`/`reshard`,
-//!    realistic for `day`/`connections`); once every group has settled, an
+//!    realistic for `day`/`connections`/`c10m`); once every group has settled, an
 //!    [`elections::ElectionWatch`] scrapes the nodes' `/metrics` until the
 //!    last phase ends;
 //! 2. snapshots the idle gateways ([`scrape`]: `/metrics`, VmRSS and CPU
@@ -34,14 +34,19 @@
 //! 5. stops the cluster, runs redis for `throughput` ([`redis`]), and
 //!    prints the markdown report ([`report`]; `report.json` instead with
 //!    `--json`; `--out DIR` also writes `report.json`, `report.md` and SVG
-//!    charts ([`charts`])).
+//!    charts ([`charts`])); for `c10m` it includes the projection of the
+//!    per-connection costs to 2.5M connections on one server
+//!    ([`projection`]).
 //!
 //! [`run`](mod@run) holds this sequence; `throughput` repeats steps 2–4 once per
 //! `--sweep` depth on the same cluster ([`throughput`]); `failover` runs
 //! its kill loop during step 4 ([`failover`]), `restart` its restart
 //! loop ([`restart`]), `reshard` its change after step 4's steady state
-//! ([`reshard`]); `day` and `connections` differ only in their
-//! defaults ([`args::Settings::resolve`]). SIGINT or SIGTERM stops the
+//! ([`reshard`]); `day`, `connections` and `c10m` differ only in their
+//! defaults ([`args::Settings::resolve`]; `c10m`: 200,000 clients at
+//! 0.001 Sets/s each, half of the viewports in the first 16 chunks, one
+//! gateway and one worker per 15,000 clients), `c10m` also in its
+//! report's projection. SIGINT or SIGTERM stops the
 //! phase, then the cluster, and removes the temp dir.
 //!
 //! ## What is measured how
@@ -68,6 +73,16 @@
 //! - **Gateway RSS per connection**: summed VmRSS with all clients
 //!   connected minus before any, divided by connections; kernel TCP
 //!   memory (both ends, whole machine) separately.
+//! - **CPU**: gateways' and nodes' from `/proc/<pid>/stat` between the
+//!   snapshots; the load generator's (every `bench-worker`, issue 16: it
+//!   must not be the bottleneck) measured by each worker between `start`
+//!   and `stop`, reported in cores and as a share of the machine's cores
+//!   in every scenario.
+//! - **Wire bytes and the projection** (`c10m`): websocket payload,
+//!   frames and flushes from the gateways' counters, frame headers
+//!   counted by the clients, TCP/IP and Ethernet overhead per estimated
+//!   segment; multiplied out to 2.5M connections next to one server's
+//!   budget: see [`projection`].
 //! - **Failover unavailability**: see [`failover`].
 //! - **Spurious elections**: term rises and leader changes per group
 //!   that no kill explains, over the whole run ([`elections`]).
@@ -100,6 +115,7 @@ mod lines;
 mod node_metrics;
 mod plan;
 mod procfs;
+mod projection;
 mod redis;
 mod report;
 mod reshard;

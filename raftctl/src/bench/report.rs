@@ -9,13 +9,14 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::args::Settings;
+use super::args::{Scenario, Settings};
 use super::charts;
 use super::elections::ElectionSummary;
 use super::failover::FailoverSummary;
 use super::latency::{Latency, LatencySummary};
 use super::lines::{Counts, WorkerFinal};
 use super::procfs::Machine;
+use super::projection::{self, Measured, Projection};
 use super::redis::RedisComparison;
 use super::reshard::ReshardSummary;
 use super::restart::RestartSummary;
@@ -67,6 +68,9 @@ pub struct Report {
     pub elections: Option<ElectionSummary>,
     /// Splits and merges under load (`reshard`).
     pub reshard: Option<ReshardSummary>,
+    /// Per-connection costs projected to one server's worth of
+    /// connections (`c10m`).
+    pub projection: Option<Projection>,
 }
 
 /// One phase of a `throughput` sweep.
@@ -82,6 +86,8 @@ pub struct SweepRow {
     pub seen_latency: LatencySummary,
     /// Gateway CPU, cores.
     pub gateway_cpu_cores: f64,
+    /// Load-generator CPU (all workers), cores.
+    pub worker_cpu_cores: f64,
     /// When the phase started (`CLOCK_MONOTONIC` ns).
     pub start_ns: u64,
     /// Acknowledged sets per second over the phase.
@@ -97,6 +103,7 @@ impl SweepRow {
             ack_latency: r.sets.ack_latency.clone(),
             seen_latency: r.sets.seen_latency.clone(),
             gateway_cpu_cores: r.gateways.cpu_cores,
+            worker_cpu_cores: r.gateways.worker_cpu_cores,
             start_ns: r.start_ns,
             timeline: r.timeline.clone(),
         }
@@ -176,8 +183,12 @@ pub struct GatewaySummary {
     pub cpu_us_per_connection_per_s: f64,
     /// Load-generator RSS per client (workers' own memory), bytes.
     pub worker_rss_per_client_bytes: f64,
-    /// Load-generator CPU (all workers) during the window, cores.
+    /// Load-generator CPU (all `bench-worker` processes) during the
+    /// window, cores.
     pub worker_cpu_cores: f64,
+    /// [`Self::worker_cpu_cores`] as a share of the machine's cores (0 to
+    /// 1): near 1, the load generator is the bottleneck.
+    pub worker_cpu_share: f64,
     /// Nodes' CPU during the window, cores (not meaningful in `failover`,
     /// where node processes are replaced).
     pub node_cpu_cores: f64,
@@ -243,7 +254,8 @@ impl Report {
         let kernel_growth =
             snaps.start.kernel_socket_bytes as f64 - snaps.before.kernel_socket_bytes as f64;
         let cpu = (snaps.stop.cpu_seconds - snaps.start.cpu_seconds).max(0.0);
-        Report {
+        let cpus = machine.cpus.max(1) as f64;
+        let mut report = Report {
             command: std::env::args().collect::<Vec<_>>().join(" "),
             date,
             machine,
@@ -287,6 +299,7 @@ impl Report {
                 cpu_us_per_connection_per_s: cpu * 1e6 / secs / connected,
                 worker_rss_per_client_bytes: worker_rss as f64 / connected,
                 worker_cpu_cores: worker_cpu / secs,
+                worker_cpu_share: worker_cpu / secs / cpus,
                 node_cpu_cores: (snaps.stop.node_cpu_seconds - snaps.start.node_cpu_seconds)
                     .max(0.0)
                     / secs,
@@ -298,6 +311,46 @@ impl Report {
             restart: None,
             elections: None,
             reshard: None,
+            projection: None,
+        };
+        if settings.scenario == Scenario::C10m {
+            let m = report.measured(&window, snaps);
+            report.projection = Some(projection::project(&m, projection::TARGET_CONNECTIONS));
+        }
+        report
+    }
+
+    /// The per-connection figures of the measured phase, for the
+    /// projection (`window`: the clients' counters over it).
+    fn measured(&self, window: &Counts, snaps: &Snapshots) -> Measured {
+        let connected = self.clients.connected;
+        let per_conn_s = |v: f64| v / connected.max(1) as f64 / self.window_s.max(1e-9);
+        let gateway = |metric: &str| {
+            snaps
+                .stop
+                .delta(&snaps.start, &format!("checkraft_gateway_{metric}"))
+                .map(per_conn_s)
+        };
+        let g = &self.gateways;
+        Measured {
+            connections: connected,
+            gateway_cpu_us_per_s: g.cpu_us_per_connection_per_s,
+            rss_bytes: g.rss_per_connection_bytes,
+            kernel_bytes_both_ends: g.kernel_per_connection_bytes,
+            payload_out: gateway("ws_bytes_out_total")
+                .unwrap_or(self.delivery.client_bytes_per_client_per_s),
+            frames_out: gateway("ws_messages_out_total")
+                .unwrap_or_else(|| per_conn_s(window.frames as f64)),
+            flushes_out: gateway("ws_flushes_total")
+                .unwrap_or_else(|| per_conn_s(window.frames as f64)),
+            header_bytes_out: (window.header_bytes_in > 0)
+                .then(|| per_conn_s(window.header_bytes_in as f64)),
+            payload_in: gateway("ws_bytes_in_total").unwrap_or(0.0),
+            frames_in: gateway("ws_messages_in_total")
+                .unwrap_or_else(|| per_conn_s(self.sets.sent as f64)),
+            node_cores: g.node_cpu_cores,
+            seen_p99_ms: self.sets.seen_latency.p99_ms,
+            seen_samples: self.sets.seen_latency.count,
         }
     }
 
@@ -429,6 +482,15 @@ impl Report {
             ),
         );
         row(
+            &format!("load-generator CPU ({} bench-worker processes)", s.workers),
+            format!(
+                "{:.2} cores, {:.0}% of the machine's {} cores",
+                g.worker_cpu_cores,
+                g.worker_cpu_share * 100.0,
+                self.machine.cpus
+            ),
+        );
+        row(
             "load-generator RSS per client",
             format!("{:.0} B", g.worker_rss_per_client_bytes),
         );
@@ -443,19 +505,20 @@ impl Report {
             let _ = writeln!(
                 md,
                 "\nSweep (the figures above are the best phase's):\n\n\
-                 | in flight per client | acknowledged sets/s | set→ack p50 / p99 ms | set→seen p50 / p99 ms | gateway CPU cores |\n|---|---|---|---|---|"
+                 | in flight per client | acknowledged sets/s | set→ack p50 / p99 ms | set→seen p50 / p99 ms | gateway CPU cores | load-generator CPU cores |\n|---|---|---|---|---|---|"
             );
             for r in rows {
                 let _ = writeln!(
                     md,
-                    "| {} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.2} |",
+                    "| {} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.2} | {:.2} |",
                     r.inflight,
                     r.acked_per_s,
                     r.ack_latency.p50_ms,
                     r.ack_latency.p99_ms,
                     r.seen_latency.p50_ms,
                     r.seen_latency.p99_ms,
-                    r.gateway_cpu_cores
+                    r.gateway_cpu_cores,
+                    r.worker_cpu_cores
                 );
             }
         }
@@ -478,6 +541,10 @@ impl Report {
         if let Some(r) = &self.reshard {
             md.push('\n');
             md.push_str(&r.markdown());
+        }
+        if let Some(p) = &self.projection {
+            md.push('\n');
+            md.push_str(&p.markdown());
         }
         md
     }

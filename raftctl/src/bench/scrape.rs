@@ -9,9 +9,12 @@ use serde::Serialize;
 use super::procfs;
 
 /// The metrics read, summed over gateways.
-const METRICS: [&str; 4] = [
+const METRICS: [&str; 7] = [
     "checkraft_gateway_ws_bytes_out_total",
     "checkraft_gateway_ws_messages_out_total",
+    "checkraft_gateway_ws_flushes_total",
+    "checkraft_gateway_ws_bytes_in_total",
+    "checkraft_gateway_ws_messages_in_total",
     "checkraft_gateway_ws_connections",
     "checkraft_gateway_write_batches_total",
 ];

@@ -37,6 +37,7 @@ pub struct Counters {
     pub updates: AtomicU64,
     pub frames: AtomicU64,
     pub bytes_in: AtomicU64,
+    pub header_bytes_in: AtomicU64,
     pub dropped: AtomicU64,
     /// Sets awaiting an Ack over all clients.
     pub outstanding: AtomicU64,
@@ -56,6 +57,7 @@ impl Counters {
             updates: self.updates.load(Relaxed),
             frames: self.frames.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),
+            header_bytes_in: self.header_bytes_in.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
         }
     }
