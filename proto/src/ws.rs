@@ -762,6 +762,34 @@ mod tests {
     }
 
     #[test]
+    fn random_set_many_and_ack_many_bytes_decode_strictly_or_fail() {
+        // Whatever decodes re-encodes to the same bytes (and never
+        // panics the encoder): one encoding per message.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut client, mut server) = (0, 0);
+        for _ in 0..20_000 {
+            let len = 1 + (next() % 24) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| (next() % 7) as u8).collect();
+            bytes[0] = if next() % 2 == 0 { 0x05 } else { 0x89 };
+            if let Ok(msg) = ClientMessage::decode(&bytes) {
+                assert_eq!(msg.encode(), bytes, "{msg:?}");
+                client += 1;
+            }
+            if let Ok(msg) = ServerMessage::decode(&bytes) {
+                assert_eq!(msg.encode(), bytes, "{msg:?}");
+                server += 1;
+            }
+        }
+        assert!(client > 50 && server > 50, "{client} {server}");
+    }
+
+    #[test]
     fn ack_many_runs() {
         use AckStatus::*;
         let runs = ack_runs([
