@@ -112,7 +112,7 @@ function perTab(id, onMessage) {
   loadHub().then((Hub) => {
     hub = new Hub(hubDeps());
     addEventListener("pagehide", (e) => { if (!e.persisted) hub.shutdown(); });
-    for (const m of queue.splice(0)) hub.tabMessage(id, m, onMessage);
+    hub.tabMessages(id, queue.splice(0), onMessage);
   });
   return { send: (m) => (hub ? hub.tabMessage(id, m, onMessage) : queue.push(m)) };
 }

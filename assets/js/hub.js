@@ -8,6 +8,9 @@
 //                                     browser used last time, tried alone first
 //   {t: "sub", chunks: number[]}      the tab's whole wanted set (replaces)
 //   {t: "set", id, index, checked}    a click; `id` is the tab's request id
+//   {t: "sets", sets: [{id, index, checked}]}  several clicks at once (a drag, a run, a
+//                                     queue flushed): one SetMany per 256 boxes (a box
+//                                     given twice: the last value wins, every id answered)
 //   {t: "beat", chunks}               heartbeat, repeating the wanted set (tabs silent for
 //                                     TAB_TIMEOUT_MS are dropped; a dropped tab's next beat
 //                                     restores it, since background tabs' timers are throttled)
@@ -21,14 +24,18 @@
 //   {t: "server", m}                  a decoded Update/Versions/Resync (only to tabs
 //                                     subscribed to one of its chunks) or Stats (to all)
 //   {t: "ack", id, status, seq}       the tab's Set outcome; status "disconnected"
-//                                     when the socket dropped before the Ack
+//                                     when the socket dropped before the Ack. A "sets"
+//                                     click gets one too, its box's part of the AckMany
 //
 // Invariants: the gateway's subscription set is the union of the tabs'
 // sets (refcount per chunk); a chunk is subscribed on the socket iff its
-// refcount > 0; every Set in flight maps to exactly one (tab, tab id) and is
-// answered exactly once (Ack, or "disconnected").
+// refcount > 0; every Set in flight maps to exactly one (tab, tab id), every
+// SetMany to one tab and its boxes' ids, and each id is answered exactly once
+// (Ack or AckMany, or "disconnected").
 
-import { PROTOCOL_VERSION, decodeServer, encodeClient, helloVersion } from "./protocol.js";
+import {
+  MAX_SETS_PER_MESSAGE, PROTOCOL_VERSION, ackManyOutcomes, decodeServer, encodeClient, helloVersion, setMany,
+} from "./protocol.js";
 import { toRuns } from "./state.js";
 import {
   backoffDelay, bestCandidate, closeMeansAvoid, endpointsFromConfig, pickTwo, resolveEndpoint,
@@ -102,6 +109,17 @@ export class Hub {
     for (const [req, v] of this.inflight) if (v.tab === id) this.inflight.delete(req);
   }
 
+  /** Messages from tab `id` queued together: runs of clicks go as one "sets". */
+  tabMessages(id, msgs, send) {
+    for (let i = 0; i < msgs.length;) {
+      let j = i;
+      while (j < msgs.length && msgs[j]?.t === "set") j++;
+      if (j - i > 1) this.tabMessage(id, { t: "sets", sets: msgs.slice(i, j) }, send);
+      else this.tabMessage(id, msgs[i], send);
+      i = Math.max(j, i + 1);
+    }
+  }
+
   /** A message from tab `id`; unknown tabs are registered with `send`. */
   tabMessage(id, msg, send) {
     if (!msg || typeof msg !== "object") return;
@@ -125,6 +143,9 @@ export class Hub {
         break;
       case "set":
         this.set(id, msg);
+        break;
+      case "sets":
+        this.sets(id, Array.isArray(msg.sets) ? msg.sets : []);
         break;
       case "kick":
         this.kick();
@@ -176,8 +197,7 @@ export class Hub {
       tab.send({ t: "ack", id: msg.id, status: "disconnected", seq: 0 });
       return;
     }
-    const req = this.nextReq;
-    this.nextReq = this.nextReq >= 0xffffffff ? 1 : this.nextReq + 1;
+    const req = this.takeReq();
     this.inflight.set(req, { tab: tabId, id: msg.id });
     try {
       this.sendWs({ type: "set", request_id: req, index: msg.index, checked: !!msg.checked });
@@ -185,6 +205,59 @@ export class Hub {
       this.inflight.delete(req);
       tab.send({ t: "ack", id: msg.id, status: "invalid", seq: 0 });
     }
+  }
+
+  takeReq() {
+    const req = this.nextReq;
+    this.nextReq = this.nextReq >= 0xffffffff ? 1 : this.nextReq + 1;
+    return req;
+  }
+
+  /** Several clicks of tab `tabId` as SetMany messages (a lone box as a Set). */
+  sets(tabId, list) {
+    const tab = this.tabs.get(tabId);
+    if (this.state !== "live") {
+      for (const s of list) tab.send({ t: "ack", id: s.id, status: "disconnected", seq: 0 });
+      return;
+    }
+    const byIndex = new Map();
+    for (const s of list) {
+      const b = byIndex.get(s.index) ?? { index: s.index, ids: [] };
+      b.checked = !!s.checked;
+      b.ids.push(s.id);
+      byIndex.set(s.index, b);
+    }
+    const boxes = [...byIndex.values()].sort((a, b) => a.index - b.index);
+    for (let i = 0; i < boxes.length; i += MAX_SETS_PER_MESSAGE) {
+      const part = boxes.slice(i, i + MAX_SETS_PER_MESSAGE);
+      if (part.length === 1 && part[0].ids.length === 1) {
+        this.set(tabId, { id: part[0].ids[0], index: part[0].index, checked: part[0].checked });
+        continue;
+      }
+      const req = this.takeReq();
+      const v = { tab: tabId, boxes: part };
+      this.inflight.set(req, v);
+      try {
+        this.sendWs(setMany(req, part));
+      } catch {
+        this.inflight.delete(req);
+        this.answer(v, () => ({ status: "invalid", seq: 0 }));
+      }
+    }
+  }
+
+  /** Answers every id of in-flight record `v`: `outcome(k)` for its k-th box. */
+  answer(v, outcome) {
+    const tab = this.tabs.get(v.tab);
+    if (!v.boxes) {
+      const o = outcome(0);
+      tab?.send({ t: "ack", id: v.id, status: o.status, seq: o.seq });
+      return;
+    }
+    v.boxes.forEach((b, k) => {
+      const o = outcome(k);
+      for (const id of b.ids) tab?.send({ t: "ack", id, status: o.status, seq: o.seq });
+    });
   }
 
   statusMsg() {
@@ -381,9 +454,19 @@ export class Hub {
         break;
       case "ack": {
         const v = this.inflight.get(m.request_id);
-        if (!v) break;
+        if (!v || v.boxes) break;
         this.inflight.delete(m.request_id);
-        this.tabs.get(v.tab)?.send({ t: "ack", id: v.id, status: m.status, seq: m.seq });
+        this.answer(v, () => m);
+        break;
+      }
+      case "ack_many": {
+        const v = this.inflight.get(m.request_id);
+        if (!v?.boxes) break;
+        this.inflight.delete(m.request_id);
+        // Runs cover the boxes in the SetMany's (ascending) order; a box
+        // the gateway left out (a bug) is answered "invalid" (rolled back).
+        const outcomes = ackManyOutcomes(m);
+        this.answer(v, (k) => outcomes[k] ?? { status: "invalid", seq: 0 });
         break;
       }
       case "hello":
@@ -412,9 +495,7 @@ export class Hub {
     if (ws !== this.ws) return;
     this.ws = null;
     if (closeMeansAvoid(code) && this.endpoint) this.avoidUrl(this.endpoint);
-    for (const v of this.inflight.values()) {
-      this.tabs.get(v.tab)?.send({ t: "ack", id: v.id, status: "disconnected", seq: 0 });
-    }
+    for (const v of this.inflight.values()) this.answer(v, () => ({ status: "disconnected", seq: 0 }));
     this.inflight.clear();
     if (this.closed) return;
     this.setState("reconnecting");

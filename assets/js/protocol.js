@@ -4,6 +4,8 @@
 // statuses and reasons are single bytes. An Update carries `version` and
 // `delta` (prev_version = version - delta) and its entries as a gap-coded
 // list (0x82) or, when smaller, a bitset (0x88). Bitsets are LSB-first.
+// A SetMany (0x05) carries several boxes gap-coded in ascending index
+// order; its AckMany (0x89) answers them as runs of equal outcome.
 
 /** The protocol version this codec speaks (Hello's `protocol_version`). */
 export const PROTOCOL_VERSION = 2;
@@ -21,6 +23,9 @@ export const MAX_CHUNK_SIZE = 1 << 15;
 
 /** Most chunks in one Versions message. */
 export const MAX_VERSIONS_RUN = 256;
+
+/** Most boxes in one SetMany (and one AckMany). */
+export const MAX_SETS_PER_MESSAGE = 256;
 
 const UPDATE_LIST = 0x82;
 const UPDATE_BITSET = 0x88;
@@ -135,7 +140,9 @@ function nameOf(names, code, field) {
  * Encodes a client → gateway message.
  * @param {{type: "subscribe"|"unsubscribe", first_chunk: number, count: number}
  *   | {type: "set", request_id: number, index: number, checked: boolean}
- *   | {type: "ping", nonce: number}} msg
+ *   | {type: "ping", nonce: number}
+ *   | {type: "set_many", request_id: number, sets: {index: number, checked: boolean}[]}} msg
+ *   (a set_many's indices ascend strictly; build it with `setMany`)
  * @returns {Uint8Array} the binary WebSocket payload
  * @throws {Error} on an unknown type or an out-of-range field
  */
@@ -158,6 +165,23 @@ export function encodeClient(msg) {
     case "ping": {
       const w = writer(0x04);
       w.varint(msg.nonce, 32, "nonce");
+      return w.done();
+    }
+    case "set_many": {
+      const sets = msg.sets;
+      if (!Array.isArray(sets) || sets.length === 0 || sets.length > MAX_SETS_PER_MESSAGE) {
+        throw new Error(`set_many: sets must be an array of 1 to ${MAX_SETS_PER_MESSAGE} boxes`);
+      }
+      const w = writer(0x05);
+      w.varint(msg.request_id, 32, "request_id");
+      w.varint(sets.length, 64, "count");
+      let next = 0;
+      for (const e of sets) {
+        const index = checkUint(e.index, 32, "index");
+        if (index < next) throw new Error(`set_many: indices must ascend strictly, got ${index} after ${next - 1}`);
+        w.varint((index - next) * 2 + (checkBool(e.checked, "checked") ? 1 : 0), 64, "entry");
+        next = index + 1;
+      }
       return w.done();
     }
     default:
@@ -199,11 +223,54 @@ export function decodeClient(input) {
       r = reader(bytes, "ping");
       msg = { type: "ping", nonce: r.varint("nonce", 32) };
       break;
+    case 0x05: {
+      r = reader(bytes, "set_many");
+      const request_id = r.varint("request_id", 32);
+      const count = r.varint("count");
+      if (count === 0 || count > MAX_SETS_PER_MESSAGE) throw new Error(`set_many: bad count: ${count}`);
+      const sets = [];
+      let next = 0;
+      for (let i = 0; i < count; i++) {
+        const item = r.varint("entry");
+        const index = next + Math.floor(item / 2);
+        if (index > 0xffffffff) throw new Error(`set_many: bad index: ${index}`);
+        sets.push({ index, checked: item % 2 === 1 });
+        next = index + 1;
+      }
+      msg = { type: "set_many", request_id, sets };
+      break;
+    }
     default:
       throw new Error(`decodeClient: unknown message type 0x${type.toString(16).padStart(2, "0")}`);
   }
   r.done();
   return msg;
+}
+
+/**
+ * A SetMany of `sets` given in any order: sorted by index, and of several
+ * values for one box the last wins (as within one batch).
+ * @param {number} request_id echoed in the AckMany
+ * @param {{index: number, checked: boolean}[]} sets 1 to MAX_SETS_PER_MESSAGE distinct boxes
+ * @returns {{type: "set_many", request_id: number, sets: {index: number, checked: boolean}[]}}
+ */
+export function setMany(request_id, sets) {
+  const last = new Map();
+  for (const e of sets) last.set(e.index, !!e.checked);
+  const sorted = [...last].sort((a, b) => a[0] - b[0]).map(([index, checked]) => ({ index, checked }));
+  return { type: "set_many", request_id, sets: sorted };
+}
+
+/**
+ * The outcome of each box of a SetMany, in its (ascending) order, from
+ * the runs of its AckMany.
+ * @param {{runs: {len: number, status: string, seq: number}[]}} ackMany a decoded AckMany
+ * @returns {{status: string, seq: number}[]}
+ */
+export function ackManyOutcomes(ackMany) {
+  const out = [];
+  for (const run of ackMany.runs) for (let i = 0; i < run.len; i++) out.push({ status: run.status, seq: run.seq });
+  return out;
 }
 
 // ---------------------------------------------------------------- update entries
@@ -326,7 +393,7 @@ export function helloVersion(input) {
 /**
  * Encodes a gateway → client message (used by tests and mock gateways).
  * An Update goes out in the bitset form exactly when that is smaller.
- * @param {object} msg one of hello, update, ack, stats, versions, resync, pong,
+ * @param {object} msg one of hello, update, ack, stats, versions, resync, pong, ack_many,
  *   in the shape `decodeServer` returns
  * @returns {Uint8Array} the binary WebSocket payload
  * @throws {Error} on an unknown type, status or reason, or an out-of-range field
@@ -390,6 +457,25 @@ export function encodeServer(msg) {
     case "pong": {
       const w = writer(0x87);
       w.varint(msg.nonce, 32, "nonce");
+      return w.done();
+    }
+    case "ack_many": {
+      const runs = msg.runs;
+      if (!Array.isArray(runs) || runs.length === 0) throw new Error("ack_many: runs must be a non-empty array");
+      const w = writer(0x89);
+      w.varint(msg.request_id, 32, "request_id");
+      w.varint(runs.length, 64, "count");
+      let total = 0;
+      runs.forEach((run, i) => {
+        total += checkUint(run.len, 32, "run len");
+        if (run.len === 0 || total > MAX_SETS_PER_MESSAGE) throw new Error(`ack_many: bad run len: ${run.len}`);
+        if (i > 0 && runs[i - 1].status === run.status && runs[i - 1].seq === run.seq) {
+          throw new Error("ack_many: adjacent runs must differ");
+        }
+        w.varint(run.len, 64, "run len");
+        w.u8(codeOf(ACK_STATUSES, run.status, "ack status"), "status");
+        w.varint(run.seq, 64, "seq");
+      });
       return w.done();
     }
     default:
@@ -468,6 +554,27 @@ export function decodeServer(input) {
       r = reader(bytes, "pong");
       msg = { type: "pong", nonce: r.varint("nonce", 32) };
       break;
+    case 0x89: {
+      r = reader(bytes, "ack_many");
+      const request_id = r.varint("request_id", 32);
+      const count = r.varint("count");
+      if (count === 0 || count > MAX_SETS_PER_MESSAGE) throw new Error(`ack_many: bad count: ${count}`);
+      const runs = [];
+      let total = 0;
+      for (let i = 0; i < count; i++) {
+        const len = r.varint("run len");
+        total += len;
+        if (len === 0 || total > MAX_SETS_PER_MESSAGE) throw new Error(`ack_many: bad run len: ${len}`);
+        const run = { len, status: nameOf(ACK_STATUSES, r.u8("status"), "ack status"), seq: r.varint("seq") };
+        const prev = runs[runs.length - 1];
+        if (prev && prev.status === run.status && prev.seq === run.seq) {
+          throw new Error("ack_many: not canonical: adjacent runs have the same outcome");
+        }
+        runs.push(run);
+      }
+      msg = { type: "ack_many", request_id, runs };
+      break;
+    }
     default:
       throw new Error(`decodeServer: unknown message type 0x${type.toString(16).padStart(2, "0")}`);
   }

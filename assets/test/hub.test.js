@@ -134,6 +134,75 @@ test("set request ids are mapped per tab and acks routed back", async () => {
   assert.deepEqual(b.got.filter((m) => m.t === "ack"), [{ t: "ack", id: 1, status: "rate_limited", seq: 0 }]);
 });
 
+test("several clicks go as one SetMany and each is answered from its box's run", async () => {
+  const h = harness();
+  const a = h.tab("a");
+  await h.tick();
+  h.sockets[0].greet();
+  await h.tick();
+  const ws = h.sockets[0];
+  ws.sent = [];
+  // Box 12 twice: the last value goes out, both ids are answered.
+  a.msg({ t: "sets", sets: [
+    { id: 1, index: 12, checked: true }, { id: 2, index: 10, checked: true },
+    { id: 3, index: 11, checked: true }, { id: 4, index: 12, checked: false },
+  ] });
+  assert.equal(ws.sent.length, 1);
+  const m = ws.sent[0];
+  assert.equal(m.type, "set_many");
+  assert.deepEqual(m.sets, [
+    { index: 10, checked: true }, { index: 11, checked: true }, { index: 12, checked: false },
+  ]);
+  // Boxes 10, 11 applied at seq 9 (one shard), box 12 rate limited.
+  ws.recv({ type: "ack_many", request_id: m.request_id, runs: [
+    { len: 2, status: "applied", seq: 9 }, { len: 1, status: "rate_limited", seq: 0 },
+  ] });
+  const acks = a.got.filter((x) => x.t === "ack").sort((x, y) => x.id - y.id);
+  assert.deepEqual(acks, [
+    { t: "ack", id: 1, status: "rate_limited", seq: 0 },
+    { t: "ack", id: 2, status: "applied", seq: 9 },
+    { t: "ack", id: 3, status: "applied", seq: 9 },
+    { t: "ack", id: 4, status: "rate_limited", seq: 0 },
+  ]);
+  // A second AckMany for the same request is ignored.
+  ws.recv({ type: "ack_many", request_id: m.request_id, runs: [{ len: 3, status: "applied", seq: 1 }] });
+  assert.equal(a.got.filter((x) => x.t === "ack").length, 4);
+});
+
+test("a SetMany in flight is answered 'disconnected' per click when the socket drops", async () => {
+  const h = harness();
+  const a = h.tab("a");
+  await h.tick();
+  h.sockets[0].greet();
+  await h.tick();
+  const ws = h.sockets[0];
+  ws.sent = [];
+  const sets = [];
+  for (let i = 0; i < 300; i++) sets.push({ id: i, index: i, checked: true });
+  a.msg({ t: "sets", sets });
+  // 300 boxes: two SetMany messages (256 + 44).
+  assert.deepEqual(ws.sent.map((x) => x.sets.length), [256, 44]);
+  ws.drop(1006);
+  const acks = a.got.filter((x) => x.t === "ack");
+  assert.equal(acks.length, 300);
+  assert.ok(acks.every((x) => x.status === "disconnected"));
+});
+
+test("queued clicks are sent together; a lone click stays a Set", async () => {
+  const h = harness();
+  const a = h.tab("a");
+  await h.tick();
+  h.sockets[0].greet();
+  await h.tick();
+  const ws = h.sockets[0];
+  ws.sent = [];
+  h.hub.tabMessages("a", [
+    { t: "set", id: 1, index: 5, checked: true }, { t: "set", id: 2, index: 6, checked: true },
+    { t: "sub", chunks: [0] }, { t: "set", id: 3, index: 7, checked: false },
+  ], a.send);
+  assert.deepEqual(ws.sent.map((x) => x.type), ["set_many", "subscribe", "set"]);
+});
+
 test("a drop fails sets in flight, reconnects with backoff, resubscribes", async () => {
   const h = harness({ endpoints: ["ws://g1/ws", "ws://g2/ws"] });
   const a = h.tab("a");

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import {
   encodeClient, decodeClient, encodeServer, decodeServer,
   bitsetGet, bitsetSet, bitsetEncode, applyUpdate, helloVersion, MAX_CHUNK_SIZE,
+  setMany, ackManyOutcomes, MAX_SETS_PER_MESSAGE,
 } from "../js/protocol.js";
 
 const vectors = JSON.parse(
@@ -183,4 +184,38 @@ test("applyUpdate refuses an out-of-chunk offset without mutating", () => {
     { offset: 0, checked: true }, { offset: 8, checked: true },
   ])), RangeError);
   assert.deepEqual(state, { version: 1, bits: new Uint8Array([0x00]) });
+});
+
+test("setMany sorts, keeps the last value of a box, and encodes one byte per neighbour", () => {
+  const msg = setMany(7, [
+    { index: 12, checked: true }, { index: 10, checked: true }, { index: 12, checked: false }, { index: 11, checked: true },
+  ]);
+  assert.deepEqual(msg.sets, [
+    { index: 10, checked: true }, { index: 11, checked: true }, { index: 12, checked: false },
+  ]);
+  assert.equal(toHex(encodeClient(msg)), "050703150100");
+  assert.deepEqual(decodeClient(encodeClient(msg)), msg);
+});
+
+test("set_many edges: the largest count and index encode; 0, 257 and unsorted are refused", () => {
+  const sets = [];
+  for (let i = 0; i < MAX_SETS_PER_MESSAGE - 1; i++) sets.push({ index: i, checked: i % 2 === 0 });
+  sets.push({ index: 0xffffffff, checked: true });
+  const bytes = encodeClient({ type: "set_many", request_id: 0xffffffff, sets });
+  assert.equal(bytes.length, 1 + 5 + 2 + 255 + 5);
+  assert.deepEqual(decodeClient(bytes).sets, sets);
+  assert.throws(() => encodeClient({ type: "set_many", request_id: 1, sets: [] }), /1 to 256/);
+  assert.throws(() => encodeClient({ type: "set_many", request_id: 1, sets: [...sets, { index: 0, checked: true }] }));
+  assert.throws(
+    () => encodeClient({ type: "set_many", request_id: 1, sets: [{ index: 2, checked: true }, { index: 2, checked: true }] }),
+    /ascend/,
+  );
+});
+
+test("ackManyOutcomes expands runs in the SetMany's order", () => {
+  const ack = decodeServer(fromHex("89030302000901000a010100"));
+  assert.deepEqual(ackManyOutcomes(ack), [
+    { status: "applied", seq: 9 }, { status: "applied", seq: 9 },
+    { status: "applied", seq: 10 }, { status: "rate_limited", seq: 0 },
+  ]);
 });

@@ -136,6 +136,11 @@ pub struct GatewayConfig {
     pub ws_ip_sets_per_second: u32,
     /// Burst of [`Self::ws_ip_sets_per_second`].
     pub ws_ip_sets_burst: u32,
+    /// Websocket: boxes per `SetMany` message, 1 to the protocol's 256
+    /// (`checkraft_proto::ws::MAX_SETS_PER_MESSAGE`); more closes the
+    /// connection with 1008. Each box takes a token of the Set buckets
+    /// above.
+    pub ws_max_sets_per_message: usize,
     /// HTTP writes (`PUT /api/boxes/{i}` and `POST /nojs/set`, one bucket
     /// for both): per second per client address (the forwarded one from
     /// `trusted_proxies`); over it, 429 with `Retry-After`.
@@ -239,6 +244,7 @@ impl Default for GatewayConfig {
             ws_sets_burst: 10,
             ws_ip_sets_per_second: 7,
             ws_ip_sets_burst: 10,
+            ws_max_sets_per_message: 256,
             http_sets_per_second: 10,
             http_sets_burst: 20,
             ws_fanout_tick_ms: 20,
@@ -376,6 +382,13 @@ impl GatewayConfig {
                  least ws_fanout_tick_ms)"
                     .into(),
             ));
+        }
+        if !(1..=checkraft_proto::ws::MAX_SETS_PER_MESSAGE).contains(&self.ws_max_sets_per_message)
+        {
+            return Err(Error::Config(format!(
+                "ws_max_sets_per_message must be 1 to {}",
+                checkraft_proto::ws::MAX_SETS_PER_MESSAGE
+            )));
         }
         if self.http_sets_per_second == 0 || self.http_sets_burst == 0 {
             return Err(Error::Config(

@@ -56,9 +56,10 @@
 //!    are small ([`socket`]: `SO_SNDBUF`, `TCP_NOTSENT_LOWAT`, set on the
 //!    listener): a connection that falls behind loses updates and gets
 //!    `Resync{FellBehind}` instead, after kilobytes, so memory stays
-//!    bounded. Sets go through the batcher and are acknowledged when their
-//!    batch commits (the Update may come later); token buckets per
-//!    connection and per IP, connection caps and the `Origin` rule apply.
+//!    bounded. Sets (and SetMany's boxes, one write per message) go
+//!    through the batcher and are acknowledged when their batch commits
+//!    (the Update may come later); token buckets per connection and per
+//!    IP (counting boxes), connection caps and the `Origin` rule apply.
 //!    Shutdown closes every socket with 1001.
 //! 6. **Cross-origin reads** ([`cors`]): the page sends its chunk and API
 //!    reads straight to the gateway its socket uses; GETs of the read

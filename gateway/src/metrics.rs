@@ -25,6 +25,7 @@ pub const REJECTION_REASONS: &[&str] = &[
     "too_big",
     "protocol",
     "subscriptions",
+    "set_many_boxes",
     "rate_limited",
     "origin",
     "bad_handshake",
@@ -137,6 +138,12 @@ pub struct Metrics {
     /// Time from receiving a websocket `Set` to queueing its `Ack`, for
     /// sets sent to the shard (batching and commit included), in seconds.
     pub ws_set_latency: Histogram,
+    /// Boxes per websocket `SetMany` message (its `_count` is the number
+    /// of SetMany messages, its `_sum` their boxes).
+    pub ws_set_many_boxes: Histogram,
+    /// Time from receiving a websocket `SetMany` to queueing its
+    /// `AckMany`, for those with boxes sent to the shards, in seconds.
+    pub ws_set_many_latency: Histogram,
     /// HTTP writes refused with 429 by the per-address rate limit, by
     /// `endpoint` (`api`, `nojs`).
     pub http_rate_limited: Family<Vec<(String, String)>, Counter>,
@@ -243,6 +250,8 @@ impl Metrics {
         let ws_stats_broadcasts = Counter::default();
         let ws_flushes = Counter::default();
         let ws_set_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let ws_set_many_boxes = Histogram::new(exponential_buckets(1.0, 2.0, 9));
+        let ws_set_many_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register(
             "ws_connections",
             "Open websocket connections",
@@ -338,6 +347,16 @@ impl Metrics {
             "Time from a websocket Set to its Ack",
             ws_set_latency.clone(),
         );
+        registry.register(
+            "ws_set_many_boxes",
+            "Boxes per websocket SetMany message",
+            ws_set_many_boxes.clone(),
+        );
+        registry.register(
+            "ws_set_many_latency_seconds",
+            "Time from a websocket SetMany to its AckMany",
+            ws_set_many_latency.clone(),
+        );
         let http_rate_limited = Family::<Vec<(String, String)>, Counter>::default();
         for e in HTTP_WRITE_ENDPOINTS {
             let _ = http_rate_limited.get_or_create(&endpoint(e));
@@ -371,6 +390,8 @@ impl Metrics {
             ws_stats_broadcasts,
             ws_flushes,
             ws_set_latency,
+            ws_set_many_boxes,
+            ws_set_many_latency,
             ws_connections,
             ws_messages_in,
             ws_messages_out,
@@ -466,6 +487,8 @@ mod tests {
             "checkraft_gateway_ws_stats_broadcasts_total 0",
             "checkraft_gateway_ws_flushes_total 0",
             "checkraft_gateway_ws_set_latency_seconds_count 0",
+            "checkraft_gateway_ws_set_many_boxes_count 0",
+            "checkraft_gateway_ws_set_many_latency_seconds_count 0",
             "checkraft_gateway_ws_rejections_total{reason=\"bad_handshake\"} 0",
             "checkraft_gateway_ws_resyncs_total{reason=\"state_reset\"} 0",
             "checkraft_gateway_http_rate_limited_total{endpoint=\"api\"} 0",

@@ -84,7 +84,7 @@ pub use raftctl::{
 pub use relay::DelayRelay;
 pub use router::Router;
 pub use small_disk::SmallDisk;
-pub use ws_client::{ChunkMirror, MirrorAction, WsClient, WsEvent};
+pub use ws_client::{ack_many_outcomes, ChunkMirror, MirrorAction, WsClient, WsEvent};
 
 use std::collections::HashSet;
 use std::sync::Mutex;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use checkraft_proto::ws::{ClientMessage, ResyncReason, ServerMessage};
+use checkraft_proto::ws::{AckRun, AckStatus, ClientMessage, ResyncReason, ServerMessage};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -165,11 +165,67 @@ impl WsClient {
         }
     }
 
+    /// Sends a SetMany of `sets` (any order; of several values for one
+    /// box the last wins, see [`ClientMessage::set_many`]) and waits (at
+    /// most `limit`) for its AckMany: each box's outcome, in the
+    /// SetMany's ascending index order, with its index. Other messages
+    /// are skipped.
+    pub async fn set_many(
+        &mut self,
+        request_id: u32,
+        sets: &[(u32, bool)],
+        limit: Duration,
+    ) -> anyhow::Result<Vec<(u32, AckStatus, u64)>> {
+        let msg = ClientMessage::set_many(request_id, sets.iter().copied());
+        let ClientMessage::SetMany { sets: sorted, .. } = &msg else {
+            unreachable!("set_many builds a SetMany")
+        };
+        let indices: Vec<u32> = sorted.iter().map(|s| s.index).collect();
+        self.send(&msg).await?;
+        let runs = self.ack_many(request_id, limit).await?;
+        let outcomes = ack_many_outcomes(&runs);
+        anyhow::ensure!(
+            outcomes.len() == indices.len(),
+            "AckMany {request_id} answers {} boxes of {}: {runs:?}",
+            outcomes.len(),
+            indices.len()
+        );
+        Ok(indices
+            .into_iter()
+            .zip(outcomes)
+            .map(|(index, (status, seq))| (index, status, seq))
+            .collect())
+    }
+
+    /// Waits (at most `limit`) for the AckMany of `request_id`; its runs.
+    pub async fn ack_many(
+        &mut self,
+        request_id: u32,
+        limit: Duration,
+    ) -> anyhow::Result<Vec<AckRun>> {
+        self.wait_for(limit, |m| match m {
+            ServerMessage::AckMany {
+                request_id: r,
+                runs,
+            } if *r == request_id => Some(runs.clone()),
+            _ => None,
+        })
+        .await
+    }
+
     /// An empty [`ChunkMirror`] of a grid of `boxes` boxes in chunks of
     /// `chunk_size` (the Hello's values).
     pub fn mirror(boxes: u64, chunk_size: u32) -> ChunkMirror {
         ChunkMirror::new(boxes, chunk_size)
     }
+}
+
+/// Each box's `(status, seq)` of an AckMany's runs, in the SetMany's
+/// order.
+pub fn ack_many_outcomes(runs: &[AckRun]) -> Vec<(AckStatus, u64)> {
+    runs.iter()
+        .flat_map(|r| std::iter::repeat_n((r.status, r.seq), r.len as usize))
+        .collect()
 }
 
 /// What [`ChunkMirror::apply`] did with a message.

@@ -5,6 +5,8 @@
 //! and reasons are single bytes. An Update carries its `version` and a
 //! `delta` (`prev_version = version - delta`), and its entries in one of two
 //! forms (`update`: a gap-coded list, or a bitset when that is smaller).
+//! A SetMany carries several boxes gap-coded in ascending index order and
+//! is answered by one AckMany of runs of equal outcome (`set_many`).
 //!
 //! Hand-written rather than bincode because browsers implement it too:
 //! the layout is the spec, and `testdata/protocol-vectors.json` pins it
@@ -16,11 +18,13 @@
 //! [`bitset`] holds the chunk content encoding (LSB-first) shared by the
 //! HTTP chunk endpoint and clients.
 
+mod set_many;
 mod update;
 mod wire;
 
 use serde::{Deserialize, Serialize};
 
+pub use set_many::runs_of as ack_runs;
 use wire::{put_varint, Reader};
 
 /// The protocol version sent in [`ServerMessage::Hello`]. Version 1 had
@@ -33,6 +37,11 @@ pub const MAX_CHUNK_SIZE: u32 = 1 << 15;
 
 /// Most chunks in one [`ServerMessage::Versions`].
 pub const MAX_VERSIONS_RUN: usize = 256;
+
+/// Most boxes in one [`ClientMessage::SetMany`] (and so in one
+/// [`ServerMessage::AckMany`]). A gateway may allow fewer
+/// (`ws_max_sets_per_message`), never more.
+pub const MAX_SETS_PER_MESSAGE: usize = 256;
 
 /// A message from a client to the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +76,37 @@ pub enum ClientMessage {
         /// Echoed in the Pong.
         nonce: u32,
     },
+    /// `0x05`: set several boxes (absolute values), answered by one
+    /// [`ServerMessage::AckMany`]. On the wire the entries are gap-coded
+    /// in strictly ascending index order, so a box appears at most once.
+    SetMany {
+        /// Echoed in the AckMany.
+        request_id: u32,
+        /// 1 to [`MAX_SETS_PER_MESSAGE`] boxes, strictly ascending by
+        /// index.
+        sets: Vec<SetEntry>,
+    },
+}
+
+/// One box of a [`ClientMessage::SetMany`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetEntry {
+    /// The box.
+    pub index: u32,
+    /// Its new value.
+    pub checked: bool,
+}
+
+/// A run of a [`ServerMessage::AckMany`]: the next `len` boxes of the
+/// SetMany (in its ascending order) share this outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckRun {
+    /// How many boxes (at least 1).
+    pub len: u32,
+    /// Their outcome.
+    pub status: AckStatus,
+    /// The seq of the batch that committed them when applied, else 0.
+    pub seq: u64,
 }
 
 /// Outcome of a client's Set, in [`ServerMessage::Ack`].
@@ -197,6 +237,15 @@ pub enum ServerMessage {
         /// The Ping's nonce.
         nonce: u32,
     },
+    /// `0x89`: outcome of every box of a SetMany, as runs of equal
+    /// outcome in the SetMany's (ascending) order; adjacent runs differ.
+    AckMany {
+        /// The SetMany's request id.
+        request_id: u32,
+        /// 1 to [`MAX_SETS_PER_MESSAGE`] runs whose lengths add up to the
+        /// SetMany's count.
+        runs: Vec<AckRun>,
+    },
 }
 
 /// Why bytes are not a valid protocol message. The gateway closes a
@@ -267,7 +316,33 @@ fn reason_code(reason: ResyncReason) -> u8 {
 }
 
 impl ClientMessage {
-    /// Encodes the message.
+    /// A SetMany of `sets` (any order): sorted by index, and of several
+    /// values for one box the last wins (as in one batch). The caller keeps
+    /// it to 1 ..= [`MAX_SETS_PER_MESSAGE`] boxes ([`Self::encode`] panics
+    /// otherwise).
+    pub fn set_many(request_id: u32, sets: impl IntoIterator<Item = (u32, bool)>) -> Self {
+        let mut sets: Vec<SetEntry> = sets
+            .into_iter()
+            .map(|(index, checked)| SetEntry { index, checked })
+            .collect();
+        // Stable: of equal indices the last given stays last.
+        sets.sort_by_key(|s| s.index);
+        let mut out: Vec<SetEntry> = Vec::with_capacity(sets.len());
+        for s in sets {
+            match out.last_mut() {
+                Some(last) if last.index == s.index => *last = s,
+                _ => out.push(s),
+            }
+        }
+        ClientMessage::SetMany {
+            request_id,
+            sets: out,
+        }
+    }
+
+    /// Encodes the message. Panics on a SetMany of no boxes, of more than
+    /// [`MAX_SETS_PER_MESSAGE`], or whose indices do not ascend strictly
+    /// (build it with [`Self::set_many`]).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(12);
         match self {
@@ -295,6 +370,11 @@ impl ClientMessage {
                 out.push(0x04);
                 put_varint(&mut out, u64::from(*nonce));
             }
+            ClientMessage::SetMany { request_id, sets } => {
+                out.push(set_many::SET_MANY);
+                put_varint(&mut out, u64::from(*request_id));
+                set_many::encode_sets(&mut out, sets);
+            }
         }
         out
     }
@@ -321,6 +401,10 @@ impl ClientMessage {
             0x04 => ClientMessage::Ping {
                 nonce: r.varint_u32("nonce")?,
             },
+            set_many::SET_MANY => ClientMessage::SetMany {
+                request_id: r.varint_u32("request_id")?,
+                sets: set_many::decode_sets(&mut r)?,
+            },
             other => return Err(WsError::UnknownType(other)),
         };
         r.finish()?;
@@ -331,8 +415,11 @@ impl ClientMessage {
 impl ServerMessage {
     /// Encodes the message. Panics on an Update whose entries do not
     /// ascend strictly below [`MAX_CHUNK_SIZE`] or whose `prev_version` is
-    /// above its `version`, and on a Versions run longer than
-    /// [`MAX_VERSIONS_RUN`] (gateway bugs).
+    /// above its `version`, on a Versions run longer than
+    /// [`MAX_VERSIONS_RUN`], and on an AckMany with no run, an empty run,
+    /// adjacent runs of the same outcome or more than
+    /// [`MAX_SETS_PER_MESSAGE`] boxes (gateway bugs; build its runs with
+    /// [`ack_runs`]).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16);
         match self {
@@ -409,6 +496,11 @@ impl ServerMessage {
             ServerMessage::Pong { nonce } => {
                 out.push(0x87);
                 put_varint(&mut out, u64::from(*nonce));
+            }
+            ServerMessage::AckMany { request_id, runs } => {
+                out.push(set_many::ACK_MANY);
+                put_varint(&mut out, u64::from(*request_id));
+                set_many::encode_runs(&mut out, runs);
             }
         }
         out
@@ -492,6 +584,10 @@ impl ServerMessage {
             }
             0x87 => ServerMessage::Pong {
                 nonce: r.varint_u32("nonce")?,
+            },
+            set_many::ACK_MANY => ServerMessage::AckMany {
+                request_id: r.varint_u32("request_id")?,
+                runs: set_many::decode_runs(&mut r)?,
             },
             other => return Err(WsError::UnknownType(other)),
         };
@@ -601,6 +697,125 @@ mod tests {
         let bytes = msg.encode();
         assert_eq!(bytes.len(), 9, "{bytes:02x?}");
         assert_eq!(ServerMessage::decode(&bytes), Ok(msg));
+    }
+
+    #[test]
+    fn set_many_sorts_keeps_the_last_value_and_round_trips() {
+        let msg = ClientMessage::set_many(7, [(12, true), (10, true), (12, false), (11, true)]);
+        let ClientMessage::SetMany { sets, .. } = &msg else {
+            unreachable!()
+        };
+        let got: Vec<(u32, bool)> = sets.iter().map(|s| (s.index, s.checked)).collect();
+        assert_eq!(got, [(10, true), (11, true), (12, false)]);
+        // 10 << 1 | 1, then gaps of 0: one byte per box.
+        assert_eq!(msg.encode(), [0x05, 7, 3, 21, 1, 0]);
+        assert_eq!(ClientMessage::decode(&msg.encode()), Ok(msg));
+    }
+
+    #[test]
+    fn set_many_edges() {
+        // The largest count, and the largest index (a 5-byte entry).
+        let max = ClientMessage::set_many(
+            u32::MAX,
+            (0..MAX_SETS_PER_MESSAGE as u32 - 1)
+                .map(|i| (i, i % 2 == 0))
+                .chain([(u32::MAX, true)]),
+        );
+        let bytes = max.encode();
+        assert_eq!(bytes.len(), 1 + 5 + 2 + 255 + 5, "{bytes:02x?}");
+        assert_eq!(ClientMessage::decode(&bytes), Ok(max));
+        // Count 0, and one past the largest.
+        assert!(matches!(
+            ClientMessage::decode(&[0x05, 1, 0]),
+            Err(WsError::BadValue {
+                field: "set_many count",
+                value: 0
+            })
+        ));
+        let mut over = vec![0x05, 1, 0x81, 0x02];
+        over.extend(std::iter::repeat_n(0, MAX_SETS_PER_MESSAGE + 1));
+        assert!(matches!(
+            ClientMessage::decode(&over),
+            Err(WsError::BadValue {
+                field: "set_many count",
+                value: 257
+            })
+        ));
+        // A second box past u32::MAX: index u32::MAX, then gap 0.
+        let past = [0x05, 1, 2, 0xff, 0xff, 0xff, 0xff, 0x1f, 0x00];
+        assert!(matches!(
+            ClientMessage::decode(&past),
+            Err(WsError::BadValue {
+                field: "set_many index",
+                value: 0x1_0000_0000
+            })
+        ));
+        // Fewer entries than the count; a bad varint.
+        assert!(matches!(
+            ClientMessage::decode(&[0x05, 1, 2, 0]),
+            Err(WsError::Truncated { .. })
+        ));
+        assert!(matches!(
+            ClientMessage::decode(&[0x05, 1, 1, 0x80, 0]),
+            Err(WsError::VarintNotMinimal { .. })
+        ));
+    }
+
+    #[test]
+    fn random_set_many_and_ack_many_bytes_decode_strictly_or_fail() {
+        // Whatever decodes re-encodes to the same bytes (and never
+        // panics the encoder): one encoding per message.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut client, mut server) = (0, 0);
+        for _ in 0..20_000 {
+            let len = 1 + (next() % 24) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| (next() % 7) as u8).collect();
+            bytes[0] = if next() % 2 == 0 { 0x05 } else { 0x89 };
+            if let Ok(msg) = ClientMessage::decode(&bytes) {
+                assert_eq!(msg.encode(), bytes, "{msg:?}");
+                client += 1;
+            }
+            if let Ok(msg) = ServerMessage::decode(&bytes) {
+                assert_eq!(msg.encode(), bytes, "{msg:?}");
+                server += 1;
+            }
+        }
+        assert!(client > 50 && server > 50, "{client} {server}");
+    }
+
+    #[test]
+    fn ack_many_runs() {
+        use AckStatus::*;
+        let runs = ack_runs([
+            (Applied, 9),
+            (Applied, 9),
+            (Applied, 10),
+            (RateLimited, 0),
+            (RateLimited, 0),
+        ]);
+        let msg = ServerMessage::AckMany {
+            request_id: 3,
+            runs: runs.clone(),
+        };
+        let bytes = msg.encode();
+        assert_eq!(bytes, [0x89, 3, 3, 2, 0, 9, 1, 0, 10, 2, 1, 0]);
+        assert_eq!(ServerMessage::decode(&bytes), Ok(msg));
+        assert_eq!(runs.iter().map(|r| r.len).sum::<u32>(), 5);
+        // Adjacent equal runs, an empty run, no runs, too many boxes.
+        assert!(matches!(
+            ServerMessage::decode(&[0x89, 3, 2, 1, 0, 9, 1, 0, 9]),
+            Err(WsError::NotCanonical(_))
+        ));
+        assert!(ServerMessage::decode(&[0x89, 3, 1, 0, 0, 9]).is_err());
+        assert!(ServerMessage::decode(&[0x89, 3, 0]).is_err());
+        assert!(ServerMessage::decode(&[0x89, 3, 2, 0x80, 0x02, 0, 9, 1, 1, 0]).is_err());
+        assert!(ServerMessage::decode(&[0x89, 3, 1, 0x80, 0x02, 5, 0]).is_err());
     }
 
     #[test]

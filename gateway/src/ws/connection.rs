@@ -1,14 +1,23 @@
 //! One websocket connection: Hello, then client messages and the outbox.
+//!
+//! A Set spawns one task that commits the box and queues its Ack. A
+//! SetMany is handled as one unit: validated once, its boxes in range take
+//! their rate-limit tokens in one call (the first boxes get them), and one
+//! task writes the granted boxes with one [`crate::gateway::Gateway::write`]
+//! (split by shard there) and queues one AckMany for every box.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use checkraft_proto::ws::{
-    AckStatus, ClientMessage, ResyncReason, ServerMessage, PROTOCOL_VERSION,
+    ack_runs, AckRun, AckStatus, ClientMessage, ResyncReason, ServerMessage, SetEntry,
+    PROTOCOL_VERSION,
 };
+use checkraft_proto::BoxSet;
 use futures::{SinkExt, StreamExt};
 use governor::DefaultDirectRateLimiter;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -124,6 +133,48 @@ fn ack(request_id: u32, status: AckStatus, seq: u64) -> Bytes {
         }
         .encode(),
     )
+}
+
+/// The Ack status of a write that failed with `e`.
+fn failure_status(e: &Error) -> AckStatus {
+    match e {
+        Error::BadRequest(_) => AckStatus::OutOfRange,
+        Error::Unavailable(_) | Error::Moved(_) | Error::Io(_) => AckStatus::Unavailable,
+        _ => AckStatus::Invalid,
+    }
+}
+
+/// The AckMany runs of a SetMany of `sets` (ascending): the first
+/// `granted` boxes were written with outcome `written` (per box index, or
+/// one status for all when the write failed as a whole), the boxes up to
+/// `in_range` were refused by the rate limit, the rest are past the grid.
+fn set_many_runs(
+    sets: &[SetEntry],
+    granted: usize,
+    in_range: usize,
+    written: &Result<HashMap<u32, (AckStatus, u64)>, AckStatus>,
+) -> Vec<AckRun> {
+    ack_runs(sets.iter().enumerate().map(|(i, s)| {
+        if i >= in_range {
+            (AckStatus::OutOfRange, 0)
+        } else if i >= granted {
+            (AckStatus::RateLimited, 0)
+        } else {
+            match written {
+                // Every written box has a part; a missing one is a bug,
+                // answered as "may or may not have been applied".
+                Ok(by_index) => by_index
+                    .get(&s.index)
+                    .copied()
+                    .unwrap_or((AckStatus::Unavailable, 0)),
+                Err(status) => (*status, 0),
+            }
+        }
+    }))
+}
+
+fn ack_many(request_id: u32, runs: Vec<AckRun>) -> Bytes {
+    Bytes::from(ServerMessage::AckMany { request_id, runs }.encode())
 }
 
 impl Conn {
@@ -303,6 +354,7 @@ impl Conn {
                     .push_reply(Bytes::from(ServerMessage::Pong { nonce }.encode()));
                 None
             }
+            ClientMessage::SetMany { request_id, sets } => self.set_many(request_id, sets),
         }
     }
 
@@ -369,11 +421,7 @@ impl Conn {
         gateway.commit_box_then(u64::from(index), checked, move |outcome| {
             let reply = match outcome {
                 Ok((_, seq)) => ack(request_id, AckStatus::Applied, seq),
-                Err(Error::BadRequest(_)) => ack(request_id, AckStatus::OutOfRange, 0),
-                Err(Error::Unavailable(_)) | Err(Error::Moved(_)) | Err(Error::Io(_)) => {
-                    ack(request_id, AckStatus::Unavailable, 0)
-                }
-                Err(_) => ack(request_id, AckStatus::Invalid, 0),
+                Err(e) => ack(request_id, failure_status(&e), 0),
             };
             metrics
                 .ws_set_latency
@@ -381,11 +429,128 @@ impl Conn {
             outbox.push_reply(reply);
         });
     }
+
+    /// A SetMany (decoded, so 1 to 256 boxes in strictly ascending order):
+    /// `Some` closes the connection when it holds more boxes than
+    /// `ws_max_sets_per_message`. Otherwise every box is answered in one
+    /// AckMany (`docs/protocol.md`, "SetMany and AckMany").
+    fn set_many(&mut self, request_id: u32, sets: Vec<SetEntry>) -> Option<Close> {
+        let gateway = self.hub.gateway.clone();
+        let max = gateway.config.ws_max_sets_per_message;
+        gateway.metrics.ws_set_many_boxes.observe(sets.len() as f64);
+        if sets.len() > max {
+            gateway.metrics.ws_reject("set_many_boxes");
+            return Some((
+                CloseCode::Policy,
+                format!(
+                    "SetMany of {} boxes: this gateway takes at most {max} per message",
+                    sets.len()
+                )
+                .into(),
+            ));
+        }
+        let boxes = gateway
+            .current_map()
+            .ok()
+            .and_then(|m| m.grid)
+            .map(|g| g.boxes);
+        let Some(boxes) = boxes else {
+            let runs = ack_runs(sets.iter().map(|_| (AckStatus::Unavailable, 0)));
+            self.outbox.push_reply(ack_many(request_id, runs));
+            return None;
+        };
+        // Indices ascend: the boxes past the grid are the last ones, and
+        // take no token.
+        let in_range = sets.partition_point(|s| u64::from(s.index) < boxes);
+        let granted = self
+            .hub
+            .limits
+            .allow_sets(&self.limiter, self.ip, in_range as u32) as usize;
+        if granted < in_range {
+            gateway.metrics.ws_reject("rate_limited");
+        }
+        if granted == 0 {
+            let runs = set_many_runs(&sets, 0, in_range, &Err(AckStatus::Unavailable));
+            self.outbox.push_reply(ack_many(request_id, runs));
+            return None;
+        }
+        let outbox = self.outbox.clone();
+        let started = Instant::now();
+        tokio::spawn(async move {
+            let writes: Vec<BoxSet> = sets[..granted]
+                .iter()
+                .map(|s| (s.index, s.checked))
+                .collect();
+            // One write for every shard the boxes live in; each shard's
+            // part commits (or fails) with its own seq.
+            let written = match gateway.write(writes).await {
+                Ok(parts) => {
+                    let mut by_index = HashMap::with_capacity(granted);
+                    for (_, part, outcome) in parts {
+                        let answer = match outcome {
+                            Ok(committed) => (AckStatus::Applied, committed.seq),
+                            Err(e) => (failure_status(&e), 0),
+                        };
+                        for (index, _) in part {
+                            by_index.insert(index, answer);
+                        }
+                    }
+                    Ok(by_index)
+                }
+                Err(e) => Err(failure_status(&e)),
+            };
+            let runs = set_many_runs(&sets, granted, in_range, &written);
+            gateway
+                .metrics
+                .ws_set_many_latency
+                .observe(started.elapsed().as_secs_f64());
+            outbox.push_reply(ack_many(request_id, runs));
+        });
+        None
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_many_runs_follow_the_message_order() {
+        let sets: Vec<SetEntry> = (10..16)
+            .map(|index| SetEntry {
+                index,
+                checked: true,
+            })
+            .collect();
+        let by_index: HashMap<u32, (AckStatus, u64)> = [
+            (10, (AckStatus::Applied, 9)),
+            (11, (AckStatus::Applied, 9)),
+            (12, (AckStatus::Applied, 10)),
+        ]
+        .into();
+        // 3 written over two shards, 2 rate limited, 1 past the grid.
+        let runs = set_many_runs(&sets, 3, 5, &Ok(by_index));
+        let flat: Vec<(u32, AckStatus, u64)> =
+            runs.iter().map(|r| (r.len, r.status, r.seq)).collect();
+        assert_eq!(
+            flat,
+            [
+                (2, AckStatus::Applied, 9),
+                (1, AckStatus::Applied, 10),
+                (2, AckStatus::RateLimited, 0),
+                (1, AckStatus::OutOfRange, 0),
+            ]
+        );
+        // A write that failed as a whole; everything past the grid.
+        let failed = set_many_runs(&sets, 6, 6, &Err(AckStatus::Unavailable));
+        assert_eq!(failed.len(), 1);
+        assert_eq!(
+            (failed[0].len, failed[0].status),
+            (6, AckStatus::Unavailable)
+        );
+        let past = set_many_runs(&sets, 0, 0, &Err(AckStatus::Unavailable));
+        assert_eq!((past[0].len, past[0].status), (6, AckStatus::OutOfRange));
+    }
 
     #[test]
     fn subscribe_ranges_must_be_non_empty_and_within_the_grid() {

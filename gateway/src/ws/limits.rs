@@ -1,5 +1,8 @@
 //! Connection caps (global and per client address) and Set rate limits
 //! (per connection and per address), as token buckets from `governor`.
+//! The buckets count boxes: a Set takes one token, a SetMany of `n` boxes
+//! asks for `n` at once ([`Limits::allow_sets`]) and is granted as many
+//! as both buckets hold.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -110,11 +113,45 @@ impl Limits {
         conn.check().is_ok() && self.ip_sets.check_key(&ip).is_ok()
     }
 
+    /// Takes up to `n` Set tokens (a SetMany's boxes) from the connection's
+    /// bucket, then as many as it gave from the address's: the number
+    /// granted, `n` when both hold enough. The first boxes of the message
+    /// get the tokens; as with [`Self::allow_set`], tokens the connection
+    /// gave for boxes the address then refuses are spent.
+    pub fn allow_sets(&self, conn: &DefaultDirectRateLimiter, ip: IpAddr, n: u32) -> u32 {
+        let granted = take(n, |n| conn.check_n(n), || conn.check().is_ok());
+        take(
+            granted,
+            |n| self.ip_sets.check_key_n(&ip, n),
+            || self.ip_sets.check_key(&ip).is_ok(),
+        )
+    }
+
     /// Forgets addresses whose buckets are full again.
     pub fn prune(&self) {
         self.ip_sets.retain_recent();
         self.ip_sets.shrink_to_fit();
     }
+}
+
+/// Up to `n` tokens from a bucket: all at once if it holds them, else
+/// one at a time until it is empty (at most its burst, so a few checks).
+fn take<E, F>(
+    n: u32,
+    all: impl FnOnce(NonZeroU32) -> Result<Result<(), F>, E>,
+    mut one: impl FnMut() -> bool,
+) -> u32 {
+    let Some(wanted) = NonZeroU32::new(n) else {
+        return 0;
+    };
+    if matches!(all(wanted), Ok(Ok(()))) {
+        return n;
+    }
+    let mut granted = 0;
+    while granted < n && one() {
+        granted += 1;
+    }
+    granted
 }
 
 #[cfg(test)]
@@ -142,5 +179,26 @@ mod tests {
         let conn = limits.connection_limiter();
         let allowed = (0..30).filter(|_| limits.allow_set(&conn, a)).count();
         assert!((10..=12).contains(&allowed), "{allowed}");
+    }
+
+    #[test]
+    fn set_many_takes_a_token_per_box_and_grants_the_first_ones() {
+        let limits = Arc::new(Limits::new(&GatewayConfig::default()));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let conn = limits.connection_limiter();
+        // Burst 10: 4 whole, then 6 of 8, then none.
+        assert_eq!(limits.allow_sets(&conn, a, 4), 4);
+        assert_eq!(limits.allow_sets(&conn, a, 8), 6);
+        assert_eq!(limits.allow_sets(&conn, a, 3), 0);
+        assert_eq!(limits.allow_sets(&conn, a, 0), 0);
+        // More than the burst at once: the burst, from a fresh connection
+        // on another address.
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let fresh = limits.connection_limiter();
+        assert_eq!(limits.allow_sets(&fresh, b, 256), 10);
+        // The address's bucket is shared: a second connection of `a` gets
+        // nothing although its own bucket is full.
+        let second = limits.connection_limiter();
+        assert_eq!(limits.allow_sets(&second, a, 5), 0);
     }
 }

@@ -6,7 +6,9 @@
 //!   `WebSocketStream::from_raw_socket` and small buffers (warp's own
 //!   `ws()` costs ~130 KB per idle connection; this costs a few KB).
 //! - [`connection`]: one task per connection: Hello, Subscribe,
-//!   Unsubscribe, Set (through the batcher, Ack after commit), Ping.
+//!   Unsubscribe, Set (through the batcher, Ack after commit), SetMany
+//!   (one write of all its boxes, split by shard, one AckMany after every
+//!   part is answered), Ping.
 //! - [`fanout`]: one task per shard turns the shard's update feed into
 //!   per-chunk `Update`s, coalesced over each chunk's tick ([`pace`]:
 //!   `ws_fanout_tick_ms` while quiet, longer while hot), each encoded once
@@ -17,7 +19,7 @@
 //! - [`budget`]: each connection's bandwidth budget
 //!   (`ws_budget_bytes_per_second`); over it, its Updates are held and
 //!   merged per chunk until it is back under.
-//! - [`limits`]: connection caps and Set rate limits.
+//! - [`limits`]: connection caps and Set rate limits (counted in boxes).
 //! - [`stats`]: `Stats`, read and encoded once per `ws_stats_interval_ms`
 //!   for every connection and sent only when it changed.
 //!
