@@ -126,7 +126,9 @@ impl Batcher {
             },
             Err(mpsc::error::TrySendError::Closed(p)) => {
                 if let Reply::Then(then) = p.reply {
-                    then(Err(Error::Unavailable("the shard's batcher stopped".into())));
+                    then(Err(Error::Unavailable(
+                        "the shard's batcher stopped".into(),
+                    )));
                 }
                 Ok(())
             }
