@@ -23,7 +23,8 @@
 //!    upgraded to a websocket, subscribed to a viewport of chunks (hot
 //!    spot: `--hot-fraction` of viewports start in the first
 //!    `--hot-chunks` chunks), setting boxes in it (Poisson at `--rate`, or
-//!    closed loop with `--inflight` Sets awaiting Acks);
+//!    closed loop with `--inflight` Sets awaiting Acks, a window refilled
+//!    with up to 64 Sets per socket write, as a pipelining client would);
 //! 4. when all clients are connected, snapshots again, writes `start` to
 //!    the workers, shows live progress (indicatif) for `--duration`
 //!    seconds (killing shard leaders meanwhile in `failover`, restarting
