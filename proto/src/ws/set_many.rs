@@ -112,7 +112,9 @@ pub fn decode_runs(r: &mut Reader<'_>) -> Result<Vec<AckRun>, WsError> {
     let mut total = 0u64;
     for _ in 0..count {
         let len = r.varint("run len")?;
-        total += len;
+        // Saturating: a hostile length near 2^64 must be an error, not
+        // an overflow (found by the fuzz smoke test).
+        total = total.saturating_add(len);
         if len == 0 || total > MAX_SETS_PER_MESSAGE as u64 {
             return Err(WsError::BadValue {
                 field: "run len",
