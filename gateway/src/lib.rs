@@ -46,9 +46,12 @@
 //!    connection at 15,000). One fan-out task per shard, started when the
 //!    shard registry announces the shard's handle
 //!    ([`shards::Shards::watch`]), turns the shard's
-//!    applied changes into per-chunk net `Update`s every tick (20 ms),
-//!    encodes each once, and queues the same bytes to that chunk's
-//!    subscribers only. A connection's task writes everything queued at
+//!    applied changes into per-chunk net `Update`s, each chunk on its own
+//!    tick (`ws_fanout_tick_ms`, 20 ms, lengthened up to
+//!    `ws_coalesce_max_ms` for a chunk whose subscribers' byte budgets
+//!    would overflow: `ws::pace`), encodes each once, and queues the
+//!    same bytes to that chunk's subscribers only (a connection over its
+//!    own budget holds and merges them: `ws::budget`). A connection's task writes everything queued at
 //!    once (`feed` each frame, one `flush`). `Stats` is read and encoded
 //!    once per `ws_stats_interval_ms` for everyone and sent only when it
 //!    changed, so an idle connection costs next to nothing. Each
