@@ -298,10 +298,7 @@ impl Gateway {
             let map = self.current_map()?;
             let mut by_shard: BTreeMap<ShardId, Vec<BoxSet>> = BTreeMap::new();
             for &(index, checked) in &todo {
-                let shard = self
-                    .shards
-                    .route(&map, u64::from(index))
-                    .ok_or_else(|| Error::Unavailable(format!("no shard owns box {index}")))?;
+                let shard = self.route(&map, u64::from(index))?;
                 by_shard.entry(shard).or_default().push((index, checked));
             }
             let parts = by_shard.into_iter().map(|(shard, sets)| async move {
@@ -334,10 +331,32 @@ impl Gateway {
     /// `stale_replica_ms`).
     async fn submit(&self, shard: ShardId, sets: Vec<BoxSet>) -> Result<Committed> {
         let committed = self.batcher(shard).submit(sets).await?;
-        if let Some(handle) = self.shards.get(shard) {
-            handle.note_committed(committed.seq);
-        }
+        self.note_committed(shard, committed.seq);
         Ok(committed)
+    }
+
+    /// Tells `shard`'s subscription that it must reach `seq` (see
+    /// `stale_replica_ms`).
+    fn note_committed(&self, shard: ShardId, seq: u64) {
+        if let Some(handle) = self.shards.get(shard) {
+            handle.note_committed(seq);
+        }
+    }
+
+    /// The shard a write of box `index` goes to
+    /// ([`crate::shards::Shards::route`]).
+    fn route(&self, map: &ShardMap, index: u64) -> Result<ShardId> {
+        self.shards
+            .route(map, index)
+            .ok_or_else(|| Error::Unavailable(format!("no shard owns box {index}")))
+    }
+
+    /// One Set's box checked against the grid, and its shard.
+    fn route_box(&self, map: &ShardMap, index: u64) -> Result<(ShardId, u32)> {
+        Self::check_index(&Self::grid(map)?, index)?;
+        let box_index = u32::try_from(index)
+            .map_err(|_| Error::BadRequest(format!("box {index} is out of range")))?;
+        Ok((self.route(map, index)?, box_index))
     }
 
     /// Sets box `index` and waits for the commit only: the shard's change
@@ -349,22 +368,14 @@ impl Gateway {
     /// is the websocket's per-Set path): routed again while a split or
     /// merge moves the box, until `write_timeout_ms`.
     pub async fn commit_box(&self, index: u64, checked: bool) -> Result<(ShardId, u64)> {
-        let mut map = self.current_map()?;
-        Self::check_index(&Self::grid(&map)?, index)?;
-        let box_index = u32::try_from(index)
-            .map_err(|_| Error::BadRequest(format!("box {index} is out of range")))?;
         let deadline = tokio::time::Instant::now() + self.config.write_timeout();
         loop {
-            let shard = self
-                .shards
-                .route(&map, index)
-                .ok_or_else(|| Error::Unavailable(format!("no shard owns box {index}")))?;
+            let (shard, box_index) = self.route_box(&*self.current_map()?, index)?;
             match self.submit(shard, vec![(box_index, checked)]).await {
                 Err(Error::Moved(why)) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(shard, %why, sets = 1, "routing again");
                     self.metrics.writes_rerouted.inc();
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    map = self.current_map()?;
                 }
                 outcome => return Ok((shard, outcome?.seq)),
             }
@@ -382,16 +393,9 @@ impl Gateway {
     where
         F: FnOnce(Result<(ShardId, u64)>) + Send + 'static,
     {
-        let routed = self.current_map().and_then(|map| {
-            Self::check_index(&Self::grid(&map)?, index)?;
-            let box_index = u32::try_from(index)
-                .map_err(|_| Error::BadRequest(format!("box {index} is out of range")))?;
-            let shard = self
-                .shards
-                .route(&map, index)
-                .ok_or_else(|| Error::Unavailable(format!("no shard owns box {index}")))?;
-            Ok((shard, box_index))
-        });
+        let routed = self
+            .current_map()
+            .and_then(|map| self.route_box(&map, index));
         let (shard, box_index) = match routed {
             Ok(r) => r,
             Err(e) => return then(Err(e)),
@@ -399,9 +403,7 @@ impl Gateway {
         let gateway = self.clone();
         let done: crate::batcher::Then = Box::new(move |outcome| match outcome {
             Ok(committed) => {
-                if let Some(handle) = gateway.shards.get(shard) {
-                    handle.note_committed(committed.seq);
-                }
+                gateway.note_committed(shard, committed.seq);
                 then(Ok((shard, committed.seq)))
             }
             Err(Error::Moved(why)) => {
