@@ -171,6 +171,13 @@ pub struct GatewayConfig {
     /// connection count changed since the last one (ms). A new connection
     /// gets the last one right after `Hello`.
     pub ws_stats_interval_ms: u64,
+    /// Websocket: a changed `Stats` rides along with the next frames a
+    /// connection is sent anyway (an Update, an Ack), in the same write;
+    /// a connection sent nothing else gets it alone once its last `Stats`
+    /// is this old (ms, at least [`Self::ws_stats_interval_ms`]). Every
+    /// write costs a TCP segment (~90 bytes on the wire) and a syscall, so
+    /// a `Stats` of its own costs a quiet connection more than its data.
+    pub ws_stats_alone_ms: u64,
     /// Websocket: period of `Versions` rounds (ms). A round sends
     /// `Versions` of their subscribed chunks to the connections that
     /// subscribed or were resynced in the last two rounds.
@@ -252,6 +259,7 @@ impl Default for GatewayConfig {
             ws_budget_window_ms: 5_000,
             ws_coalesce_max_ms: 5_000,
             ws_stats_interval_ms: 5_000,
+            ws_stats_alone_ms: 30_000,
             ws_versions_interval_ms: 30_000,
             ws_versions_full_interval_ms: 300_000,
             nojs_page_boxes: 1000,
@@ -374,12 +382,13 @@ impl GatewayConfig {
             || self.ws_budget_window_ms == 0
             || self.ws_coalesce_max_ms < self.ws_fanout_tick_ms
             || self.ws_stats_interval_ms == 0
+            || self.ws_stats_alone_ms < self.ws_stats_interval_ms
             || self.ws_versions_interval_ms == 0
             || self.ws_versions_full_interval_ms == 0
         {
             return Err(Error::Config(
                 "ws_* sizes, rates and intervals must be positive (and ws_coalesce_max_ms at \
-                 least ws_fanout_tick_ms)"
+                 least ws_fanout_tick_ms, ws_stats_alone_ms at least ws_stats_interval_ms)"
                     .into(),
             ));
         }

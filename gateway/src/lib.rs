@@ -51,13 +51,15 @@
 //!    `ws_coalesce_max_ms` for a chunk whose subscribers' byte budgets
 //!    would overflow: `ws::pace`), encodes each once, and queues the
 //!    same bytes to that chunk's subscribers only (a connection over its
-//!    own budget holds and merges them: `ws::budget`). A connection's task writes everything queued at
-//!    once (`feed` each frame, one `flush`). `Stats` is read and encoded
-//!    once per `ws_stats_interval_ms` for everyone and sent only when it
-//!    changed, so an idle connection costs next to nothing. Each
-//!    connection's queue is bounded (64), and the sockets' kernel buffers
-//!    are small ([`socket`]: `SO_SNDBUF`, `TCP_NOTSENT_LOWAT`, set on the
-//!    listener): a connection that falls behind loses updates and gets
+//!    own budget holds and merges them: `ws::budget`). A connection's
+//!    task writes everything queued at once (`feed` each frame, one
+//!    `flush`, `TCP_NODELAY`). `Stats` is read and encoded once per
+//!    `ws_stats_interval_ms` for everyone, only when it changed, and rides
+//!    along with a connection's next write (alone only after
+//!    `ws_stats_alone_ms`), so an idle connection costs next to nothing
+//!    and a quiet one no extra writes. Each connection's queue is bounded
+//!    (64), and the sockets' kernel buffers are small ([`socket`]:
+//!    `SO_SNDBUF`, `TCP_NOTSENT_LOWAT`, set on the listener): a connection that falls behind loses updates and gets
 //!    `Resync{FellBehind}` instead, after kilobytes, so memory stays
 //!    bounded. Sets (and SetMany's boxes, one write per message) go
 //!    through the batcher and are acknowledged when their batch commits

@@ -129,8 +129,9 @@ pub struct Metrics {
     /// Updates held for connections over their byte budget, one per
     /// connection and chunk (set at scrape time).
     pub ws_budget_held_updates: Gauge,
-    /// `Stats` frames broadcast (one per change, at most one per
-    /// `ws_stats_interval_ms`), each to every connection.
+    /// `Stats` frames made (one per change, at most one per
+    /// `ws_stats_interval_ms`); each reaches every connection, with its
+    /// next write or alone after `ws_stats_alone_ms`.
     pub ws_stats_broadcasts: Counter,
     /// Socket flushes of websocket connections: each writes every frame
     /// queued at the time (`ws_messages_out` / this = frames per flush).

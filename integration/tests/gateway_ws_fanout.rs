@@ -3,7 +3,9 @@
 //! of 4096 → 10 chunks) and a real `checkraft-gateway`.
 //!
 //! - `Stats` comes right after `Hello`, then only when the counters
-//!   change: an idle connection gets none;
+//!   change: an idle connection gets none; a changed one rides along with
+//!   the connection's next write, or goes alone once the last is
+//!   `ws_stats_alone_ms` old;
 //! - a websocket Set is acknowledged on commit, even while the replica
 //!   this gateway streams the shard's changes from is paused (the gateway
 //!   itself does not show the write yet);
@@ -73,6 +75,20 @@ async fn collect(client: &mut WsClient, window: Duration) -> Vec<ServerMessage> 
     seen
 }
 
+/// Every message that arrives within `window`, with when it arrived.
+async fn timed(client: &mut WsClient, window: Duration) -> Vec<(Instant, ServerMessage)> {
+    let deadline = Instant::now() + window;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match client.try_next_event(left).await.unwrap() {
+            Some(WsEvent::Message(m)) => seen.push((Instant::now(), m)),
+            Some(WsEvent::Closed(close)) => panic!("closed: {close:?}"),
+            None => break,
+        }
+    }
+    seen
+}
+
 fn is_stats(m: &ServerMessage) -> bool {
     matches!(m, ServerMessage::Stats { .. })
 }
@@ -87,18 +103,22 @@ async fn stats_are_sent_after_hello_then_only_on_change() {
 async fn stats_on_change() {
     let cluster = cluster().await;
     // A short interval: the old behaviour (a Stats per interval to every
-    // connection, changed or not) would send ~10 in the quiet window.
+    // connection, changed or not) would send ~10 in the quiet window. A
+    // changed Stats goes alone only to a connection whose last one is
+    // 20 s old; before that it waits for the connection's next write.
     let gw = GatewayProcess::start(
         &cluster,
         1,
-        &[("CHECKRAFT_GATEWAY_WS_STATS_INTERVAL_MS", "200")],
+        &[
+            ("CHECKRAFT_GATEWAY_WS_STATS_INTERVAL_MS", "200"),
+            ("CHECKRAFT_GATEWAY_WS_STATS_ALONE_MS", "20000"),
+        ],
     )
     .await;
     let http = gw.client();
 
     let mut client = WsClient::connect(&gw.addr).await.unwrap();
     hello(&mut client).await;
-    // The connection's own arrival changes `online` once; let it pass.
     let settle = collect(&mut client, Duration::from_millis(800)).await;
     assert!(
         settle.iter().any(is_stats),
@@ -115,26 +135,70 @@ async fn stats_on_change() {
     );
 
     // A second connection gets the current Stats right after its Hello,
-    // without waiting for a change.
+    // without waiting for a change. It subscribes to chunk 0.
     let mut second = WsClient::connect(&gw.addr).await.unwrap();
+    let joined = Instant::now();
     hello(&mut second).await;
     let first = second
         .wait_for(Duration::from_millis(150), |m| Some(m.clone()))
         .await
         .expect("a message right after Hello");
     assert!(is_stats(&first), "not Stats after Hello: {first:?}");
+    second
+        .send(&ClientMessage::Subscribe {
+            first_chunk: 0,
+            count: 1,
+        })
+        .await
+        .unwrap();
+    ping(&mut second, 1).await;
 
-    // A write changes the total: every connection hears of it once.
+    // Two writes change the total, a second apart. The subscriber gets
+    // each Update at once; a new Stats never goes alone (its last is
+    // fresh) but rides along with an Update, in the same write. Under the
+    // old behaviour it went alone at the next Stats tick, up to 200 ms
+    // after the Update.
+    let mut seen: Vec<(Instant, ServerMessage)> = Vec::new();
     let (status, _) = http.put_box(7, true).await.unwrap();
     assert_eq!(status, 200);
+    seen.extend(timed(&mut second, Duration::from_millis(1000)).await);
+    let (status, _) = http.put_box(8, true).await.unwrap();
+    assert_eq!(status, 200);
+    seen.extend(timed(&mut second, Duration::from_millis(1500)).await);
+    assert!(
+        joined.elapsed() < Duration::from_secs(20),
+        "too slow to tell riding along from going alone"
+    );
+    let updates = seen
+        .iter()
+        .filter(|(_, m)| matches!(m, ServerMessage::Update { .. }))
+        .count();
+    assert_eq!(updates, 2, "one Update per write: {seen:?}");
+    let mut new_stats = 0;
+    for (i, (at, m)) in seen.iter().enumerate() {
+        if !matches!(m, ServerMessage::Stats { checked, .. } if *checked >= 1) {
+            continue;
+        }
+        new_stats += 1;
+        let before = i.checked_sub(1).map(|j| &seen[j]);
+        assert!(
+            before.is_some_and(|(t, b)| matches!(b, ServerMessage::Update { .. })
+                && at.duration_since(*t) < Duration::from_millis(50)),
+            "a new Stats went alone instead of riding along: {seen:?}"
+        );
+    }
+    assert!(new_stats >= 1, "no Stats with the new total: {seen:?}");
+
+    // The first connection, sent nothing else, gets it alone once its
+    // last Stats is 20 s old.
     let checked = client
-        .wait_for(Duration::from_secs(5), |m| match m {
-            ServerMessage::Stats { checked, .. } if *checked == 1 => Some(*checked),
+        .wait_for(Duration::from_secs(40), |m| match m {
+            ServerMessage::Stats { checked, .. } if *checked >= 1 => Some(*checked),
             _ => None,
         })
         .await
-        .expect("Stats with the new total");
-    assert_eq!(checked, 1);
+        .expect("Stats with the new total, alone");
+    assert!(checked >= 1);
     let after = metric_sum(
         &http.scrape().await.unwrap(),
         "checkraft_gateway_ws_stats_broadcasts_total",

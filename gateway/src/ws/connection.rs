@@ -212,7 +212,7 @@ impl Conn {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let (queue, resync) = self.outbox.take();
+        let (queue, resync) = self.outbox.take(&self.hub.stats);
         if queue.is_empty() && resync.is_none() {
             // Only Updates held back: nothing to write yet.
             return Ok(());
@@ -237,9 +237,13 @@ impl Conn {
                 return Some((CloseCode::Again, e.to_string().into()));
             }
         };
-        // The counters as last sent to everyone: Stats goes out only when
-        // it changes, so a new connection gets the current one now.
-        let first = std::iter::once(hello).chain(self.hub.current_stats());
+        // The last Stats made: a new one is made only when the counters
+        // change, so a new connection gets the current one now.
+        let stats = self.hub.current_stats();
+        if let Some(frame) = &stats {
+            self.outbox.stats_sent(frame, std::time::Instant::now());
+        }
+        let first = std::iter::once(hello).chain(stats.map(|f| f.bytes));
         if self.write_all(ws, first).await.is_err() {
             return None;
         }

@@ -21,7 +21,8 @@
 //!   merged per chunk until it is back under.
 //! - [`limits`]: connection caps and Set rate limits (counted in boxes).
 //! - [`stats`]: `Stats`, read and encoded once per `ws_stats_interval_ms`
-//!   for every connection and sent only when it changed.
+//!   for every connection, made only when it changed, and sent with each
+//!   connection's next write (alone after `ws_stats_alone_ms`).
 //!
 //! Every connection has an [`Outbox`]: a bounded queue of encoded
 //! messages, and its [`budget::Budget`] with the Updates held back. Each is built once and shared (`Bytes`): an Update's bytes
@@ -55,7 +56,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use crate::gateway::Gateway;
 use budget::{Budget, Offer, UpdateFrame};
 use limits::Limits;
-use stats::StatsCast;
+use stats::{StatsCast, StatsFrame, StatsMark};
 
 pub use upgrade::filter;
 
@@ -82,6 +83,8 @@ struct OutState {
     versions_due: u8,
     subs: croaring::Bitmap,
     budget: Budget,
+    /// The `Stats` it last got.
+    stats: StatsMark,
 }
 
 impl OutState {
@@ -99,6 +102,18 @@ impl OutState {
         true
     }
 
+    /// Adds the newest `Stats` to a write that goes out anyway.
+    fn stats_ride_along(&mut self, stats: &StatsCast, now: Instant) {
+        if self.queue.is_empty() {
+            return;
+        }
+        if let Some(frame) = stats.newer_than(self.stats.generation()) {
+            self.budget.charge(frame.bytes.len());
+            self.queue.push_back(frame.bytes.clone());
+            self.stats.sent(&frame, now);
+        }
+    }
+
     /// Queues the held Updates once the budget allows (or now, `force`).
     fn release(&mut self, force: bool, cap: usize) {
         for msg in self.budget.release(Instant::now(), force) {
@@ -113,7 +128,7 @@ impl OutState {
 const VERSIONS_ROUNDS_DUE: u8 = 2;
 
 impl Outbox {
-    fn new(cap: usize, budget: Budget) -> Self {
+    fn new(cap: usize, budget: Budget, stats: StatsMark) -> Self {
         Self {
             state: Mutex::new(OutState {
                 queue: VecDeque::new(),
@@ -121,6 +136,7 @@ impl Outbox {
                 versions_due: 0,
                 subs: croaring::Bitmap::new(),
                 budget,
+                stats,
             }),
             notify: Notify::new(),
             cap,
@@ -169,6 +185,31 @@ impl Outbox {
         self.notify.notify_one();
     }
 
+    /// Queues `frame` alone when the connection's last `Stats` is `alone`
+    /// old and older than it (see [`stats`]).
+    fn stats_alone(&self, frame: &StatsFrame, now: Instant, alone: Duration) {
+        let mut state = self.lock();
+        if !state.stats.due_alone(frame, now, alone) {
+            return;
+        }
+        let queued = state.enqueue(frame.bytes.clone(), false, self.cap);
+        if queued {
+            state.stats.sent(frame, now);
+        }
+        drop(state);
+        if queued {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Records the `Stats` written right after Hello.
+    fn stats_sent(&self, frame: &StatsFrame, now: Instant) {
+        let mut state = self.lock();
+        if state.stats.stale(frame) {
+            state.stats.sent(frame, now);
+        }
+    }
+
     /// When the held Updates may go out, if any are held.
     fn release_at(&self) -> Option<Instant> {
         self.lock().budget.release_at()
@@ -188,12 +229,14 @@ impl Outbox {
     /// connection had fallen behind. A connection that fell behind gets no
     /// queued Update or Versions: the Resync of every subscription makes
     /// them useless, and it should reach the client as early as possible.
-    /// Held Updates whose time has come are released first.
-    fn take(&self) -> (VecDeque<Bytes>, Option<Vec<u32>>) {
+    /// Held Updates whose time has come are released first, and a newer
+    /// `Stats` than the connection's rides along with whatever goes out.
+    fn take(&self, stats: &StatsCast) -> (VecDeque<Bytes>, Option<Vec<u32>>) {
         let mut state = self.lock();
         if !state.behind {
             state.release(false, self.cap);
         }
+        state.stats_ride_along(stats, Instant::now());
         let mut queue = std::mem::take(&mut state.queue);
         let resync = if state.behind {
             state.behind = false;
@@ -369,12 +412,14 @@ impl Hub {
     fn register(&self) -> (u64, Arc<Outbox>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let config = &self.gateway.config;
+        let now = Instant::now();
         let budget = Budget::new(
             config.ws_budget_bytes_per_second,
             Duration::from_millis(config.ws_budget_window_ms),
-            Instant::now(),
+            now,
         );
-        let outbox = Arc::new(Outbox::new(config.ws_send_queue, budget));
+        let stats = StatsMark::new(None, now);
+        let outbox = Arc::new(Outbox::new(config.ws_send_queue, budget, stats));
         self.registry_mut().conns.insert(id, outbox.clone());
         (id, outbox)
     }
@@ -481,24 +526,30 @@ impl Hub {
     }
 
     /// Reads the counters once and, when they changed since the last
-    /// `Stats`, queues the one encoded frame to every connection.
+    /// `Stats`, makes a new frame; queues the newest frame alone to the
+    /// connections that lack it and got their last `Stats` at least
+    /// `ws_stats_alone_ms` ago (the others get it with their next write).
     fn broadcast_stats(&self) {
         // Not loaded yet: nothing true to say.
         let Ok(stats) = self.gateway.stats() else {
             return;
         };
         let online = u32::try_from(self.limits.connections()).unwrap_or(u32::MAX);
-        let Some(msg) = self.stats.update(stats.checked, online) else {
+        if self.stats.update(stats.checked, online).is_some() {
+            self.gateway.metrics.ws_stats_broadcasts.inc();
+        }
+        let Some(frame) = self.stats.current() else {
             return;
         };
-        self.gateway.metrics.ws_stats_broadcasts.inc();
+        let alone = Duration::from_millis(self.gateway.config.ws_stats_alone_ms);
+        let now = Instant::now();
         for outbox in self.registry().conns.values() {
-            outbox.push(msg.clone(), false);
+            outbox.stats_alone(&frame, now, alone);
         }
     }
 
-    /// The last `Stats` frame sent to everyone, for a new connection.
-    fn current_stats(&self) -> Option<Bytes> {
+    /// The last `Stats` frame made, for a new connection.
+    fn current_stats(&self) -> Option<StatsFrame> {
         self.stats.current()
     }
 
@@ -597,6 +648,10 @@ mod tests {
         Budget::new(0, Duration::from_secs(5), Instant::now())
     }
 
+    fn outbox(cap: usize) -> Outbox {
+        Outbox::new(cap, no_budget(), StatsMark::new(None, Instant::now()))
+    }
+
     #[test]
     fn runs_split_on_gaps_and_length() {
         assert_eq!(runs(&[1, 2, 3, 7, 9, 10]), vec![(1, 3), (7, 1), (9, 2)]);
@@ -607,7 +662,7 @@ mod tests {
 
     #[test]
     fn a_connection_behind_gets_its_answers_but_no_stale_updates() {
-        let outbox = Outbox::new(3, no_budget());
+        let outbox = outbox(3);
         outbox.lock().subs.add(5);
         let update = Bytes::from(
             ServerMessage::Update {
@@ -630,14 +685,14 @@ mod tests {
         assert!(outbox.push(versions, false));
         outbox.push_reply(pong.clone());
         assert!(!outbox.push(update, true), "full: dropped, behind");
-        let (queue, resync) = outbox.take();
+        let (queue, resync) = outbox.take(&StatsCast::default());
         assert_eq!(queue, VecDeque::from(vec![pong]));
         assert_eq!(resync, Some(vec![5]));
     }
 
     #[test]
     fn versions_go_to_new_subscriptions_and_resyncs_then_to_all_in_full_rounds() {
-        let outbox = Outbox::new(1, no_budget());
+        let outbox = outbox(1);
         assert!(
             outbox.versions_round(false).is_empty(),
             "nothing subscribed"
@@ -654,7 +709,7 @@ mod tests {
         // Falling behind owes rounds again.
         assert!(outbox.push(Bytes::from_static(b"a"), true));
         assert!(!outbox.push(Bytes::from_static(b"b"), true));
-        let (_, resync) = outbox.take();
+        let (_, resync) = outbox.take(&StatsCast::default());
         assert_eq!(resync, Some(vec![3]));
         assert_eq!(outbox.versions_round(false), vec![3]);
         outbox.versions_due();
@@ -662,16 +717,51 @@ mod tests {
     }
 
     #[test]
+    fn a_newer_stats_rides_along_with_other_frames_or_goes_alone_when_old() {
+        let cast = StatsCast::default();
+        let t0 = Instant::now();
+        let first = cast.update(1, 1).unwrap();
+        let outbox = outbox(8);
+        outbox.stats_sent(&first, t0);
+        let second = cast.update(2, 1).unwrap();
+        // Nothing else to send: the newer Stats waits.
+        let (queue, _) = outbox.take(&cast);
+        assert!(queue.is_empty());
+        let alone = Duration::from_secs(30);
+        outbox.stats_alone(&second, t0 + Duration::from_secs(10), alone);
+        assert_eq!(outbox.len(), 0, "its last Stats is only 10 s old");
+        // An Ack goes out: the Stats rides along, once.
+        let pong = Bytes::from(ServerMessage::Pong { nonce: 1 }.encode());
+        outbox.push_reply(pong.clone());
+        let (queue, _) = outbox.take(&cast);
+        assert_eq!(
+            queue,
+            VecDeque::from(vec![pong.clone(), second.bytes.clone()])
+        );
+        outbox.push_reply(pong.clone());
+        let (queue, _) = outbox.take(&cast);
+        assert_eq!(queue, VecDeque::from(vec![pong]));
+        // A third goes alone once the last is old enough.
+        let third = cast.update(3, 1).unwrap();
+        let later = Instant::now() + alone;
+        outbox.stats_alone(&third, later, alone);
+        let (queue, _) = outbox.take(&cast);
+        assert_eq!(queue, VecDeque::from(vec![third.bytes.clone()]));
+        outbox.stats_alone(&third, later + alone, alone);
+        assert_eq!(outbox.len(), 0, "already sent");
+    }
+
+    #[test]
     fn outbox_drops_when_full_and_resyncs_once() {
-        let outbox = Outbox::new(2, no_budget());
+        let outbox = outbox(2);
         outbox.lock().subs.add(5);
         assert!(outbox.push(Bytes::from_static(b"a"), true));
         assert!(outbox.push(Bytes::from_static(b"b"), true));
         assert!(!outbox.push(Bytes::from_static(b"c"), true));
-        let (queue, resync) = outbox.take();
+        let (queue, resync) = outbox.take(&StatsCast::default());
         assert_eq!(queue.len(), 2);
         assert_eq!(resync, Some(vec![5]));
-        let (queue, resync) = outbox.take();
+        let (queue, resync) = outbox.take(&StatsCast::default());
         assert!(queue.is_empty() && resync.is_none());
     }
 }
