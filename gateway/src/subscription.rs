@@ -11,8 +11,12 @@
 //!   the leader's applied `seq` that [`crate::commit_watch`] asks for
 //!   while the stream is on a follower; [`ShardHandle::note_committed`])
 //!   within `stale_replica_ms`. A replica cut off from its group still
-//!   answers, with progress markers, so this is how it is noticed. The next stream goes to the map's leader,
-//!   or, when the map still names the stale replica, to another replica;
+//!   answers, with progress markers, so this is how it is noticed. The
+//!   rule holds while a stream is being opened too, so a replica that
+//!   does not answer at all (a paused node, such as an old leader the
+//!   map still names) is left as fast, not after `node_timeout_ms`. The
+//!   next stream goes to the map's leader, or, when the map still names
+//!   the stale replica, to another replica;
 //! - a `Changes` event skips a `seq` (gap) or a progress marker is ahead
 //!   of us (same replica: it replays or sends a snapshot);
 //! - a progress marker or snapshot is behind us (that replica lags: next
@@ -280,8 +284,16 @@ impl Subscriber {
         let shard = self.handle.id;
         let from = self.handle.read().seq;
         let url = format!("http://{addr}/shards/{shard}/changes?from={from}");
+        // The stale rule holds while the stream is being opened too: a
+        // paused node (the old leader the map still names, say) accepts
+        // the connection and never answers, and waiting `node_timeout_ms`
+        // for it would freeze this gateway's state, and every
+        // read-your-writes PUT, that long.
         let opened = tokio::select! {
             r = tokio::time::timeout(self.config.node_timeout(), self.http.get(url).send_signed(self.http.signer())) => r,
+            committed = self.out_of_reach(from) => {
+                return End::Stale { replica_seq: from, committed };
+            }
             _ = shutdown.changed() => return End::Shutdown,
         };
         let mut resp = match opened {
@@ -346,6 +358,23 @@ impl Subscriber {
                     }
                 }
                 _ = shutdown.changed() => return End::Shutdown,
+            }
+        }
+    }
+
+    /// Resolves once a `seq` known committed has been above `seq` for
+    /// `stale_replica_ms`, with the `seq` known committed then: the stale
+    /// rule for a stream that is not open yet.
+    async fn out_of_reach(&self, seq: u64) -> u64 {
+        let mut committed = self.handle.committed();
+        loop {
+            if *committed.borrow_and_update() > seq {
+                tokio::time::sleep(self.config.stale_replica()).await;
+                return *committed.borrow();
+            }
+            if committed.changed().await.is_err() {
+                // The handle is gone: only the other branches can end the wait.
+                std::future::pending::<()>().await;
             }
         }
     }
@@ -480,5 +509,71 @@ mod tests {
         hinted.shards.get_mut(&5).unwrap().replicas = vec![2, 3];
         assert_ne!(route_key(&hinted, 5).unwrap(), key);
         assert!(candidates(&map, 9).is_empty());
+    }
+
+    /// A paused node (the old leader the map still names) accepts the
+    /// connection and never answers. When this gateway knows of a commit
+    /// the stream has not shown, asking that node for a stream must be
+    /// given up after `stale_replica_ms`, not after `node_timeout_ms`:
+    /// meanwhile the gateway's state, and every read-your-writes PUT, is
+    /// stuck (the paused_leader test's flake: 9 to 30 s without a 200).
+    #[tokio::test]
+    async fn a_stream_that_does_not_open_is_left_as_stale() {
+        // Bound, never accepted: the kernel completes the handshake and
+        // queues the request, as for a SIGSTOPped process.
+        let paused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = paused.local_addr().unwrap().to_string();
+        let config = GatewayConfig {
+            node_timeout_ms: 10_000,
+            stale_replica_ms: 200,
+            ..GatewayConfig::default()
+        };
+        let http = NodeClient::for_tests();
+        let metrics = Arc::new(Metrics::new());
+        let map = Arc::new(MapFollower::new(
+            config.clone(),
+            http.clone(),
+            metrics.clone(),
+        ));
+        assert!(map.offer(test_map(&[&addr], 1, 1)));
+        let current = map.current().unwrap();
+        let handle = Arc::new(ShardHandle::new(
+            &current.shards[&1].descriptor,
+            config.update_buffer,
+        ));
+        // A write of this gateway was acknowledged with seq 3; the state
+        // is at 0.
+        handle.note_committed(3);
+        let (_stop, shutdown) = watch::channel(false);
+        let subscriber = Subscriber {
+            handle,
+            map: map.clone(),
+            http,
+            config,
+            metrics,
+            shards: Arc::new(Shards::default()),
+            shutdown: shutdown.clone(),
+        };
+        let key = route_key(&current, 1).unwrap();
+        let (mut map_rx, mut shutdown) = (map.watch(), shutdown);
+        let started = tokio::time::Instant::now();
+        let end = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            subscriber.stream(&addr, &key, &mut map_rx, &mut shutdown),
+        )
+        .await
+        .expect("a silent replica must be left long before node_timeout_ms");
+        assert!(
+            matches!(
+                end,
+                End::Stale {
+                    replica_seq: 0,
+                    committed: 3
+                }
+            ),
+            "a silent replica is left as stale"
+        );
+        assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+        drop(paused);
     }
 }
