@@ -65,7 +65,10 @@
 //!    through the batcher and are acknowledged when their batch commits
 //!    (the Update may come later); token buckets per connection and per
 //!    IP (counting boxes), connection caps and the `Origin` rule apply.
-//!    Shutdown closes every socket with 1001.
+//!    Shutdown closes every socket with 1001. The layer sees the gateway
+//!    through narrow handles only: the hub and its connections through
+//!    [`ws::Backend`] (settings, metrics, map, the checked count, the Set
+//!    and SetMany writes), the fan-out through [`ws::fanout::Sources`].
 //! 6. **Cross-origin reads** ([`cors`]): the page sends its chunk and API
 //!    reads straight to the gateway its socket uses; GETs of the read
 //!    paths from one of `page_origins` get CORS headers (allow-origin,

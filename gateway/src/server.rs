@@ -37,7 +37,7 @@ pub async fn serve_with(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     gateway.start(stop_rx.clone());
     started(gateway.clone());
-    let hub = ws::Hub::new(gateway.clone(), stop_rx.clone());
+    let hub = ws::Hub::new(ws::Backend::new(gateway.clone()), stop_rx.clone());
     hub.start();
     // Spawned tasks do not inherit the span: give it back (gateway_id).
     tokio::spawn(

@@ -3,8 +3,9 @@
 //! A Set spawns one task that commits the box and queues its Ack. A
 //! SetMany is handled as one unit: validated once, its boxes in range take
 //! their rate-limit tokens in one call (the first boxes get them), and one
-//! task writes the granted boxes with one [`crate::gateway::Gateway::write`]
-//! (split by shard there) and queues one AckMany for every box.
+//! task writes the granted boxes with one
+//! [`super::backend::Backend::set_many`] (split by shard there) and queues
+//! one AckMany for every box.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -46,7 +47,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(hub.ws_config)).await;
-    let metrics = hub.gateway.metrics.clone();
+    let metrics = hub.backend.metrics.clone();
     let _permit = match hub.limits.admit(ip) {
         Ok(permit) => permit,
         Err(refusal) => {
@@ -199,7 +200,7 @@ impl Conn {
                 break;
             }
         }
-        let metrics = &self.hub.gateway.metrics;
+        let metrics = &self.hub.backend.metrics;
         metrics.ws_messages_out.inc_by(count);
         metrics.ws_bytes_out.inc_by(bytes);
         metrics.ws_flushes.inc();
@@ -221,7 +222,7 @@ impl Conn {
             .map(|chunks| resync_messages(&chunks, ResyncReason::FellBehind))
             .unwrap_or_default();
         for _ in &resync {
-            self.hub.gateway.metrics.ws_resync("fell_behind");
+            self.hub.backend.metrics.ws_resync("fell_behind");
         }
         self.write_all(ws, queue.into_iter().chain(resync)).await
     }
@@ -233,7 +234,7 @@ impl Conn {
         let hello = match self.hello() {
             Ok(hello) => hello,
             Err(e) => {
-                self.hub.gateway.metrics.ws_reject("not_ready");
+                self.hub.backend.metrics.ws_reject("not_ready");
                 return Some((CloseCode::Again, e.to_string().into()));
             }
         };
@@ -248,7 +249,7 @@ impl Conn {
             return None;
         }
         let mut shutdown = self.hub.shutdown.clone();
-        let cap = self.hub.gateway.config.ws_send_queue;
+        let cap = self.hub.backend.config.ws_send_queue;
         loop {
             if *shutdown.borrow_and_update() {
                 return Some((CloseCode::Away, "shutting down".into()));
@@ -276,11 +277,11 @@ impl Conn {
                             }
                         }
                         Some(Err(WsError::Capacity(e))) => {
-                            self.hub.gateway.metrics.ws_reject("too_big");
+                            self.hub.backend.metrics.ws_reject("too_big");
                             return Some((CloseCode::Size, format!("message too big: {e}").into()));
                         }
                         Some(Err(WsError::Protocol(e))) => {
-                            self.hub.gateway.metrics.ws_reject("protocol");
+                            self.hub.backend.metrics.ws_reject("protocol");
                             return Some((CloseCode::Protocol, e.to_string().into()));
                         }
                         Some(Err(_)) => return None,
@@ -295,7 +296,7 @@ impl Conn {
     }
 
     fn hello(&self) -> crate::Result<Bytes> {
-        let map = self.hub.gateway.current_map()?;
+        let map = self.hub.backend.current_map()?;
         let grid = map
             .grid
             .ok_or_else(|| Error::Unavailable("the cluster is not initialized".into()))?;
@@ -304,7 +305,7 @@ impl Conn {
                 protocol_version: PROTOCOL_VERSION,
                 boxes: grid.boxes,
                 chunk_size: grid.chunk_size,
-                gateway_id: u32::try_from(self.hub.gateway.config.id).unwrap_or(u32::MAX),
+                gateway_id: u32::try_from(self.hub.backend.config.id).unwrap_or(u32::MAX),
                 load: self.hub.limits.load_permille(),
             }
             .encode(),
@@ -313,7 +314,7 @@ impl Conn {
 
     /// Handles one client message; `Some` closes the connection.
     fn message(&mut self, msg: Message) -> Option<Close> {
-        let metrics = &self.hub.gateway.metrics;
+        let metrics = &self.hub.backend.metrics;
         let bytes = match msg {
             Message::Binary(bytes) => bytes,
             Message::Text(_) => {
@@ -364,16 +365,16 @@ impl Conn {
 
     fn subscribe(&mut self, first_chunk: u32, count: u32) -> Option<Close> {
         // Hello needed the map, so it is there; `None` keeps the socket open.
-        let grid = self.hub.gateway.current_map().ok().and_then(|m| m.grid)?;
+        let grid = self.hub.backend.grid()?;
         let chunks = grid.boxes.div_ceil(u64::from(grid.chunk_size.max(1)));
         let end = match subscribe_range(first_chunk, count, chunks) {
             Ok(end) => end,
             Err(why) => {
-                self.hub.gateway.metrics.ws_reject("protocol");
+                self.hub.backend.metrics.ws_reject("protocol");
                 return Some((CloseCode::Protocol, why.into()));
             }
         };
-        let max = self.hub.gateway.config.ws_max_subscriptions;
+        let max = self.hub.backend.config.ws_max_subscriptions;
         let subs = self.outbox.lock().subs.clone();
         let mut held = subs.cardinality() as usize;
         let mut new = Vec::new();
@@ -384,7 +385,7 @@ impl Conn {
             }
             held += 1;
             if held > max {
-                self.hub.gateway.metrics.ws_reject("subscriptions");
+                self.hub.backend.metrics.ws_reject("subscriptions");
                 return Some((
                     CloseCode::Policy,
                     format!("more than {max} subscribed chunks").into(),
@@ -397,17 +398,13 @@ impl Conn {
     }
 
     fn set(&mut self, request_id: u32, index: u32, checked: bool) {
-        let gateway = self.hub.gateway.clone();
-        let boxes = gateway
-            .current_map()
-            .ok()
-            .and_then(|m| m.grid)
-            .map(|g| g.boxes);
+        let backend = &self.hub.backend;
+        let boxes = backend.grid().map(|g| g.boxes);
         let status = match boxes {
             None => Some(AckStatus::Unavailable),
             Some(boxes) if u64::from(index) >= boxes => Some(AckStatus::OutOfRange),
             Some(_) if !self.hub.limits.allow_set(&self.limiter, self.ip) => {
-                gateway.metrics.ws_reject("rate_limited");
+                backend.metrics.ws_reject("rate_limited");
                 Some(AckStatus::RateLimited)
             }
             Some(_) => None,
@@ -418,11 +415,11 @@ impl Conn {
         }
         let outbox = self.outbox.clone();
         let started = Instant::now();
-        let metrics = gateway.metrics.clone();
+        let metrics = backend.metrics.clone();
         // Acknowledged on commit: the Update follows through this
         // gateway's change stream, maybe after the Ack. No task per Set:
-        // the shard's batching task pushes the Ack (`commit_box_then`).
-        gateway.commit_box_then(u64::from(index), checked, move |outcome| {
+        // the shard's batching task pushes the Ack (`Backend::set`).
+        backend.set(u64::from(index), checked, move |outcome| {
             let reply = match outcome {
                 Ok((_, seq)) => ack(request_id, AckStatus::Applied, seq),
                 Err(e) => ack(request_id, failure_status(&e), 0),
@@ -439,11 +436,11 @@ impl Conn {
     /// `ws_max_sets_per_message`. Otherwise every box is answered in one
     /// AckMany (`docs/protocol.md`, "SetMany and AckMany").
     fn set_many(&mut self, request_id: u32, sets: Vec<SetEntry>) -> Option<Close> {
-        let gateway = self.hub.gateway.clone();
-        let max = gateway.config.ws_max_sets_per_message;
-        gateway.metrics.ws_set_many_boxes.observe(sets.len() as f64);
+        let backend = self.hub.backend.clone();
+        let max = backend.config.ws_max_sets_per_message;
+        backend.metrics.ws_set_many_boxes.observe(sets.len() as f64);
         if sets.len() > max {
-            gateway.metrics.ws_reject("set_many_boxes");
+            backend.metrics.ws_reject("set_many_boxes");
             return Some((
                 CloseCode::Policy,
                 format!(
@@ -453,12 +450,7 @@ impl Conn {
                 .into(),
             ));
         }
-        let boxes = gateway
-            .current_map()
-            .ok()
-            .and_then(|m| m.grid)
-            .map(|g| g.boxes);
-        let Some(boxes) = boxes else {
+        let Some(boxes) = backend.grid().map(|g| g.boxes) else {
             let runs = ack_runs(sets.iter().map(|_| (AckStatus::Unavailable, 0)));
             self.outbox.push_reply(ack_many(request_id, runs));
             return None;
@@ -471,7 +463,7 @@ impl Conn {
             .limits
             .allow_sets(&self.limiter, self.ip, in_range as u32) as usize;
         if granted < in_range {
-            gateway.metrics.ws_reject("rate_limited");
+            backend.metrics.ws_reject("rate_limited");
         }
         if granted == 0 {
             let runs = set_many_runs(&sets, 0, in_range, &Err(AckStatus::Unavailable));
@@ -487,7 +479,7 @@ impl Conn {
                 .collect();
             // One write for every shard the boxes live in; each shard's
             // part commits (or fails) with its own seq.
-            let written = match gateway.write(writes).await {
+            let written = match backend.set_many(writes).await {
                 Ok(parts) => {
                     let mut by_index = HashMap::with_capacity(granted);
                     for (_, part, outcome) in parts {
@@ -504,7 +496,7 @@ impl Conn {
                 Err(e) => Err(failure_status(&e)),
             };
             let runs = set_many_runs(&sets, granted, in_range, &written);
-            gateway
+            backend
                 .metrics
                 .ws_set_many_latency
                 .observe(started.elapsed().as_secs_f64());

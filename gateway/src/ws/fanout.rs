@@ -574,6 +574,7 @@ mod tests {
     use crate::gateway::Gateway;
     use crate::map::test_map;
     use crate::state::ShardState;
+    use crate::ws::backend::Backend;
 
     /// Lets the spawned tasks run without moving the (paused) clock.
     async fn settle() {
@@ -590,7 +591,7 @@ mod tests {
         };
         let gateway = Gateway::new(config).unwrap();
         let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let hub = Hub::new(gateway.clone(), shutdown);
+        let hub = Hub::new(Backend::new(gateway.clone()), shutdown);
         let sources = Sources::new(
             gateway.shards.clone(),
             gateway.map.clone(),

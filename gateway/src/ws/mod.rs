@@ -5,6 +5,11 @@
 //!   upgrade), answers 101 itself and builds the stream with
 //!   `WebSocketStream::from_raw_socket` and small buffers (warp's own
 //!   `ws()` costs ~130 KB per idle connection; this costs a few KB).
+//! - [`backend`]: the layer's narrow handle on the gateway, [`Backend`]:
+//!   the settings, the metrics, the current map and grid, the checked
+//!   count for `Stats`, and the two writes a connection makes (a Set
+//!   acknowledged through a callback, a SetMany's boxes in one write).
+//!   The [`Hub`] holds it; nothing else of the gateway is in reach.
 //! - [`connection`]: one task per connection: Hello, Subscribe,
 //!   Unsubscribe, Set (through the batcher, Ack after commit), SetMany
 //!   (one write of all its boxes, split by shard, one AckMany after every
@@ -34,6 +39,7 @@
 //! Versions still queued are discarded and it gets `Resync{FellBehind}`
 //! for its subscriptions. So a slow client never makes memory grow.
 
+pub mod backend;
 pub mod budget;
 pub mod connection;
 pub mod fanout;
@@ -53,11 +59,11 @@ use checkraft_proto::ShardId;
 use tokio::sync::{watch, Notify};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::gateway::Gateway;
 use budget::{Budget, Offer, UpdateFrame};
 use limits::Limits;
 use stats::{StatsCast, StatsFrame, StatsMark};
 
+pub use backend::Backend;
 pub use upgrade::filter;
 
 /// Chunks per `Resync` or `Versions` message at most.
@@ -311,8 +317,9 @@ pub struct VersionBook {
 
 /// The shared state of the websocket layer.
 pub struct Hub {
-    /// The gateway behind it.
-    pub gateway: Arc<Gateway>,
+    /// What it needs from the gateway (settings, metrics, map, counters,
+    /// writes), and nothing more.
+    backend: Backend,
     /// Caps and rate limits.
     pub limits: Arc<Limits>,
     registry: RwLock<Registry>,
@@ -360,10 +367,10 @@ fn reason_label(reason: ResyncReason) -> &'static str {
 }
 
 impl Hub {
-    /// A hub for `gateway`; connections close with 1001 when `shutdown`
+    /// A hub on `backend`; connections close with 1001 when `shutdown`
     /// flips to true.
-    pub fn new(gateway: Arc<Gateway>, shutdown: watch::Receiver<bool>) -> Arc<Self> {
-        let config = &gateway.config;
+    pub fn new(backend: Backend, shutdown: watch::Receiver<bool>) -> Arc<Self> {
+        let config = &backend.config;
         let mut ws_config = WebSocketConfig::default();
         ws_config.read_buffer_size = config.ws_read_buffer_bytes;
         // Frames fed together are written together (one `flush`); the
@@ -374,7 +381,7 @@ impl Hub {
         ws_config.max_frame_size = Some(config.ws_max_message_bytes);
         Arc::new(Self {
             limits: Arc::new(Limits::new(config)),
-            gateway,
+            backend,
             registry: RwLock::new(Registry::default()),
             versions: Mutex::new(VersionBook::default()),
             stats: StatsCast::default(),
@@ -386,13 +393,7 @@ impl Hub {
 
     /// Starts the fan-out and the periodic Stats and Versions.
     pub fn start(self: &Arc<Self>) {
-        let gateway = &self.gateway;
-        let sources = fanout::Sources::new(
-            gateway.shards.clone(),
-            gateway.map.clone(),
-            gateway.metrics.clone(),
-            &gateway.config,
-        );
+        let sources = self.backend.fanout_sources();
         tokio::spawn(fanout::manager(self.clone(), sources));
         tokio::spawn(self.clone().periodic());
     }
@@ -411,7 +412,7 @@ impl Hub {
 
     fn register(&self) -> (u64, Arc<Outbox>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let config = &self.gateway.config;
+        let config = &self.backend.config;
         let now = Instant::now();
         let budget = Budget::new(
             config.ws_budget_bytes_per_second,
@@ -430,7 +431,7 @@ impl Hub {
         registry.conns.remove(&id);
         registry.forget(id, &subs);
         drop(registry);
-        self.gateway
+        self.backend
             .metrics
             .ws_subscriptions
             .dec_by(subs.len() as i64);
@@ -450,7 +451,7 @@ impl Hub {
             state.versions_due = VERSIONS_ROUNDS_DUE;
         }
         drop(state);
-        self.gateway
+        self.backend
             .metrics
             .ws_subscriptions
             .inc_by(chunks.len() as i64);
@@ -464,7 +465,7 @@ impl Hub {
         }
         drop(state);
         self.registry_mut().forget(id, chunks);
-        self.gateway
+        self.backend
             .metrics
             .ws_subscriptions
             .dec_by(chunks.len() as i64);
@@ -481,7 +482,7 @@ impl Hub {
         for id in ids {
             if let Some(outbox) = registry.conns.get(id) {
                 if !outbox.push_update(frame, now) {
-                    self.gateway.metrics.ws_dropped.inc();
+                    self.backend.metrics.ws_dropped.inc();
                 }
             }
         }
@@ -506,7 +507,7 @@ impl Hub {
             chunks.sort_unstable();
             for msg in resync_messages(&chunks, reason) {
                 outbox.push(msg, true);
-                self.gateway.metrics.ws_resync(reason_label(reason));
+                self.backend.metrics.ws_resync(reason_label(reason));
             }
             outbox.versions_due();
         }
@@ -517,7 +518,7 @@ impl Hub {
         if let Some(v) = book.chunks.get(&chunk) {
             return *v;
         }
-        let Ok(map) = self.gateway.current_map() else {
+        let Ok(map) = self.backend.current_map() else {
             return 0;
         };
         map.shard_for(u64::from(chunk) * u64::from(chunk_size))
@@ -531,17 +532,17 @@ impl Hub {
     /// `ws_stats_alone_ms` ago (the others get it with their next write).
     fn broadcast_stats(&self) {
         // Not loaded yet: nothing true to say.
-        let Ok(stats) = self.gateway.stats() else {
+        let Some(checked) = self.backend.checked() else {
             return;
         };
         let online = u32::try_from(self.limits.connections()).unwrap_or(u32::MAX);
-        if self.stats.update(stats.checked, online).is_some() {
-            self.gateway.metrics.ws_stats_broadcasts.inc();
+        if self.stats.update(checked, online).is_some() {
+            self.backend.metrics.ws_stats_broadcasts.inc();
         }
         let Some(frame) = self.stats.current() else {
             return;
         };
-        let alone = Duration::from_millis(self.gateway.config.ws_stats_alone_ms);
+        let alone = Duration::from_millis(self.backend.config.ws_stats_alone_ms);
         let now = Instant::now();
         for outbox in self.registry().conns.values() {
             outbox.stats_alone(&frame, now, alone);
@@ -564,10 +565,7 @@ impl Hub {
     /// every connection subscribed to the same run (most viewers share the
     /// popular chunks).
     fn broadcast_versions(&self, full: bool) {
-        let Ok(map) = self.gateway.current_map() else {
-            return;
-        };
-        let Some(grid) = map.grid else {
+        let Some(grid) = self.backend.grid() else {
             return;
         };
         let outboxes: Vec<Arc<Outbox>> = self.registry().conns.values().cloned().collect();
@@ -605,7 +603,7 @@ impl Hub {
     }
 
     async fn periodic(self: Arc<Self>) {
-        let config = &self.gateway.config;
+        let config = &self.backend.config;
         let mut stats = tokio::time::interval(Duration::from_millis(config.ws_stats_interval_ms));
         let mut versions =
             tokio::time::interval(Duration::from_millis(config.ws_versions_interval_ms));

@@ -56,8 +56,8 @@ fn upgrade(
     remote: Option<SocketAddr>,
     on: Option<OnUpgrade>,
 ) -> Response {
-    let metrics = &hub.gateway.metrics;
-    let config = &hub.gateway.config;
+    let metrics = &hub.backend.metrics;
+    let config = &hub.backend.config;
     let peer = guard::peer_ip(remote);
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let host = guard::request_host(peer, headers, &config.trusted_proxies);
