@@ -1,7 +1,10 @@
 //! One websocket connection: Hello, then client messages and the outbox.
 //!
-//! A Set spawns one task that commits the box and queues its Ack. A
-//! SetMany is handled as one unit: validated once, its boxes in range take
+//! A Set is queued to its shard's batching task, which pushes the Ack
+//! into the outbox when the batch commits ([`super::backend::Backend::set`]:
+//! no task per Set; only a Set that a split or merge moves, or that finds
+//! the queue full, is finished by a task of its own). A SetMany is handled
+//! as one unit: validated once, its boxes in range take
 //! their rate-limit tokens in one call (the first boxes get them), and one
 //! task writes the granted boxes with one
 //! [`super::backend::Backend::set_many`] (split by shard there) and queues
