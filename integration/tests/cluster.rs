@@ -293,8 +293,10 @@ async fn run() {
         if round == 1 {
             // Stop right after an acknowledgement and kill at once: nothing
             // flushes the leader's commit index after that ack, so on
-            // restart the old leader resumes leadership with that write in
-            // an uncommitted log tail, which it must commit on its own.
+            // restart the write sits in an uncommitted log tail, which the
+            // group's next leader must commit on its own. (The old leader
+            // may also have lost entries it had replicated before its own
+            // flush: it must not resume its term. This round caught that.)
             stop_tx.send(true).unwrap();
             writing.await.unwrap();
             for id in members.keys() {

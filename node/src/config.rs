@@ -288,9 +288,22 @@ impl NodeConfig {
             .unwrap_or_else(|| self.listen.to_string())
     }
 
-    /// The openraft configuration every group on this node uses.
-    pub fn raft_config(&self) -> Result<openraft::Config> {
+    /// The openraft configuration of this node's groups.
+    ///
+    /// A group reopened after a restart never restores its leadership
+    /// from its stored vote (`enable_leader_restore` off): a leader hands
+    /// entries to its followers before its own flush, so a leader killed
+    /// before that flush comes back without entries its followers hold
+    /// under its term. Restoring the term, it would write different
+    /// entries under the same log ids, and followers that match the id
+    /// would keep the old ones (Log Matching broken: acknowledged writes
+    /// missing on a replica). An election in a new term cannot do that.
+    /// Only a split's child, started from its seed in the process that
+    /// wrote it, restores (`restore_leadership`: nothing of its log can
+    /// have been lost; see `docs/resharding.md`).
+    pub fn raft_config(&self, restore_leadership: bool) -> Result<openraft::Config> {
         let config = openraft::Config {
+            enable_leader_restore: Some(restore_leadership),
             cluster_name: "checkraft".into(),
             heartbeat_interval: self.heartbeat_ms,
             election_timeout_min: self.election_min_ms,

@@ -44,6 +44,10 @@ pub struct Node {
     verifier: checkraft_auth::Verifier,
     refusals: crate::http::access::Refusals,
     raft_config: Arc<openraft::Config>,
+    /// [`Self::raft_config`] with leadership restored at start, for a
+    /// split's child in the process that seeded it
+    /// ([`NodeConfig::raft_config`]).
+    birth_raft_config: Arc<openraft::Config>,
     groups: RwLock<HashMap<GroupId, Arc<ShardGroup>>>,
     /// Groups this node cannot serve, and why (see [`crate::faults`]).
     faults: Arc<Faults>,
@@ -84,7 +88,8 @@ impl Node {
                 Some(configured)
             }
         };
-        let raft_config = Arc::new(config.raft_config()?);
+        let raft_config = Arc::new(config.raft_config(false)?);
+        let birth_raft_config = Arc::new(config.raft_config(true)?);
         let node = Arc::new_cyclic(|weak| Self {
             births: Arc::new(crate::birth::NodeBirths(weak.clone())),
             birth_lock: tokio::sync::Mutex::new(()),
@@ -93,6 +98,7 @@ impl Node {
             gateways: Default::default(),
             backup_stats: Default::default(),
             raft_config,
+            birth_raft_config,
             config,
             id: OnceLock::new(),
             span: tracing::Span::current(),
@@ -137,7 +143,7 @@ impl Node {
         let opens = recorded.into_iter().map(|d| {
             let node = self.clone();
             let id = d.shard;
-            async move { node.start_group(d).await.map_err(|e| (id, e)) }
+            async move { node.start_group(d, false).await.map_err(|e| (id, e)) }
         });
         for result in futures::future::join_all(opens).await {
             if let Err((id, e)) = result {
@@ -204,7 +210,7 @@ impl Node {
         self.id.get().copied()
     }
 
-    fn context(&self) -> Result<GroupContext> {
+    fn context(&self, restore_leadership: bool) -> Result<GroupContext> {
         let node_id = self.id().ok_or_else(|| {
             Error::Unavailable(
                 "this node has no id yet; register it with `raftctl node add`".into(),
@@ -214,7 +220,11 @@ impl Node {
             node_id,
             storage: self.storage.clone(),
             peers: self.peers.clone(),
-            raft_config: self.raft_config.clone(),
+            raft_config: if restore_leadership {
+                self.birth_raft_config.clone()
+            } else {
+                self.raft_config.clone()
+            },
             retained_changes: self.config.retained_changes,
             write_timeout: Duration::from_millis(self.config.write_timeout_ms),
             births: self.births.clone(),
@@ -265,7 +275,7 @@ impl Node {
         let node = self.clone();
         tokio::spawn(async move {
             let id = descriptor.shard;
-            if let Err(e) = node.start_group(descriptor).await {
+            if let Err(e) = node.start_group(descriptor, true).await {
                 tracing::error!(parent: &node.span, shard_id = id, error = %e, "split child did not start");
                 node.faults.load_failed(id, e.to_string());
             }
@@ -294,13 +304,19 @@ impl Node {
 
     /// Starts a group's raft after a random delay within one heartbeat, so
     /// that groups started together do not tick in lockstep.
-    async fn start_group(&self, descriptor: ShardDescriptor) -> Result<Arc<ShardGroup>> {
+    /// `restore_leadership` only for a split's child just seeded here
+    /// ([`NodeConfig::raft_config`]).
+    async fn start_group(
+        &self,
+        descriptor: ShardDescriptor,
+        restore_leadership: bool,
+    ) -> Result<Arc<ShardGroup>> {
         let jitter = rand::thread_rng().gen_range(0..self.config.heartbeat_ms.max(1));
         tokio::time::sleep(Duration::from_millis(jitter)).await;
         let id = descriptor.shard;
         // In the node span, so that openraft's tasks for this group (spans
         // children of the current one) log the node id too.
-        let context = self.context()?;
+        let context = self.context(restore_leadership)?;
         let open = ShardGroup::open(&context, descriptor);
         let group = Arc::new(tracing::Instrument::instrument(open, self.span.clone()).await?);
         crate::faults::watch_group(id, &group.raft, self.faults.clone());
@@ -346,7 +362,7 @@ impl Node {
                 "initialize needs at least one member".into(),
             ));
         }
-        self.context()?;
+        self.context(false)?;
         let _guard = self.create_lock.lock().await;
         let id = req.descriptor.shard;
         let (group, created) = match self.group(id) {
@@ -362,7 +378,7 @@ impl Node {
             }
             Err(_) => {
                 self.storage.record_group(&req.descriptor).await?;
-                (self.start_group(req.descriptor.clone()).await?, true)
+                (self.start_group(req.descriptor.clone(), false).await?, true)
             }
         };
         let initialized = if req.initialize {
