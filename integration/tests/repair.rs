@@ -265,8 +265,21 @@ async fn permanent_loss() {
         .collect();
     assert!(!voters.contains(&victim), "metadata voters: {voters:?}");
     assert_eq!(voters.len(), 3, "metadata voters: {voters:?}");
-    let h = health(&entries[0]).await;
-    assert!(h.nodes[&victim].silent, "health: {h:?}");
+    // A metadata leader counts a node's silence from when it began to
+    // lead, so a leader elected just now reports the dead node silent
+    // only after `down_after_ms`.
+    let h = eventually(
+        Duration::from_secs(30),
+        "the dead node reported silent",
+        || {
+            let entries = entries.clone();
+            async move {
+                let h = health(&entries[0]).await;
+                h.nodes[&victim].silent.then_some(h)
+            }
+        },
+    )
+    .await;
     assert!(
         h.decisions.iter().any(|d| d.what.contains("marked down"))
             || map.nodes[&victim].state == NodeState::Down,

@@ -122,9 +122,14 @@ pub(crate) async fn move_replica(
         return Ok(added.map_or(Moved::Dropped, |n| Moved::To(*n)));
     }
     let holding: BTreeSet<NodeId> = record.replicas.iter().chain(&m.voters).copied().collect();
+    // An interrupted run left its target behind: a learner, or already a
+    // voter the map does not list (its membership change stopped between
+    // the joint and the final configuration). Resume with it.
+    let added = |n: &NodeId| !record.replicas.contains(n);
     let resumed = m
         .learners
         .iter()
+        .chain(m.voters.iter().filter(|v| added(v)))
         .copied()
         .find(|l| *l != from && live.contains(l) && to.is_none_or(|t| t == *l));
     let target = resumed.or(to).or_else(|| {
@@ -132,7 +137,7 @@ pub(crate) async fn move_replica(
         load.remove(&from);
         least_loaded(&load, &holding)
     });
-    let Some(target) = target.filter(|t| !m.voters.contains(t)) else {
+    let Some(target) = target.filter(|t| !m.voters.contains(t) || added(t)) else {
         return Ok(Moved::NoTarget);
     };
     let addr = map
