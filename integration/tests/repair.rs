@@ -133,32 +133,38 @@ async fn nothing_lost(entries: Vec<String>, acked: &[u32]) {
 
 /// The replicas the map names hold every shard at the same change number
 /// with the same bitmap bytes.
-async fn replicas_agree(map: &ShardMap) {
-    for (shard, record) in &map.shards {
-        let addrs: Vec<String> = record
-            .replicas
-            .iter()
-            .map(|r| map.addr(*r).unwrap().to_string())
-            .collect();
-        eventually(
-            Duration::from_secs(30),
-            &format!("replicas of shard {shard} to agree"),
-            || {
-                let addrs = addrs.clone();
-                async move {
-                    let mut reads = Vec::new();
-                    for a in &addrs {
-                        reads.push(NodeClient::new(a).read(*shard, false).await.ok()?);
-                    }
-                    reads
-                        .windows(2)
-                        .all(|w| (w[0].seq, &w[0].bitmap) == (w[1].seq, &w[1].bitmap))
-                        .then_some(())
+async fn replicas_agree(entries: &[String]) {
+    // The map is read at each attempt: the control plane may still be
+    // moving a replica (rebalancing a returned node), and a copy it has
+    // just deleted must not be waited for.
+    eventually(
+        Duration::from_secs(60),
+        "every shard's replicas to agree",
+        || {
+            let entries = entries.to_vec();
+            async move {
+                let map = map_from(&entries).await?;
+                if map.operation.is_some() {
+                    return None;
                 }
-            },
-        )
-        .await;
-    }
+                for (shard, record) in &map.shards {
+                    let mut reads = Vec::new();
+                    for r in &record.replicas {
+                        let addr = map.addr(*r)?;
+                        reads.push(NodeClient::new(addr).read(*shard, false).await.ok()?);
+                    }
+                    let same = reads
+                        .windows(2)
+                        .all(|w| (w[0].seq, &w[0].bitmap) == (w[1].seq, &w[1].bitmap));
+                    if !same {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
 }
 
 async fn health(entry: &str) -> ClusterHealth {
@@ -309,7 +315,7 @@ async fn permanent_loss() {
     writer.more(200, "writes after the repair").await;
     let acked = writer.stop().await;
     nothing_lost(entries.clone(), &acked).await;
-    replicas_agree(&map).await;
+    replicas_agree(&entries).await;
     println!(
         "{} acknowledged writes, none lost; replicas agree",
         acked.len()
@@ -349,8 +355,8 @@ async fn permanent_loss() {
             .filter(|s| s.replicas.contains(&victim))
             .count()
     );
-    nothing_lost(all_entries, &acked).await;
-    replicas_agree(&map).await;
+    nothing_lost(all_entries.clone(), &acked).await;
+    replicas_agree(&all_entries).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -489,8 +495,8 @@ async fn rebalance() {
     );
 
     let acked = writer.stop().await;
-    nothing_lost(entries, &acked).await;
-    replicas_agree(&after).await;
+    nothing_lost(entries.clone(), &acked).await;
+    replicas_agree(&entries).await;
     println!("{} acknowledged writes, none lost", acked.len());
 }
 
