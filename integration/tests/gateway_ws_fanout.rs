@@ -63,16 +63,11 @@ async fn ping(client: &mut WsClient, nonce: u32) -> Vec<ServerMessage> {
 
 /// Every message that arrives within `window`.
 async fn collect(client: &mut WsClient, window: Duration) -> Vec<ServerMessage> {
-    let deadline = Instant::now() + window;
-    let mut seen = Vec::new();
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match client.try_next_event(left).await.unwrap() {
-            Some(WsEvent::Message(m)) => seen.push(m),
-            Some(WsEvent::Closed(close)) => panic!("closed: {close:?}"),
-            None => break,
-        }
-    }
-    seen
+    timed(client, window)
+        .await
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect()
 }
 
 /// Every message that arrives within `window`, with when it arrived.

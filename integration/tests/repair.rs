@@ -91,6 +91,11 @@ impl Writer {
     }
 }
 
+/// The map, once no operation is recorded in it (`None` meanwhile).
+async fn settled_map(entries: &[String]) -> Option<ShardMap> {
+    map_from(entries).await.filter(|m| m.operation.is_none())
+}
+
 async fn map_from(entries: &[String]) -> Option<ShardMap> {
     for addr in entries {
         let c = NodeClient::new(addr);
@@ -143,10 +148,7 @@ async fn replicas_agree(entries: &[String]) {
         || {
             let entries = entries.to_vec();
             async move {
-                let map = map_from(&entries).await?;
-                if map.operation.is_some() {
-                    return None;
-                }
+                let map = settled_map(&entries).await?;
                 for (shard, record) in &map.shards {
                     let mut reads = Vec::new();
                     for r in &record.replicas {
@@ -393,10 +395,7 @@ async fn rebalance() {
         || {
             let entries = entries.clone();
             async move {
-                let map = map_from(&entries).await?;
-                if map.operation.is_some() {
-                    return None;
-                }
+                let map = settled_map(&entries).await?;
                 let mut replicas: BTreeMap<u64, usize> = (1..=5).map(|n| (n, 0)).collect();
                 for s in map.shards.values() {
                     for r in &s.replicas {

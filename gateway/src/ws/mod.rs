@@ -134,7 +134,7 @@ impl OutState {
 const VERSIONS_ROUNDS_DUE: u8 = 2;
 
 impl Outbox {
-    fn new(cap: usize, budget: Budget, stats: StatsMark) -> Self {
+    fn new(cap: usize, budget: Budget) -> Self {
         Self {
             state: Mutex::new(OutState {
                 queue: VecDeque::new(),
@@ -142,7 +142,8 @@ impl Outbox {
                 versions_due: 0,
                 subs: croaring::Bitmap::new(),
                 budget,
-                stats,
+                // Until the Stats written after Hello is recorded.
+                stats: StatsMark::new(None, Instant::now()),
             }),
             notify: Notify::new(),
             cap,
@@ -413,14 +414,12 @@ impl Hub {
     fn register(&self) -> (u64, Arc<Outbox>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let config = &self.backend.config;
-        let now = Instant::now();
         let budget = Budget::new(
             config.ws_budget_bytes_per_second,
             Duration::from_millis(config.ws_budget_window_ms),
-            now,
+            Instant::now(),
         );
-        let stats = StatsMark::new(None, now);
-        let outbox = Arc::new(Outbox::new(config.ws_send_queue, budget, stats));
+        let outbox = Arc::new(Outbox::new(config.ws_send_queue, budget));
         self.registry_mut().conns.insert(id, outbox.clone());
         (id, outbox)
     }
@@ -647,7 +646,7 @@ mod tests {
     }
 
     fn outbox(cap: usize) -> Outbox {
-        Outbox::new(cap, no_budget(), StatsMark::new(None, Instant::now()))
+        Outbox::new(cap, no_budget())
     }
 
     #[test]
