@@ -219,7 +219,9 @@ impl ShardGroup {
     /// Why not openraft's read index alone: a leader restarted without
     /// losing leadership takes `max(its old noop entry, committed as last
     /// persisted)` as read index, which can lie below writes it had already
-    /// acknowledged before the crash (found by the kill-all chaos test).
+    /// acknowledged before the crash (found by the kill-all chaos test;
+    /// reopened groups no longer resume their term, a split's child still
+    /// does, and the barrier stays for both).
     /// Every acknowledged write is in the leader's log (Leader
     /// Completeness), so once a barrier after all of it applies, the read
     /// reflects them all. Stale metrics only cause an unneeded barrier.

@@ -61,6 +61,11 @@
 //! ports, and when one refuses connections the most caught-up survivor
 //! takes over at once, as if the dead leader had handed over
 //! ([`succession`]); a dead host still waits out the lease and a timer.
+//! A group reopened after a restart always elects, in a new term: a
+//! leader may have lost entries it replicated before its own flush, and
+//! resuming its term would reuse their log ids. Only a split's child just
+//! seeded in this process resumes its parent leader's term
+//! ([`config::NodeConfig::raft_config`]).
 //!
 //! ## Reads
 //! `GET /shards/{id}/read` serves the replica's applied state (any
@@ -68,9 +73,9 @@
 //! confirms its leadership with a quorum, then, if its log holds entries it
 //! has not applied, commits a no-op [`checkraft_proto::Command::Barrier`]
 //! and waits for it. openraft's read index alone is not enough: a
-//! leader that restarted without losing leadership can take a read index
-//! below writes it acknowledged before the crash (see
-//! [`group::ShardGroup::read`]).
+//! leader that resumed its term at start (a split's child; any restarted
+//! leader before reopened groups stopped doing so) can take a read index
+//! below writes acknowledged before (see [`group::ShardGroup::read`]).
 //!
 //! ## The change stream
 //! `GET /shards/{id}/changes?from=SEQ` ([`subscription`]) streams
