@@ -40,7 +40,12 @@ after(async () => {
   await cluster?.stop({ keep: failed });
 });
 
-/** Runs a test body; remembers a failure so the logs are kept. */
+/** Pages opened by `openGrid` and not closed yet. */
+const openPages = new Set();
+
+/** Runs a test body; remembers a failure so the logs are kept. A failed
+ * body's pages are closed, so the next step (which may count sockets)
+ * starts from none and fails only for its own reasons. */
 function step(name, body) {
   test(name, T, async () => {
     try {
@@ -48,6 +53,9 @@ function step(name, body) {
     } catch (e) {
       failed = true;
       throw e;
+    } finally {
+      for (const page of openPages) await page.close().catch(() => {});
+      openPages.clear();
     }
   });
 }
@@ -57,6 +65,8 @@ function step(name, body) {
 /** Opens the grid at `hash` in `ctx` and waits until it is live. */
 async function openGrid(ctx, hash = "") {
   const page = await ctx.context.newPage();
+  openPages.add(page);
+  page.on("close", () => openPages.delete(page));
   page.errors = watchErrors(page);
   await page.goto(`${cluster.url}/${hash}`);
   await waitLive(page);

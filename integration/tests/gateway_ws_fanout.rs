@@ -139,6 +139,12 @@ async fn stats_on_change() {
         .await
         .expect("a message right after Hello");
     assert!(is_stats(&first), "not Stats after Hello: {first:?}");
+    // It counts the new connection itself, although the last frame made
+    // for everyone (at the tick before it came) said 1.
+    assert!(
+        matches!(first, ServerMessage::Stats { online: 2, .. }),
+        "the Stats after Hello does not count its own connection: {first:?}"
+    );
     second
         .send(&ClientMessage::Subscribe {
             first_chunk: 0,

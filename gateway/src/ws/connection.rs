@@ -241,9 +241,10 @@ impl Conn {
                 return Some((CloseCode::Again, e.to_string().into()));
             }
         };
-        // The last Stats made: a new one is made only when the counters
-        // change, so a new connection gets the current one now.
-        let stats = self.hub.current_stats();
+        // The counters of now (a new frame for everyone is made only at
+        // the next tick that sees them changed), so the client learns them
+        // at once, itself counted.
+        let stats = self.hub.hello_stats();
         if let Some(frame) = &stats {
             self.outbox.stats_sent(frame, std::time::Instant::now());
         }

@@ -548,9 +548,12 @@ impl Hub {
         }
     }
 
-    /// The last `Stats` frame made, for a new connection.
-    fn current_stats(&self) -> Option<StatsFrame> {
-        self.stats.current()
+    /// The `Stats` for a connection that just said `Hello`: the counters
+    /// of now, so `online` counts it (`None` before the map is loaded).
+    fn hello_stats(&self) -> Option<StatsFrame> {
+        let checked = self.backend.checked()?;
+        let online = u32::try_from(self.limits.connections()).unwrap_or(u32::MAX);
+        Some(self.stats.for_hello(checked, online))
     }
 
     /// Queues `Versions` of its subscribed chunks to the connections that

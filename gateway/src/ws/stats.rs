@@ -2,8 +2,10 @@
 //! and encoded once per `ws_stats_interval_ms` tick for all connections,
 //! and a new frame is made only when they differ from the last one. An
 //! idle grid (no writes, no connections coming or going) makes none.
-//! A new connection gets the last frame right after `Hello`, so it never
-//! waits for a change to learn the counters.
+//! A new connection gets the counters read at its `Hello` (so `online`
+//! counts it) right after `Hello`, and never waits for a change to learn
+//! them. That frame is its own: it makes no new generation, so an arrival
+//! does not make every other connection's next write carry a `Stats`.
 //!
 //! A changed frame is not pushed to every connection at once: it **rides
 //! along** with the next frames a connection is sent anyway (an Update, an
@@ -79,6 +81,22 @@ impl StatsCast {
             return None;
         }
         self.current()
+    }
+
+    /// The frame for a connection that just said `Hello`: `checked` and
+    /// `online` as read now, numbered as the last frame made (it is at
+    /// least as new; 0 before the first). It is the last frame itself when
+    /// the counters match it, and otherwise is encoded for this connection
+    /// alone, without a new generation (see the module docs).
+    pub fn for_hello(&self, checked: u64, online: u32) -> StatsFrame {
+        let last = self.lock();
+        match last.as_ref() {
+            Some(s) if s.checked == checked && s.online == online => s.frame.clone(),
+            _ => StatsFrame {
+                generation: last.as_ref().map_or(0, |s| s.frame.generation),
+                bytes: Bytes::from(ServerMessage::Stats { checked, online }.encode()),
+            },
+        }
     }
 
     /// The last frame made (`None` before the first).
@@ -173,5 +191,29 @@ mod tests {
         assert!(!mark.due_alone(&second, t0 + Duration::from_secs(90), alone));
         // A connection that came before the first frame gets it at once.
         assert!(StatsMark::new(None, t0).due_alone(&first, t0, alone));
+    }
+
+    #[test]
+    fn a_new_connection_gets_the_counters_of_now_without_a_new_generation() {
+        let cast = StatsCast::default();
+        let before = cast.for_hello(5, 1);
+        assert_eq!(before.generation, 0, "before the first frame");
+        let made = cast.update(5, 1).unwrap();
+        assert_eq!(cast.for_hello(5, 1), made, "unchanged: the shared frame");
+        // The new connection counts itself: its frame says 2 while the
+        // last one made says 1, and nobody else is sent anything new.
+        let own = cast.for_hello(5, 2);
+        assert_eq!(own.generation, made.generation);
+        assert_eq!(
+            ServerMessage::decode(&own.bytes).unwrap(),
+            ServerMessage::Stats {
+                checked: 5,
+                online: 2
+            }
+        );
+        assert_eq!(cast.newer_than(made.generation), None);
+        // The next tick's frame is newer than what it got.
+        let next = cast.update(5, 2).unwrap();
+        assert!(StatsMark::new(Some(&own), Instant::now()).stale(&next));
     }
 }
