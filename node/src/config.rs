@@ -300,7 +300,8 @@ impl NodeConfig {
     /// missing on a replica). An election in a new term cannot do that.
     /// Only a split's child, started from its seed in the process that
     /// wrote it, restores (`restore_leadership`: nothing of its log can
-    /// have been lost; see `docs/resharding.md`).
+    /// have been lost; see `docs/resharding.md`). The integration test
+    /// `lost_log_tail.rs` makes that crash state and fails with `true`.
     pub fn raft_config(&self, restore_leadership: bool) -> Result<openraft::Config> {
         let config = openraft::Config {
             enable_leader_restore: Some(restore_leadership),
