@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use checkraft_client::Members;
 use checkraft_proto::{MetaCommand, NodeId, NodeState, ShardId, ShardMap};
 
 use crate::error::{Error, Result};
@@ -61,6 +62,39 @@ pub(crate) fn replicas_after(old: &[NodeId], voters: &BTreeSet<NodeId>) -> Vec<N
     let mut out: Vec<NodeId> = old.iter().copied().filter(|r| voters.contains(r)).collect();
     out.extend(voters.iter().copied().filter(|v| !old.contains(v)));
     out
+}
+
+/// Where the replica on `from` goes, given the map's `listed` replicas
+/// and the group's membership `m`:
+/// 1. the target an interrupted run left behind: a learner, or a voter
+///    the map does not list (its membership change stopped between the
+///    joint and the final configuration), when live and (if `to` is
+///    given) `to`;
+/// 2. else `to`;
+/// 3. else the least loaded node of `load` that holds no copy.
+///
+/// `None` when the choice already votes as a listed replica (nothing to
+/// move to).
+fn choose_target(
+    listed: &[NodeId],
+    m: &Members,
+    from: NodeId,
+    to: Option<NodeId>,
+    live: &BTreeSet<NodeId>,
+    load: &BTreeMap<NodeId, usize>,
+) -> Option<NodeId> {
+    let unlisted = |n: &NodeId| !listed.contains(n);
+    let resumed = m
+        .learners
+        .iter()
+        .chain(m.voters.iter().filter(|v| unlisted(v)))
+        .copied()
+        .find(|l| *l != from && live.contains(l) && to.is_none_or(|t| t == *l));
+    let holding: BTreeSet<NodeId> = listed.iter().chain(&m.voters).copied().collect();
+    resumed
+        .or(to)
+        .or_else(|| least_loaded(load, &holding))
+        .filter(|t| !m.voters.contains(t) || unlisted(t))
 }
 
 async fn record_replicas(node: &Node, shard: ShardId, replicas: Vec<NodeId>) -> Result<()> {
@@ -121,23 +155,9 @@ pub(crate) async fn move_replica(
         let added = m.voters.iter().find(|v| !record.replicas.contains(v));
         return Ok(added.map_or(Moved::Dropped, |n| Moved::To(*n)));
     }
-    let holding: BTreeSet<NodeId> = record.replicas.iter().chain(&m.voters).copied().collect();
-    // An interrupted run left its target behind: a learner, or already a
-    // voter the map does not list (its membership change stopped between
-    // the joint and the final configuration). Resume with it.
-    let added = |n: &NodeId| !record.replicas.contains(n);
-    let resumed = m
-        .learners
-        .iter()
-        .chain(m.voters.iter().filter(|v| added(v)))
-        .copied()
-        .find(|l| *l != from && live.contains(l) && to.is_none_or(|t| t == *l));
-    let target = resumed.or(to).or_else(|| {
-        let mut load = replica_load(&map, live);
-        load.remove(&from);
-        least_loaded(&load, &holding)
-    });
-    let Some(target) = target.filter(|t| !m.voters.contains(t) || added(t)) else {
+    let mut load = replica_load(&map, live);
+    load.remove(&from);
+    let Some(target) = choose_target(&record.replicas, &m, from, to, live, &load) else {
         return Ok(Moved::NoTarget);
     };
     let addr = map
@@ -191,6 +211,66 @@ mod tests {
         assert_eq!(least_loaded(&load, &BTreeSet::from([4])), Some(2));
         assert_eq!(least_loaded(&load, &BTreeSet::new()), Some(4));
         assert_eq!(least_loaded(&load, &BTreeSet::from([1, 2, 3, 4])), None);
+    }
+
+    fn members(voters: &[NodeId], learners: &[NodeId]) -> Members {
+        Members {
+            group: 5,
+            leader: voters.first().copied(),
+            voters: voters.iter().copied().collect(),
+            learners: learners.iter().copied().collect(),
+            addrs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_move_resumes_with_the_target_its_interrupted_run_left() {
+        let live = BTreeSet::from([1, 2, 4]);
+        // Every live node holds a copy: 4 as a voter the map does not
+        // list, left by a run stopped between the joint and the final
+        // configuration. The move resumes with it (it used to find no
+        // free node and be retried forever).
+        let load = BTreeMap::from([(1, 2), (2, 2), (4, 1)]);
+        let joint = members(&[1, 2, 3, 4], &[]);
+        assert_eq!(
+            choose_target(&[1, 2, 3], &joint, 3, None, &live, &load),
+            Some(4)
+        );
+        // Or a learner it had added.
+        let learner = members(&[1, 2, 3], &[4]);
+        assert_eq!(
+            choose_target(&[1, 2, 3], &learner, 3, None, &live, &load),
+            Some(4)
+        );
+        // A fresh move goes to the least loaded node without a copy.
+        let live = BTreeSet::from([1, 2, 4, 5]);
+        let load = BTreeMap::from([(1, 2), (2, 2), (4, 1), (5, 0)]);
+        let settled = members(&[1, 2, 3], &[]);
+        assert_eq!(
+            choose_target(&[1, 2, 3], &settled, 3, None, &live, &load),
+            Some(5)
+        );
+        // A given `to` is kept, but not one that already votes as a listed
+        // replica; a leftover target that is not `to` is not taken.
+        assert_eq!(
+            choose_target(&[1, 2, 3], &settled, 3, Some(4), &live, &load),
+            Some(4)
+        );
+        assert_eq!(
+            choose_target(&[1, 2, 3], &settled, 3, Some(2), &live, &load),
+            None
+        );
+        assert_eq!(
+            choose_target(&[1, 2, 3], &joint, 3, Some(5), &live, &load),
+            Some(5)
+        );
+        // No live node is free: nothing to move to.
+        let live = BTreeSet::from([1, 2]);
+        let load = BTreeMap::from([(1, 2), (2, 2)]);
+        assert_eq!(
+            choose_target(&[1, 2, 3], &settled, 3, None, &live, &load),
+            None
+        );
     }
 
     #[test]
