@@ -366,6 +366,52 @@ impl Cluster {
         node.child = Some(child);
     }
 
+    /// Creates the shard group `descriptor` on every member, node 1 last
+    /// and initializing it, so that the first election finds every peer
+    /// ready. Panics, naming the node, when a creation fails or finds the
+    /// group already there.
+    pub async fn create_shard(&self, descriptor: &checkraft_proto::ShardDescriptor) {
+        let members = self.members();
+        for &id in members.keys().rev() {
+            let created = self
+                .client(id)
+                .create_group(descriptor.clone(), members.clone(), id == 1)
+                .await
+                .unwrap_or_else(|e| panic!("create shard {} on node {id}: {e}", descriptor.shard));
+            assert!(
+                created.created,
+                "shard {} already existed on node {id}",
+                descriptor.shard
+            );
+        }
+    }
+
+    /// The node leading `shard`, as a running node reports of itself
+    /// (`GET /status`; no map needed). Waits up to 30 s for one; a node
+    /// that does not answer is skipped.
+    pub async fn shard_leader(&self, shard: u64) -> u64 {
+        let running = self.running();
+        let clients: Vec<NodeClient> = running.iter().map(|&id| self.client(id)).collect();
+        eventually(
+            Duration::from_secs(30),
+            &format!("a running node to lead shard {shard}"),
+            || {
+                let clients = clients.clone();
+                async move {
+                    for c in &clients {
+                        let Ok(s) = c.status().await else { continue };
+                        let lead = s.groups.get(&shard).and_then(|g| g.leader);
+                        if lead == Some(s.node_id) {
+                            return lead;
+                        }
+                    }
+                    None
+                }
+            },
+        )
+        .await
+    }
+
     /// The node leading `shard` per the map's hint (read from node 1),
     /// confirmed by that node's own metrics (admin calls with `token`).
     pub async fn confirmed_shard_leader(&self, shard: u64, token: &str) -> u64 {

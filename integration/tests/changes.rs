@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use checkraft_integration::{eventually, ChangeStream, Cluster, NodeClient};
+use checkraft_integration::{eventually, ChangeStream, Cluster};
 use checkraft_proto::{BoxSet, ChangeEvent, SetBatch, ShardDescriptor, WriteOutcome};
 use croaring::{Bitmap, Portable};
 
@@ -36,41 +36,12 @@ fn descriptor() -> ShardDescriptor {
 /// initializes it), and returns the cluster and the leader's id.
 async fn shard_cluster(n: u64, env: &[(&str, &str)]) -> (Cluster, u64) {
     let cluster = Cluster::start(n, env).await;
-    let members = cluster.members();
-    // The followers host the group before node 1 initializes it, so the
-    // first election finds every peer ready.
-    for id in (1..=n).rev() {
-        cluster
-            .client(id)
-            .create_group(descriptor(), members.clone(), id == 1)
-            .await
-            .unwrap_or_else(|e| panic!("create group on node {id}: {e}"));
-    }
-    let leader = find_leader(&cluster, n).await;
+    cluster.create_shard(&descriptor()).await;
+    let leader = cluster.shard_leader(SHARD).await;
     (cluster, leader)
 }
 
 /// The node that reports itself as the shard's leader.
-async fn find_leader(cluster: &Cluster, n: u64) -> u64 {
-    let clients: Vec<NodeClient> = (1..=n).map(|id| cluster.client(id)).collect();
-    eventually(PATIENCE, "a shard leader", || {
-        let clients = clients.clone();
-        async move {
-            for c in &clients {
-                if let Ok(status) = c.status().await {
-                    if let Some(leader) = status.groups.get(&SHARD).and_then(|g| g.leader) {
-                        if leader == status.node_id {
-                            return Some(leader);
-                        }
-                    }
-                }
-            }
-            None
-        }
-    })
-    .await
-}
-
 /// What the test wrote: the sets of each applied `seq`.
 #[derive(Default)]
 struct Model {

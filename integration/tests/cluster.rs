@@ -96,43 +96,12 @@ impl Ledger {
 /// A linearizable read of the whole shard from its leader, retried while
 /// the cluster elects one.
 async fn linearizable_read(cluster: &Cluster) -> ShardRead {
-    let lead = leader(cluster).await;
+    let lead = cluster.shard_leader(SHARD).await;
     let client = cluster.client(lead);
     eventually(Duration::from_secs(30), "a linearizable read", || {
         let client = client.clone();
         async move { client.read(SHARD, true).await.ok() }
     })
-    .await
-}
-
-/// The current leader of the shard, as agreed by the running nodes.
-async fn leader(cluster: &Cluster) -> u64 {
-    let clients: Vec<NodeClient> = cluster
-        .running()
-        .into_iter()
-        .map(|id| cluster.client(id))
-        .collect();
-    let running = cluster.running();
-    eventually(
-        Duration::from_secs(30),
-        "a shard leader among running nodes",
-        || {
-            let clients = clients.clone();
-            let running = running.clone();
-            async move {
-                for c in &clients {
-                    if let Ok(s) = c.status().await {
-                        if let Some(l) = s.groups.get(&SHARD).and_then(|g| g.leader) {
-                            if running.contains(&l) && s.node_id == l {
-                                return Some(l);
-                            }
-                        }
-                    }
-                }
-                None
-            }
-        },
-    )
     .await
 }
 
@@ -203,14 +172,7 @@ async fn run() {
         end: u64::from(BOXES),
         epoch: 1,
     };
-    for id in members.keys() {
-        let created = cluster
-            .client(*id)
-            .create_group(descriptor.clone(), members.clone(), *id == 1)
-            .await
-            .unwrap();
-        assert!(created.created);
-    }
+    cluster.create_shard(&descriptor).await;
 
     // 10,000 sets through the leader.
     let ledger = Arc::new(Mutex::new(Ledger {
@@ -218,7 +180,7 @@ async fn run() {
         ..Ledger::default()
     }));
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let first = leader(&cluster).await;
+    let first = cluster.shard_leader(SHARD).await;
     let client = cluster.client(first);
     for _ in 0..100 {
         let sets = random_batch(&mut rng, 100);
@@ -248,9 +210,9 @@ async fn run() {
             },
         )
         .await;
-        let victim = leader(&cluster).await;
+        let victim = cluster.shard_leader(SHARD).await;
         cluster.kill(victim);
-        let next = leader(&cluster).await;
+        let next = cluster.shard_leader(SHARD).await;
         assert_ne!(next, victim);
         // Keep writing to the new leader.
         let after_kill = ledger.lock().unwrap().acked_sets;

@@ -38,24 +38,16 @@ async fn a_leader_that_lost_its_log_tail_does_not_reuse_its_log_ids() {
 
 async fn run() {
     let mut cluster = Cluster::start(3, &[]).await;
-    let members = cluster.members();
-    let ids: Vec<u64> = members.keys().copied().collect();
+    let ids: Vec<u64> = cluster.members().into_keys().collect();
     let descriptor = ShardDescriptor {
         shard: SHARD,
         start: 0,
         end: u64::from(BOXES),
         epoch: 1,
     };
-    for &id in &ids {
-        let created = cluster
-            .client(id)
-            .create_group(descriptor.clone(), members.clone(), id == 1)
-            .await
-            .unwrap();
-        assert!(created.created);
-    }
+    cluster.create_shard(&descriptor).await;
 
-    let old_leader = leader(&cluster).await;
+    let old_leader = cluster.shard_leader(SHARD).await;
     let client = cluster.client(old_leader);
     for i in 0..10 {
         write(&client, i).await.expect("a settled leader applies");
@@ -205,24 +197,4 @@ fn cut_log_tail(cluster: &Cluster, id: u64, from: u64) -> LogId {
         .expect("write the commit mark");
     db.flush().expect("flush the cut");
     kept.log_id
-}
-
-/// The shard's leader, as a running node that leads reports it.
-async fn leader(cluster: &Cluster) -> u64 {
-    let running = cluster.running();
-    eventually(Duration::from_secs(30), "a shard leader", || {
-        let clients: Vec<NodeClient> = running.iter().map(|&id| cluster.client(id)).collect();
-        let running = running.clone();
-        async move {
-            for c in &clients {
-                let status = c.status().await.ok()?;
-                let lead = status.groups.get(&SHARD).and_then(|g| g.leader);
-                if lead == Some(status.node_id) && running.contains(&status.node_id) {
-                    return lead;
-                }
-            }
-            None
-        }
-    })
-    .await
 }

@@ -107,27 +107,6 @@ fn shard_series(name: &str) -> String {
     format!("checkraft_node_{name}{{shard=\"{SHARD}\"}}")
 }
 
-async fn leader_of(cluster: &Cluster) -> u64 {
-    let clients: Vec<NodeClient> = cluster
-        .members()
-        .keys()
-        .map(|id| cluster.client(*id))
-        .collect();
-    eventually(PATIENCE, "a leader of the shard", || {
-        let clients = clients.clone();
-        async move {
-            for c in &clients {
-                let s = c.status().await.ok()?;
-                if s.groups.get(&SHARD).and_then(|g| g.leader) == Some(s.node_id) {
-                    return Some(s.node_id);
-                }
-            }
-            None
-        }
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_report_raft_apply_snapshot_and_flush() {
     tokio::time::timeout(TEST_LIMIT, async {
@@ -139,14 +118,8 @@ async fn metrics_report_raft_apply_snapshot_and_flush() {
             end: 100_000,
             epoch: 1,
         };
-        for id in members.keys() {
-            cluster
-                .client(*id)
-                .create_group(descriptor.clone(), members.clone(), *id == 1)
-                .await
-                .expect("create the shard");
-        }
-        let leader_id = leader_of(&cluster).await;
+        cluster.create_shard(&descriptor).await;
+        let leader_id = cluster.shard_leader(SHARD).await;
         let leader = cluster.client(leader_id);
 
         let mut last_seq = 0;
