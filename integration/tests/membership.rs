@@ -58,27 +58,6 @@ async fn write(cluster: &Cluster, ids: &[u64], shard: u64, sets: Vec<(u32, bool)
     .await
 }
 
-async fn leader_of(cluster: &Cluster, ids: &[u64], shard: u64) -> u64 {
-    let clients: Vec<NodeClient> = ids.iter().map(|id| cluster.client(*id)).collect();
-    eventually(
-        Duration::from_secs(30),
-        &format!("a leader of shard {shard}"),
-        || {
-            let clients = clients.clone();
-            async move {
-                for c in &clients {
-                    let s = c.status().await.ok()?;
-                    if s.groups.get(&shard).and_then(|g| g.leader) == Some(s.node_id) {
-                        return Some(s.node_id);
-                    }
-                }
-                None
-            }
-        },
-    )
-    .await
-}
-
 async fn boxes(client: &NodeClient, shard: u64) -> Vec<u32> {
     let read = client.read(shard, false).await.unwrap();
     Bitmap::try_deserialize::<Portable>(&read.bitmap)
@@ -141,7 +120,7 @@ async fn run() {
     }
 
     // Snapshot shard 1 so the move below ships a snapshot, then write more.
-    let lead = leader_of(&cluster, &[1, 2, 3], 1).await;
+    let lead = cluster.shard_leader(1).await;
     let snap = cluster.client(lead).snapshot(1).await.unwrap();
     assert!(snap.last_log_id.is_some() && snap.seq >= 1);
     let more: Vec<(u32, bool)> = vec![(5000, true), (0, false)];
@@ -157,7 +136,7 @@ async fn run() {
         .create_group(descriptor(1), BTreeMap::new(), false)
         .await
         .unwrap();
-    let lead = leader_of(&cluster, &[1, 2, 3], 1).await;
+    let lead = cluster.shard_leader(1).await;
     let learner = cluster
         .client(lead)
         .add_learner(1, 4, &all[&4])
